@@ -1,0 +1,107 @@
+// Command bench runs vitbench suites and inspects their results.
+//
+//	bench FILE.toml [flags]          same as: bench run FILE.toml
+//	bench run FILE.toml [flags]      run a suite, store results, write the report
+//	bench report [--db PATH]...      re-render the report; several --db merge machines
+//	bench list                       runs, experiments, status
+//	bench export --format csv|json   one row per experiment result
+//	bench inspect --arch NAME        parameters, MACs and FLOPs per layer
+//	bench latency --arch NAME        measured latency and throughput
+//	bench forward --arch NAME ...    logits of a checkpoint for an .npy input
+//	bench env                        libtorch, BLAS, sgemm speed, CPU and GPU
+//
+// Exit status: 0 when everything succeeded, 1 when some experiments failed
+// (the rest still ran and were stored), 2 for bad input (nothing ran).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+// command is one subcommand: it parses its own flags from args and writes
+// to stdout/stderr.
+type command func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+
+var commands = map[string]command{}
+
+// Main dispatches to a subcommand. A first argument ending in .toml is a
+// suite to run.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return usageError{errors.New("no command")}
+		}
+		return nil
+	}
+	name, rest := args[0], args[1:]
+	if strings.HasSuffix(name, ".toml") {
+		name, rest = "run", args
+	}
+	cmd, ok := commands[name]
+	if !ok {
+		usage(stderr)
+		return usageError{fmt.Errorf("unknown command %q", name)}
+	}
+	return cmd(ctx, rest, stdout, stderr)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage: bench <command> [arguments]
+
+  bench FILE.toml [flags]                  same as: bench run FILE.toml
+  bench run FILE.toml [--db PATH] [--report DIR] [--only GLOB] [--device cpu|cuda|auto]
+                      [--threads N] [--dry-run] [--shard I/N]
+  bench report [--db PATH]... [--out DIR]  re-render; several --db merge runs from several machines
+  bench list   [--db PATH] [--json]        runs, experiments, status
+  bench export [--db PATH] --format csv|json
+  bench inspect --arch NAME [--weights FILE] [--num-classes N] [--img-size N] [--json]
+  bench latency --arch NAME [--weights FILE] [--batch B] [--threads T] [--warmup N] [--iters N] [--json]
+  bench forward --arch NAME --weights FILE --input X.npy --output Y.npy
+  bench env [--json]
+
+Run 'bench <command> -h' for a command's flags.
+`)
+}
+
+// usageError marks bad input: exit status 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// errSomeFailed is returned by run when the suite finished but some
+// experiments failed: exit status 1 without a further message.
+var errSomeFailed = errors.New("some experiments failed")
+
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return 0
+	}
+	var ue usageError
+	switch {
+	case errors.As(err, &ue):
+		fmt.Fprintln(stderr, "bench:", err)
+		return 2
+	case errors.Is(err, errSomeFailed):
+		fmt.Fprintln(stderr, "bench:", err)
+		return 1
+	default:
+		fmt.Fprintln(stderr, "bench:", err)
+		return 1
+	}
+}
