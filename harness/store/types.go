@@ -39,6 +39,12 @@ type Run struct {
 	Started   time.Time
 	Ended     time.Time // zero while running
 	Status    string    // StatusRunning, StatusOK, StatusFailed, StatusInterrupted
+
+	// PID and Host name the process that wrote the run (filled by
+	// BeginRun). A run left running by a process that no longer exists on
+	// this host is reported as interrupted.
+	PID  int
+	Host string
 }
 
 // Status values for runs and experiments.
@@ -52,26 +58,26 @@ const (
 // Experiment is one resolved experiment of a run: a baseline plus a
 // pipeline of stages, with what it measured.
 type Experiment struct {
-	ID        int64
-	RunID     int64
-	Name      string   // unique within a run, e.g. "ptq/w8a8-minmax"
-	Group     string   // the [[experiment]] it expanded from, e.g. "ptq"
-	Model     string   // baseline model name from the suite
-	Dataset   string   // e.g. "cifar10"
-	Baseline  string   // name of the experiment its relative metrics are against; empty for a baseline
-	Families  []string // technique families in pipeline order: "quantize", "prune", ...
-	Pipeline  string   // human-readable pipeline, e.g. "prune(heads=0.5) → distill(T=4) → quantize(w8a8)"
-	Params    map[string]string // the swept parameters and their values, for sweep curves
-	SpecJSON  string            // the full resolved spec
-	Hash      string            // artifact hash of the final model
-	Status    string
-	Error     string
-	Executed  string // "fp32", "int8", "fp16", ... or "simulated"; how latency was executed
-	Started   time.Time
-	Ended     time.Time
-	Metrics   []metrics.Metric
-	Layers    []Layer  // per-layer counts of the final model
-	Curves    []Point  // training/fine-tuning curves
+	ID       int64
+	RunID    int64
+	Name     string            // unique within a run, e.g. "ptq/w8a8-minmax"
+	Group    string            // the [[experiment]] it expanded from, e.g. "ptq"
+	Model    string            // baseline model name from the suite
+	Dataset  string            // e.g. "cifar10"
+	Baseline string            // name of the experiment its relative metrics are against; empty for a baseline
+	Families []string          // technique families in pipeline order: "quantize", "prune", ...
+	Pipeline string            // human-readable pipeline, e.g. "prune(heads=0.5) → distill(T=4) → quantize(w8a8)"
+	Params   map[string]string // the swept parameters and their values, for sweep curves
+	SpecJSON string            // the full resolved spec
+	Hash     string            // artifact hash of the final model
+	Status   string
+	Error    string
+	Executed string // "fp32", "int8", "fp16", ... or "simulated"; how latency was executed
+	Started  time.Time
+	Ended    time.Time
+	Metrics  []metrics.Metric
+	Layers   []Layer // per-layer counts of the final model
+	Curves   []Point // training/fine-tuning curves
 }
 
 // Layer is one row of a per-layer count table.

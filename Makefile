@@ -1,0 +1,36 @@
+# vitbench. `make run` and `make test` each do the whole set-up first on a
+# fresh Debian bookworm machine (packages, gotch build copy, ECharts asset).
+export PATH := /usr/local/go/bin:$(PATH)
+GO ?= go
+SUITE ?= experiments/all.toml
+
+.PHONY: all setup build run smoke quick test bench clean
+
+all: build
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	$(GO) build ./...
+
+# The main job: the full suite, its database and its report.
+run: setup
+	$(GO) run ./cmd/bench $(SUITE)
+
+smoke: setup
+	$(GO) run ./cmd/bench experiments/smoke.toml
+
+quick: setup
+	$(GO) run ./cmd/bench experiments/quick.toml
+
+test: setup
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 45m ./...
+
+# Speed and memory targets are benchmarks, not timed tests.
+bench: setup
+	bash scripts/bench.sh
+
+clean:
+	rm -rf results .cache/artifacts

@@ -1,0 +1,318 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/vitbench/vitbench/harness/metrics"
+	"github.com/vitbench/vitbench/harness/store"
+)
+
+func init() { commands["list"] = runList }
+
+// runList implements `bench list [--db PATH] [--json]`: the runs of a
+// results database, oldest first, each with its experiments.
+func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fset := flag.NewFlagSet("list", flag.ContinueOnError)
+	fset.SetOutput(stderr)
+	dbPath := fset.String("db", store.DefaultPath, "results `database`")
+	asJSON := fset.Bool("json", false, `print one JSON object, {"runs": [...]}`)
+	fset.Usage = func() {
+		fmt.Fprint(stderr, `usage: bench list [--db PATH] [--json]
+
+Lists the runs of a results database, oldest first, with their machine,
+suite and status, and the experiments of each with top-1, parameters and
+p50 latency at batch 1.
+
+`)
+		fset.PrintDefaults()
+	}
+	if err := fset.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return usageError{err}
+	}
+	if fset.NArg() > 0 {
+		return usageError{fmt.Errorf("list: unexpected argument %q", fset.Arg(0))}
+	}
+	snap, err := readResults(*dbPath)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeListJSON(stdout, snap)
+	}
+	return writeListText(stdout, snap)
+}
+
+// readResults reads the databases at paths, merged, without creating or
+// changing them. A missing file is bad input naming the path.
+func readResults(paths ...string) (*store.Snapshot, error) {
+	for _, p := range paths {
+		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+			return nil, usageError{fmt.Errorf("database %s does not exist (run a suite first, or name one with --db)", p)}
+		}
+	}
+	snap, err := store.OpenSnapshots(paths...)
+	if err != nil {
+		return nil, err
+	}
+	return snap, nil
+}
+
+// experimentCounts counts the experiments of each run by status.
+func experimentCounts(s *store.Snapshot) map[int64]map[string]int {
+	n := map[int64]map[string]int{}
+	for _, e := range s.Experiments {
+		if n[e.RunID] == nil {
+			n[e.RunID] = map[string]int{}
+		}
+		n[e.RunID][e.Status]++
+	}
+	return n
+}
+
+func writeListText(w io.Writer, s *store.Snapshot) error {
+	if len(s.Runs) == 0 {
+		_, err := fmt.Fprintln(w, "no runs")
+		return err
+	}
+	counts := experimentCounts(s)
+	byRun := map[int64][]store.Experiment{}
+	for _, e := range s.Experiments {
+		byRun[e.RunID] = append(byRun[e.RunID], e)
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	for i, r := range s.Runs {
+		if i > 0 {
+			fmt.Fprintln(tw)
+		}
+		c := counts[r.ID]
+		tally := fmt.Sprintf("%d ok / %d failed", c[store.StatusOK], c[store.StatusFailed])
+		for _, st := range []string{store.StatusRunning, store.StatusInterrupted} {
+			if c[st] > 0 {
+				tally += fmt.Sprintf(" / %d %s", c[st], st)
+			}
+		}
+		fmt.Fprintf(tw, "run %s  %s  %s  suite %s  %s  %s\n",
+			shortUUID(r.UUID), r.Started.Local().Format("2006-01-02 15:04:05"),
+			machineLabel(r), r.SuiteName, r.Status, tally)
+		exps := byRun[r.ID]
+		if len(exps) == 0 {
+			fmt.Fprintln(tw, "  (no experiments)")
+			continue
+		}
+		fmt.Fprintln(tw, "  EXPERIMENT\tSTATUS\tTOP-1 %\tPARAMS\tP50 MS\tNOTE")
+		for _, e := range exps {
+			v := metricValues(e)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n",
+				e.Name, e.Status,
+				formatMetric(v, metrics.Top1, func(x float64) string { return fmt.Sprintf("%.2f", x) }),
+				formatMetric(v, metrics.Params, formatCount),
+				formatMetric(v, metrics.LatencyP50, func(x float64) string { return fmt.Sprintf("%.2f", x*1e3) }),
+				firstLine(e.Error, 60))
+		}
+	}
+	return tw.Flush()
+}
+
+// machineLabel names the machine of r: host, CPU, threads and device.
+func machineLabel(r store.Run) string {
+	m := r.Machine
+	parts := []string{m.CPU}
+	if m.GPU != "" {
+		parts = append(parts, m.GPU)
+	}
+	parts = append(parts, fmt.Sprintf("%d threads", m.Threads))
+	if r.Device != "" {
+		parts = append(parts, r.Device)
+	}
+	return fmt.Sprintf("%s (%s)", m.Hostname, strings.Join(parts, ", "))
+}
+
+func shortUUID(u string) string {
+	if len(u) > 8 {
+		return u[:8]
+	}
+	return u
+}
+
+func metricValues(e store.Experiment) map[string]float64 {
+	v := make(map[string]float64, len(e.Metrics))
+	for _, m := range e.Metrics {
+		v[m.Name] = m.Value
+	}
+	return v
+}
+
+func formatMetric(v map[string]float64, name string, f func(float64) string) string {
+	x, ok := v[name]
+	if !ok || math.IsNaN(x) {
+		return "-"
+	}
+	return f(x)
+}
+
+// formatCount writes a count with an SI suffix: 5.72M, 86.6K.
+func formatCount(x float64) string {
+	switch a := math.Abs(x); {
+	case a >= 1e9:
+		return fmt.Sprintf("%.2fG", x/1e9)
+	case a >= 1e6:
+		return fmt.Sprintf("%.2fM", x/1e6)
+	case a >= 1e3:
+		return fmt.Sprintf("%.1fK", x/1e3)
+	default:
+		return fmt.Sprintf("%.0f", x)
+	}
+}
+
+// firstLine returns the first line of s, cut to at most n runes.
+func firstLine(s string, n int) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}
+
+// The JSON form of `bench list --json`.
+type (
+	listOutput struct {
+		Runs []listRun `json:"runs"`
+	}
+	listRun struct {
+		UUID        string           `json:"uuid"`
+		Suite       string           `json:"suite"`
+		SuitePath   string           `json:"suite_path"`
+		SuiteHash   string           `json:"suite_hash"`
+		GitCommit   string           `json:"git_commit"`
+		Args        []string         `json:"args"`
+		Device      string           `json:"device"`
+		Started     time.Time        `json:"started"`
+		Ended       *time.Time       `json:"ended"` // null while running
+		Status      string           `json:"status"`
+		Machine     listMachine      `json:"machine"`
+		OK          int              `json:"ok"`
+		Failed      int              `json:"failed"`
+		Experiments []listExperiment `json:"experiments"`
+	}
+	listMachine struct {
+		Fingerprint string   `json:"fingerprint"`
+		Hostname    string   `json:"hostname"`
+		CPU         string   `json:"cpu"`
+		Cores       int      `json:"cores"`
+		Threads     int      `json:"threads"`
+		MemoryBytes int64    `json:"memory_bytes"`
+		GPU         string   `json:"gpu"`
+		CUDA        bool     `json:"cuda"`
+		OS          string   `json:"os"`
+		Libtorch    string   `json:"libtorch"`
+		BLAS        string   `json:"blas"`
+		SgemmGFLOPS *float64 `json:"sgemm_gflops"`
+		Gotch       string   `json:"gotch"`
+		Go          string   `json:"go"`
+	}
+	listExperiment struct {
+		Name     string              `json:"name"`
+		Group    string              `json:"group"`
+		Model    string              `json:"model"`
+		Dataset  string              `json:"dataset"`
+		Baseline string              `json:"baseline"`
+		Families []string            `json:"families"`
+		Pipeline string              `json:"pipeline"`
+		Params   map[string]string   `json:"params"`
+		Hash     string              `json:"hash"`
+		Status   string              `json:"status"`
+		Error    string              `json:"error"`
+		Executed string              `json:"executed"`
+		Started  *time.Time          `json:"started"`
+		Ended    *time.Time          `json:"ended"`
+		Metrics  map[string]*float64 `json:"metrics"` // null when not finite
+		Units    map[string]string   `json:"units"`
+	}
+)
+
+func writeListJSON(w io.Writer, s *store.Snapshot) error {
+	out := listOutput{Runs: []listRun{}}
+	counts := experimentCounts(s)
+	at := map[int64]int{}
+	for _, r := range s.Runs {
+		m := r.Machine
+		at[r.ID] = len(out.Runs)
+		out.Runs = append(out.Runs, listRun{
+			UUID: r.UUID, Suite: r.SuiteName, SuitePath: r.SuitePath, SuiteHash: r.SuiteHash,
+			GitCommit: r.GitCommit, Args: nonNilStrings(r.Args), Device: r.Device,
+			Started: r.Started, Ended: timeOrNil(r.Ended), Status: r.Status,
+			Machine: listMachine{
+				Fingerprint: store.Fingerprint(m), Hostname: m.Hostname, CPU: m.CPU, Cores: m.Cores,
+				Threads: m.Threads, MemoryBytes: m.MemoryBytes, GPU: m.GPU, CUDA: m.CUDA, OS: m.OS,
+				Libtorch: m.Libtorch, BLAS: m.BLAS, SgemmGFLOPS: finiteOrNil(m.SgemmGFLOPS),
+				Gotch: m.Gotch, Go: m.Go,
+			},
+			OK:          counts[r.ID][store.StatusOK],
+			Failed:      counts[r.ID][store.StatusFailed],
+			Experiments: []listExperiment{},
+		})
+	}
+	for _, e := range s.Experiments {
+		i, ok := at[e.RunID]
+		if !ok {
+			continue
+		}
+		le := listExperiment{
+			Name: e.Name, Group: e.Group, Model: e.Model, Dataset: e.Dataset, Baseline: e.Baseline,
+			Families: nonNilStrings(e.Families), Pipeline: e.Pipeline, Params: e.Params, Hash: e.Hash,
+			Status: e.Status, Error: e.Error, Executed: e.Executed,
+			Started: timeOrNil(e.Started), Ended: timeOrNil(e.Ended),
+			Metrics: map[string]*float64{}, Units: map[string]string{},
+		}
+		if le.Params == nil {
+			le.Params = map[string]string{}
+		}
+		for _, m := range e.Metrics {
+			le.Metrics[m.Name] = finiteOrNil(m.Value)
+			le.Units[m.Name] = m.Unit
+		}
+		out.Runs[i].Experiments = append(out.Runs[i].Experiments, le)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(out); err != nil {
+		return fmt.Errorf("list: %w", err)
+	}
+	return nil
+}
+
+func timeOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func finiteOrNil(x float64) *float64 {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return nil
+	}
+	return &x
+}
+
+func nonNilStrings(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

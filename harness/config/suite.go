@@ -1,0 +1,255 @@
+// Package config reads vitbench suites: the TOML files that declare the
+// models to train (or load) and the experiments to run on them.
+//
+// ReadFile and Parse decode a suite and check all of it before anything is
+// computed: unknown keys, wrong types, out-of-range values, references to
+// undeclared models or experiments, duplicate names, include and reference
+// cycles, and every pipeline stage's parameters against the Config of the
+// registered technique (package techniques). Every problem becomes an
+// *Error naming file, line and full key; they are returned together as an
+// ErrorList. Parsing has no side effects: it reads the suite file and its
+// includes, and nothing else.
+//
+// The decoded types are plain data. Stages keep their parameters as
+// written, list-valued ones unexpanded; Stage.Expand decodes one Config per
+// grid point. Package plan turns a Suite into the experiments to run and
+// the cached artifacts they share. experiments/example.toml documents every
+// key.
+package config
+
+import (
+	"github.com/vitbench/vitbench/techniques"
+)
+
+// Defaults for the keys a suite may leave out.
+const (
+	DefaultCacheDir        = ".cache/artifacts"
+	DefaultLatencyBatch    = 1
+	DefaultThroughputBatch = 64
+	DefaultWarmup          = 10
+	DefaultIters           = 50
+	DefaultEvalBatch       = 256
+	DefaultValSize         = 5000 // carved out of a full CIFAR-10 or (Fashion-)MNIST training split
+
+	// MaxGrid bounds the number of grid points one stage may expand into;
+	// package plan applies it to whole experiments too.
+	MaxGrid = 10000
+)
+
+// Options are what the caller knows and this package does not.
+type Options struct {
+	// CheckArch reports whether name is a registered architecture
+	// (e.g. "deit_tiny_patch16_224"). Nil accepts every name.
+	CheckArch func(name string) error
+	// KnownData lists the data set names the caller can load. Nil means
+	// BuiltinData.
+	KnownData []string
+}
+
+// Suite is a decoded, checked suite.
+type Suite struct {
+	Name        string
+	Description string
+	Seed        int64
+	File        string   // the top file
+	Files       []string // every file read, the top file first, for hashing
+	DataDirs    []string // extra places to look for data sets, relative paths joined onto their file's folder
+	CacheDir    string   // where artifacts are cached; relative to the working folder
+	Measure     Measure
+	Models      []*Model      // in declaration order (included files first)
+	Experiments []*Experiment // in declaration order (included files first)
+}
+
+// Model returns the model named name, or nil.
+func (s *Suite) Model(name string) *Model {
+	for _, m := range s.Models {
+		if m.Name == name {
+			return m
+		}
+	}
+	return nil
+}
+
+// Experiment returns the experiment named name, or nil.
+func (s *Suite) Experiment(name string) *Experiment {
+	for _, e := range s.Experiments {
+		if e.Name == name {
+			return e
+		}
+	}
+	return nil
+}
+
+// Measure is how latency, throughput and accuracy are measured
+// ([suite.measure]).
+type Measure struct {
+	LatencyBatch    int `json:"latency_batch"`    // batch size of the latency measurement
+	ThroughputBatch int `json:"throughput_batch"` // batch size of the throughput measurement
+	Warmup          int `json:"warmup"`           // untimed iterations first
+	Iters           int `json:"iters"`            // timed iterations
+	Threads         int `json:"threads"`          // libtorch threads; 0 = all cores
+	EvalBatch       int `json:"eval_batch"`       // batch size of accuracy evaluation
+}
+
+// DefaultMeasure returns the measurement settings a suite starts from.
+func DefaultMeasure() Measure {
+	return Measure{
+		LatencyBatch:    DefaultLatencyBatch,
+		ThroughputBatch: DefaultThroughputBatch,
+		Warmup:          DefaultWarmup,
+		Iters:           DefaultIters,
+		EvalBatch:       DefaultEvalBatch,
+	}
+}
+
+// Model is a [models.NAME] table: a baseline (and possibly a teacher) with
+// its architecture, data and training recipe.
+type Model struct {
+	Name        string
+	Description string
+	Arch        ArchSpec
+	Data        DataSpec
+	Train       TrainSpec // meaningful only when Weights is empty
+	Weights     string    // checkpoint to load instead of training; joined onto the suite file's folder
+	Teacher     string    // model or experiment to distill from while training; empty for none
+	File        string
+	Line        int
+}
+
+// ArchSpec is a model's architecture: a registered base plus overrides.
+// A nil field was not given: the base's value applies (the ViT registry
+// merges the overrides last). With no base, img_size, patch_size,
+// embed_dim, depth and num_heads are required. NumClasses and InChans,
+// when not given, are set from a data set whose class count and channels
+// are known.
+type ArchSpec struct {
+	Base       string   `json:"base,omitempty"`
+	ImgSize    *int     `json:"img_size,omitempty"`
+	PatchSize  *int     `json:"patch_size,omitempty"`
+	InChans    *int     `json:"in_chans,omitempty"`
+	EmbedDim   *int     `json:"embed_dim,omitempty"`
+	Depth      *int     `json:"depth,omitempty"`
+	NumHeads   *int     `json:"num_heads,omitempty"`
+	MLPRatio   *float64 `json:"mlp_ratio,omitempty"`
+	NumClasses *int     `json:"num_classes,omitempty"`
+	Distilled  *bool    `json:"distilled,omitempty"`
+	QKVBias    *bool    `json:"qkv_bias,omitempty"`
+}
+
+// DataSpec is the data set a model is trained and evaluated on.
+type DataSpec struct {
+	Name      string `json:"name"`                 // cifar10, fashion-mnist, mnist, imagefolder, synthetic, or a caller's name
+	Path      string `json:"path,omitempty"`       // imagefolder: folder or tar(.gz); joined onto the suite file's folder
+	TrainSize int    `json:"train_size,omitempty"` // subset of the training split; 0 = all
+	TestSize  int    `json:"test_size,omitempty"`  // subset of the test split; 0 = all
+	ValSize   int    `json:"val_size"`             // validation images carved out of the training images
+	ImgSize   int    `json:"img_size,omitempty"`   // resize to this; 0 = native size
+	Channels  int    `json:"channels,omitempty"`   // 1 or 3; 0 = native
+}
+
+// TrainImages returns the number of images a model trains on (training
+// images less the validation carve-out), or 0 when the data set's size is
+// not known before loading it.
+func (d DataSpec) TrainImages() int {
+	n := d.TrainSize
+	if n == 0 {
+		n = builtinData[d.Name].train
+	}
+	if n == 0 {
+		return 0
+	}
+	return n - d.ValSize
+}
+
+// Classes returns the data set's class count, or 0 when it is not known
+// before loading it.
+func (d DataSpec) Classes() int { return builtinData[d.Name].classes }
+
+// TrainSpec is a training recipe ([models.NAME.train]).
+type TrainSpec struct {
+	Epochs         float64 `json:"epochs"`
+	MaxSteps       int     `json:"max_steps,omitempty"` // 0 = no cap
+	BatchSize      int     `json:"batch_size"`
+	LR             float64 `json:"lr"`
+	MinLR          float64 `json:"min_lr"`
+	WeightDecay    float64 `json:"weight_decay"`
+	Optimizer      string  `json:"optimizer"` // adamw, adam, sgd
+	Momentum       float64 `json:"momentum"`  // sgd only
+	Schedule       string  `json:"schedule"`  // cosine, linear, constant (after warm-up)
+	WarmupEpochs   float64 `json:"warmup_epochs"`
+	LabelSmoothing float64 `json:"label_smoothing"`
+	GradClip       float64 `json:"grad_clip"` // max global gradient norm; 0 = off
+	Augment        string  `json:"augment"`   // none, flip, crop-flip
+	Mixup          float64 `json:"mixup"`     // mixup alpha; 0 = off
+}
+
+// DefaultTrain returns the recipe a model starts from: a ViT-on-CIFAR
+// recipe. WarmupEpochs, when not given, is min(1, epochs/10).
+func DefaultTrain() TrainSpec {
+	return TrainSpec{
+		Epochs:         10,
+		BatchSize:      128,
+		LR:             1e-3,
+		MinLR:          1e-5,
+		WeightDecay:    0.05,
+		Optimizer:      "adamw",
+		Momentum:       0.9,
+		Schedule:       "cosine",
+		WarmupEpochs:   1,
+		LabelSmoothing: 0.1,
+		GradClip:       1.0,
+		Augment:        "crop-flip",
+	}
+}
+
+// Experiment is one [[experiment]]: a model plus an ordered pipeline of
+// stages. An empty pipeline measures the model itself.
+type Experiment struct {
+	Name        string
+	Model       string
+	Description string
+	Stages      []Stage
+	File        string
+	Line        int
+	Key         string // e.g. "experiment[2]" (index within its file)
+}
+
+// Stage is one pipeline stage as written: a technique and its parameters,
+// list-valued ones not yet expanded. Stage.Expand decodes it.
+type Stage struct {
+	Technique string
+	Family    string  // the technique's family
+	Params    []Param // in the order written, without "technique"
+	File      string
+	Line      int
+	Key       string // e.g. "experiment[2].pipeline[0]"
+
+	tech techniques.Technique
+}
+
+// Param is one stage parameter as written.
+type Param struct {
+	Key   string
+	Value any  // as TOML decodes it: int64, float64, string, bool, time values, []any, map[string]any
+	Swept bool // a list of alternatives: the stage expands into one grid point per element
+	Line  int
+
+	elemLines []int // lines of a swept list's elements
+}
+
+// Known data sets; the zero entry means sizes unknown until loaded.
+type dataInfo struct {
+	train, test, classes, channels, imgSize int
+	needsPath                               bool
+}
+
+// BuiltinData lists the data set names the harness knows.
+var BuiltinData = []string{"cifar10", "fashion-mnist", "mnist", "imagefolder", "synthetic"}
+
+var builtinData = map[string]dataInfo{
+	"cifar10":       {train: 50000, test: 10000, classes: 10, channels: 3, imgSize: 32},
+	"fashion-mnist": {train: 60000, test: 10000, classes: 10, channels: 1, imgSize: 28},
+	"mnist":         {train: 60000, test: 10000, classes: 10, channels: 1, imgSize: 28},
+	"imagefolder":   {needsPath: true},
+	"synthetic":     {},
+}

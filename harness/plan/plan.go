@@ -1,0 +1,569 @@
+// Package plan turns a checked suite (package config) into the work to do:
+// the concrete experiments of every grid, and the artifacts they need,
+// each keyed by a content hash.
+//
+// An artifact is a trained or loaded model (a model node) or the output of
+// one pipeline stage applied to an upstream artifact (a stage node). Its
+// hash covers everything that determines it, so experiments that share a
+// prefix (the baseline, a teacher, a pruned model that several experiments
+// quantize) share nodes, which are computed once and cached across runs.
+// Plan.Nodes lists each artifact once, in an order that builds every
+// artifact after its inputs; the runner walks it and skips what is cached.
+package plan
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+
+	"github.com/vitbench/vitbench/harness/config"
+	"github.com/vitbench/vitbench/techniques"
+)
+
+// Kind says how a node's artifact is made.
+type Kind string
+
+const (
+	KindTrain Kind = "train" // a model trained from scratch (possibly distilled from a teacher)
+	KindLoad  Kind = "load"  // a model loaded from a checkpoint
+	KindStage Kind = "stage" // a pipeline stage applied to its upstream artifact
+)
+
+// Plan is the resolved work of a suite.
+type Plan struct {
+	Suite       *config.Suite
+	CodeVersion string
+	// Nodes holds every artifact once, inputs (upstream artifacts and
+	// teachers) before the nodes that use them.
+	Nodes []*Node
+	// Experiments are ordered so that each comes after the experiments it
+	// depends on: each model's baseline first (unless the model trains
+	// from an experiment's teacher), then the suite's experiments in
+	// declaration order, grids in expansion order.
+	Experiments []*Experiment
+}
+
+// Node is one artifact.
+type Node struct {
+	Hash        string        // hex SHA-256 of its canonical spec
+	Kind        Kind          //
+	Model       *config.Model // the model the chain starts from
+	Stage       *Stage        // the stage that makes it; nil for model nodes
+	Upstream    string        // stage nodes: the hash of the artifact the stage transforms
+	Needs       []string      // hashes of the teachers it is distilled from
+	Experiments []string      // names of the experiments whose pipelines pass through it
+	Spec        string        // the canonical JSON that was hashed
+}
+
+// Stage is one resolved pipeline stage.
+type Stage struct {
+	Technique  string
+	Family     string
+	Config     techniques.Config // decoded and validated
+	ConfigJSON string            // canonical JSON of the parameters, sorted keys
+	Label      string            // e.g. "quantize(weight_bits=4, calibrator=omse)": the parameters that differ from the defaults
+	References []Reference       // the models and experiments its Config names
+	Hash       string            // the hash of its output artifact
+}
+
+// Reference is a model or experiment a stage or model names, with the
+// hash of its artifact.
+type Reference struct {
+	Name string `json:"name"`
+	Hash string `json:"hash"`
+}
+
+// Swept is the value one swept parameter takes in an experiment.
+type Swept struct {
+	Stage     int // index in the pipeline
+	Technique string
+	Key       string
+	Value     any // as TOML decoded it
+}
+
+// Experiment is one concrete experiment: a baseline model and a pipeline
+// with every parameter fixed.
+type Experiment struct {
+	Name        string // e.g. "ptq/w8-a4-omse"; a baseline is named after its model
+	Group       string // the [[experiment]] it expanded from; the model for baselines
+	Model       string
+	Baseline    string // the model whose baseline experiment its relative metrics use
+	IsBaseline  bool   // the implicit experiment that measures the model itself
+	Description string
+	Stages      []*Stage
+	Swept       []Swept           // the swept parameters, in pipeline order
+	Params      map[string]string // the swept parameters as text, for sweep curves; keys are "key", or "technique.key" where a key is swept in several stages
+	Nodes       []string          // hashes: the model node, then one per stage
+	Pipeline    string            // labels joined by " → "; "baseline" for an empty pipeline
+	Families    []string          // technique families in pipeline order
+	File        string
+	Line        int
+}
+
+// Hash returns the hash of the experiment's final artifact.
+func (e *Experiment) Hash() string { return e.Nodes[len(e.Nodes)-1] }
+
+// SpecJSON returns the experiment's full resolved spec as canonical JSON:
+// its model (architecture, data, recipe or weights) and every stage.
+func (e *Experiment) SpecJSON(p *Plan) ([]byte, error) {
+	m := p.Suite.Model(e.Model)
+	if m == nil {
+		return nil, fmt.Errorf("spec of %s: no model %q", e.Name, e.Model)
+	}
+	type stageSpec struct {
+		Technique  string          `json:"technique"`
+		Config     json.RawMessage `json:"config"`
+		References []Reference     `json:"references,omitempty"`
+		Hash       string          `json:"hash"`
+	}
+	spec := struct {
+		Name     string      `json:"name"`
+		Group    string      `json:"group"`
+		Seed     int64       `json:"seed"`
+		Model    any         `json:"model"`
+		Pipeline []stageSpec `json:"pipeline"`
+		Hash     string      `json:"hash"`
+	}{Name: e.Name, Group: e.Group, Seed: p.Suite.Seed, Model: modelSpec(m), Pipeline: []stageSpec{}, Hash: e.Hash()}
+	if m.Teacher != "" {
+		spec.Model.(map[string]any)["teacher"] = m.Teacher
+	}
+	for _, s := range e.Stages {
+		spec.Pipeline = append(spec.Pipeline, stageSpec{s.Technique, json.RawMessage(s.ConfigJSON), s.References, s.Hash})
+	}
+	return canonicalJSON(spec)
+}
+
+// Build resolves a suite: it expands every experiment's grid, adds one
+// baseline experiment per model, decodes every stage, and hashes every
+// artifact. codeVersion (e.g. the git commit) goes into every model hash,
+// so a code change invalidates the cache. Build stats weights files; it
+// reads nothing else. Problems the user must fix in the suite (a missing
+// checkpoint, an ambiguous reference to a grid) are a config.ErrorList.
+func Build(s *config.Suite, codeVersion string) (*Plan, error) {
+	b := &builder{
+		suite:  s,
+		code:   codeVersion,
+		models: map[string]string{},
+		groups: map[string][]*Experiment{},
+		byName: map[string]*Experiment{},
+		nodes:  map[string]*Node{},
+		busy:   map[string]bool{},
+	}
+	for _, m := range s.Models {
+		b.model(m.Name)
+	}
+	for _, e := range s.Experiments {
+		b.group(e.Name)
+	}
+	if err := b.errs.Err(); err != nil {
+		return nil, err
+	}
+	p := &Plan{Suite: s, CodeVersion: codeVersion, Experiments: b.exps}
+	p.Nodes = order(p.Experiments, b.nodes)
+	return p, nil
+}
+
+type builder struct {
+	suite  *config.Suite
+	code   string
+	models map[string]string        // model name -> node hash ("" when it failed)
+	groups map[string][]*Experiment // experiment group -> its experiments (nil when it failed)
+	byName map[string]*Experiment
+	nodes  map[string]*Node
+	busy   map[string]bool // being resolved: guards against cycles config missed
+	exps   []*Experiment
+	errs   config.ErrorList
+}
+
+func (b *builder) fail(file string, line int, key, format string, args ...any) {
+	b.errs = append(b.errs, &config.Error{File: file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
+}
+
+// model resolves a model's node and emits its baseline experiment.
+func (b *builder) model(name string) (string, bool) {
+	m := b.suite.Model(name)
+	if m == nil {
+		return "", false
+	}
+	if b.busy["model "+name] {
+		b.fail(m.File, m.Line, modelKey(name), "reference cycle through model %s", name)
+		return "", false
+	}
+	if h, ok := b.models[name]; ok {
+		return h, h != ""
+	}
+	b.busy["model "+name] = true
+	defer delete(b.busy, "model "+name)
+	b.models[name] = ""
+
+	spec := map[string]any{
+		"kind": "model",
+		"seed": b.suite.Seed,
+		"code": b.code,
+	}
+	for k, v := range modelSpec(m) {
+		spec[k] = v // weights, a path, is replaced below
+	}
+	node := &Node{Kind: KindTrain, Model: m}
+	if m.Weights != "" {
+		node.Kind = KindLoad
+		fi, err := os.Stat(m.Weights)
+		if err != nil {
+			b.fail(m.File, m.Line, modelKey(name)+".weights", "%v", err)
+			return "", false
+		}
+		// The file's name, size and time stand for its content: hashing
+		// a large checkpoint's bytes at every plan would cost seconds.
+		spec["weights"] = map[string]any{"name": filepath.Base(m.Weights), "size": fi.Size(), "mtime": fi.ModTime().UnixNano()}
+	}
+	if m.Teacher != "" {
+		h, ok := b.reference(m.Teacher, m.File, m.Line, modelKey(name)+".teacher")
+		if !ok {
+			return "", false
+		}
+		spec["teacher"] = h
+		node.Needs = []string{h}
+	}
+	h, js, err := hashSpec(spec)
+	if err != nil {
+		b.fail(m.File, m.Line, modelKey(name), "hash: %v", err)
+		return "", false
+	}
+	node.Hash, node.Spec = h, js
+	b.add(node)
+	b.models[name] = h
+	e := &Experiment{
+		Name: name, Group: name, Model: name, Baseline: name, IsBaseline: true,
+		Description: m.Description, Params: map[string]string{}, Nodes: []string{h},
+		Pipeline: "baseline", File: m.File, Line: m.Line,
+	}
+	b.exps = append(b.exps, e)
+	b.byName[name] = e
+	return h, true
+}
+
+// modelKey names a model's table in errors, as config does.
+func modelKey(name string) string {
+	if strings.Contains(name, ".") {
+		return "models." + strconv.Quote(name)
+	}
+	return "models." + name
+}
+
+// modelSpec is what determines a model's artifact besides seed and code.
+func modelSpec(m *config.Model) map[string]any {
+	spec := map[string]any{"arch": m.Arch, "data": m.Data}
+	if m.Weights != "" {
+		spec["weights"] = m.Weights
+	} else {
+		spec["train"] = m.Train
+	}
+	return spec
+}
+
+// reference resolves a name a model or stage uses to its artifact's hash:
+// a model, an experiment that did not expand into a grid, or one
+// experiment of a grid by its generated name.
+func (b *builder) reference(name, file string, line int, key string) (string, bool) {
+	if b.suite.Model(name) != nil {
+		return b.model(name)
+	}
+	group, _, isGridName := strings.Cut(name, "/")
+	exps, ok := b.group(group)
+	if !ok {
+		if b.suite.Experiment(group) == nil {
+			b.fail(file, line, key, "%q names no declared model or experiment", name)
+		}
+		return "", false
+	}
+	if isGridName {
+		if e := b.byName[name]; e != nil && e.Group == group {
+			return e.Hash(), true
+		}
+		b.fail(file, line, key, "no experiment %q: %s expands to %s", name, group, names(exps, 6))
+		return "", false
+	}
+	if len(exps) != 1 {
+		b.fail(file, line, key, "%q expands into %d experiments; name one of them: %s", name, len(exps), names(exps, 6))
+		return "", false
+	}
+	return exps[0].Hash(), true
+}
+
+func names(exps []*Experiment, max int) string {
+	var out []string
+	for i, e := range exps {
+		if i == max {
+			out = append(out, fmt.Sprintf("... (%d in all)", len(exps)))
+			break
+		}
+		out = append(out, e.Name)
+	}
+	return strings.Join(out, ", ")
+}
+
+// group expands one [[experiment]] into its concrete experiments.
+func (b *builder) group(name string) ([]*Experiment, bool) {
+	ce := b.suite.Experiment(name)
+	if ce == nil {
+		return nil, false
+	}
+	if b.busy["experiment "+name] {
+		b.fail(ce.File, ce.Line, ce.Key, "reference cycle through experiment %s", name)
+		return nil, false
+	}
+	if exps, ok := b.groups[name]; ok {
+		return exps, exps != nil
+	}
+	b.busy["experiment "+name] = true
+	defer delete(b.busy, "experiment "+name)
+	b.groups[name] = nil
+
+	root, ok := b.model(ce.Model)
+	if !ok {
+		return nil, false
+	}
+	// One list of decoded points per stage; the grid is their product.
+	points := make([][]config.Point, len(ce.Stages))
+	size := 1
+	for i := range ce.Stages {
+		pts, err := ce.Stages[i].Expand()
+		if err != nil {
+			b.errs = append(b.errs, asErrorList(err, ce.Stages[i])...)
+			return nil, false
+		}
+		points[i] = pts
+		if size *= len(pts); size > config.MaxGrid {
+			b.fail(ce.File, ce.Line, ce.Key, "the pipeline expands into more than %d experiments", config.MaxGrid)
+			return nil, false
+		}
+	}
+	var exps []*Experiment
+	at := make([]int, len(points))
+	for range size {
+		e, ok := b.experiment(ce, root, points, at)
+		if !ok {
+			return nil, false
+		}
+		exps = append(exps, e)
+		for i := len(at) - 1; i >= 0; i-- {
+			if at[i]++; at[i] < len(points[i]) {
+				break
+			}
+			at[i] = 0
+		}
+	}
+	nameGrid(ce.Name, exps)
+	for _, e := range exps {
+		b.byName[e.Name] = e
+	}
+	b.exps = append(b.exps, exps...)
+	b.groups[name] = exps
+	return exps, true
+}
+
+func asErrorList(err error, st config.Stage) config.ErrorList {
+	var list config.ErrorList
+	if errors.As(err, &list) {
+		return list
+	}
+	return config.ErrorList{{File: st.File, Line: st.Line, Key: st.Key, Msg: err.Error()}}
+}
+
+// experiment builds the experiment at one grid point (at indexes points).
+func (b *builder) experiment(ce *config.Experiment, root string, points [][]config.Point, at []int) (*Experiment, bool) {
+	e := &Experiment{
+		Group: ce.Name, Model: ce.Model, Baseline: ce.Model, Description: ce.Description,
+		Params: map[string]string{}, Nodes: []string{root}, File: ce.File, Line: ce.Line,
+	}
+	upstream := root
+	var labels []string
+	for i, st := range ce.Stages {
+		pt := points[i][at[i]]
+		stage, ok := b.stage(st, pt.Config, upstream)
+		if !ok {
+			return nil, false
+		}
+		for _, sw := range pt.Swept {
+			e.Swept = append(e.Swept, Swept{Stage: i, Technique: st.Technique, Key: sw.Key, Value: sw.Value})
+		}
+		e.Stages = append(e.Stages, stage)
+		e.Nodes = append(e.Nodes, stage.Hash)
+		e.Families = append(e.Families, stage.Family)
+		labels = append(labels, stage.Label)
+		upstream = stage.Hash
+	}
+	e.Pipeline = strings.Join(labels, " → ")
+	if len(labels) == 0 {
+		e.Pipeline = "baseline"
+	}
+	e.Params = paramText(e.Swept)
+	return e, true
+}
+
+// stage resolves one stage applied to the artifact upstream.
+func (b *builder) stage(st config.Stage, cfg techniques.Config, upstream string) (*Stage, bool) {
+	tech, err := techniques.Lookup(st.Technique)
+	if err != nil {
+		b.fail(st.File, st.Line, st.Key, "%v", err)
+		return nil, false
+	}
+	params := map[string]any{}
+	for _, s := range config.Settings(cfg) {
+		params[s.Key] = s.Value
+	}
+	cj, err := canonicalJSON(params)
+	if err != nil {
+		b.fail(st.File, st.Line, st.Key, "encode parameters: %v", err)
+		return nil, false
+	}
+	out := &Stage{
+		Technique:  st.Technique,
+		Family:     tech.Family,
+		Config:     cfg,
+		ConfigJSON: string(cj),
+		Label:      label(st.Technique, cfg, tech.NewConfig()),
+	}
+	node := &Node{Kind: KindStage, Stage: out, Upstream: upstream}
+	node.Model = b.nodes[upstream].Model
+	refHashes := []string{}
+	if r, ok := cfg.(config.Referencer); ok {
+		for _, name := range r.References() {
+			h, ok := b.reference(name, st.File, st.Line, st.Key)
+			if !ok {
+				return nil, false
+			}
+			out.References = append(out.References, Reference{Name: name, Hash: h})
+			refHashes = append(refHashes, h)
+			node.Needs = append(node.Needs, h)
+		}
+	}
+	h, js, err := hashSpec(map[string]any{
+		"kind":       "stage",
+		"upstream":   upstream,
+		"technique":  st.Technique,
+		"config":     json.RawMessage(cj),
+		"references": refHashes,
+	})
+	if err != nil {
+		b.fail(st.File, st.Line, st.Key, "hash: %v", err)
+		return nil, false
+	}
+	out.Hash, node.Hash, node.Spec = h, h, js
+	b.add(node)
+	return out, true
+}
+
+// add records a node unless one with its hash exists.
+func (b *builder) add(n *Node) {
+	if _, ok := b.nodes[n.Hash]; !ok {
+		b.nodes[n.Hash] = n
+	}
+}
+
+// label writes a stage as technique(key=value, ...) with the parameters
+// that differ from the technique's defaults, in field order.
+func label(technique string, cfg, defaults techniques.Config) string {
+	def := map[string]any{}
+	for _, s := range config.Settings(defaults) {
+		def[s.Key] = s.Value
+	}
+	var parts []string
+	for _, s := range config.Settings(cfg) {
+		if d, ok := def[s.Key]; ok && reflect.DeepEqual(d, s.Value) {
+			continue
+		}
+		parts = append(parts, s.Key+"="+config.FormatValue(s.Value))
+	}
+	if len(parts) == 0 {
+		return technique
+	}
+	return technique + "(" + strings.Join(parts, ", ") + ")"
+}
+
+// paramText writes the swept values as text, keyed by parameter name, or
+// by technique.key where one key is swept in several stages (and by
+// stage index where one technique appears twice).
+func paramText(swept []Swept) map[string]string {
+	count := map[string]int{}
+	techCount := map[string]int{}
+	for _, s := range swept {
+		count[s.Key]++
+		techCount[s.Technique+"."+s.Key]++
+	}
+	out := map[string]string{}
+	for _, s := range swept {
+		k := s.Key
+		if count[s.Key] > 1 {
+			k = s.Technique + "." + s.Key
+			if techCount[k] > 1 {
+				k = fmt.Sprintf("%d.%s", s.Stage, s.Key)
+			}
+		}
+		out[k] = config.FormatValue(s.Value)
+	}
+	return out
+}
+
+// order lists the nodes the experiments use, inputs first.
+func order(exps []*Experiment, nodes map[string]*Node) []*Node {
+	var out []*Node
+	seen := map[string]bool{}
+	var visit func(h string)
+	visit = func(h string) {
+		if seen[h] {
+			return
+		}
+		seen[h] = true
+		n := nodes[h]
+		for _, t := range n.Needs {
+			visit(t)
+		}
+		if n.Upstream != "" {
+			visit(n.Upstream)
+		}
+		out = append(out, n)
+	}
+	for _, e := range exps {
+		for _, h := range e.Nodes {
+			visit(h)
+			n := nodes[h]
+			if len(n.Experiments) == 0 || n.Experiments[len(n.Experiments)-1] != e.Name {
+				n.Experiments = append(n.Experiments, e.Name)
+			}
+		}
+	}
+	return out
+}
+
+// canonicalJSON encodes v with every object's keys sorted, so that equal
+// values always give equal bytes.
+func canonicalJSON(v any) ([]byte, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.UseNumber()
+	var generic any
+	if err := dec.Decode(&generic); err != nil {
+		return nil, err
+	}
+	return json.Marshal(generic) // maps marshal with sorted keys
+}
+
+func hashSpec(spec any) (hash, js string, err error) {
+	b, err := canonicalJSON(spec)
+	if err != nil {
+		return "", "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), string(b), nil
+}

@@ -1,0 +1,238 @@
+package store
+
+import (
+	"bufio"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vitbench/vitbench/harness/metrics"
+)
+
+// StandardMetrics lists the metric names of package metrics in the order
+// they are declared there; exports put their columns first, in this order.
+//
+// Note: package metrics keeps its names in a map; this list repeats their
+// declaration order, and a test checks it against metrics.go.
+var StandardMetrics = []string{
+	metrics.Top1,
+	metrics.Top5,
+	metrics.Params,
+	metrics.ParamsNonZero,
+	metrics.MACs,
+	metrics.MACsEffective,
+	metrics.BitOps,
+	metrics.SizeBytes,
+	metrics.LatencyP50,
+	metrics.LatencyP90,
+	metrics.LatencyP99,
+	metrics.Throughput,
+	metrics.ThroughputBatch,
+	metrics.TrainSeconds,
+	metrics.CompressSeconds,
+	metrics.EvalSeconds,
+	metrics.PeakRSSBytes,
+	metrics.Top1Delta,
+	metrics.CompressionRatio,
+	metrics.MACsRatio,
+	metrics.Speedup,
+	metrics.ThroughputGain,
+}
+
+// fixedColumns are the export columns before the metrics: the run, its
+// machine, then the experiment.
+var fixedColumns = []string{
+	"run_uuid", "suite", "hostname", "cpu", "cores", "gpu", "libtorch", "blas", "threads", "device",
+	"run_started", "experiment", "group", "model", "dataset", "baseline", "pipeline", "families",
+	"status", "executed", "error",
+}
+
+// table is a snapshot flattened to one row per experiment. A cell is a
+// string, an int64, a float64 or nil (no value).
+type table struct {
+	columns []string
+	rows    [][]any
+}
+
+// Columns returns the header of the export of s: the run and machine
+// columns, the experiment columns, then one column per metric name found in
+// s, the standard ones (StandardMetrics) first and the others sorted. A
+// metric whose name is already a column is prefixed "metric_".
+func Columns(s *Snapshot) []string {
+	cols, _ := metricColumns(s)
+	return append(slices.Clone(fixedColumns), cols...)
+}
+
+// metricColumns returns the metric columns of s and the metric name of
+// each.
+func metricColumns(s *Snapshot) (cols, names []string) {
+	found := map[string]bool{}
+	for _, e := range s.Experiments {
+		for _, m := range e.Metrics {
+			found[m.Name] = true
+		}
+	}
+	for _, n := range StandardMetrics {
+		if found[n] {
+			names = append(names, n)
+			delete(found, n)
+		}
+	}
+	names = append(names, slices.Sorted(maps.Keys(found))...)
+	for _, n := range names {
+		c := n
+		if slices.Contains(fixedColumns, n) {
+			c = "metric_" + n
+		}
+		cols = append(cols, c)
+	}
+	return cols, names
+}
+
+func flatten(s *Snapshot) table {
+	if s == nil {
+		s = &Snapshot{}
+	}
+	mcols, mnames := metricColumns(s)
+	t := table{columns: append(slices.Clone(fixedColumns), mcols...)}
+	runs := make(map[int64]*Run, len(s.Runs))
+	for i := range s.Runs {
+		runs[s.Runs[i].ID] = &s.Runs[i]
+	}
+	for _, e := range s.Experiments {
+		r := runs[e.RunID]
+		if r == nil {
+			r = &Run{}
+		}
+		m := r.Machine
+		var started any
+		if !r.Started.IsZero() {
+			started = r.Started.UTC().Format(time.RFC3339Nano)
+		}
+		row := []any{
+			r.UUID, r.SuiteName, m.Hostname, m.CPU, int64(m.Cores), m.GPU, m.Libtorch, m.BLAS,
+			int64(m.Threads), r.Device, started,
+			e.Name, e.Group, e.Model, e.Dataset, e.Baseline, e.Pipeline, strings.Join(e.Families, "+"),
+			e.Status, e.Executed, e.Error,
+		}
+		values := make(map[string]float64, len(e.Metrics))
+		for _, mt := range e.Metrics {
+			values[mt.Name] = mt.Value
+		}
+		for _, n := range mnames {
+			if v, ok := values[n]; ok {
+				row = append(row, v)
+			} else {
+				row = append(row, nil)
+			}
+		}
+		t.rows = append(t.rows, row)
+	}
+	return t
+}
+
+// WriteCSV writes s as CSV (RFC 4180, as encoding/csv writes it): a header
+// of Columns(s), then one row per experiment in the order of s. Metrics
+// are in their normalised units (seconds, bytes, percent, plain counts);
+// a missing metric or NaN is an empty cell, infinities are inf and -inf.
+// Families are joined with "+". Times are RFC 3339 in UTC.
+func WriteCSV(w io.Writer, s *Snapshot) error {
+	t := flatten(s)
+	cw := csv.NewWriter(w)
+	if err := cw.Write(t.columns); err != nil {
+		return fmt.Errorf("write csv: %w", err)
+	}
+	rec := make([]string, len(t.columns))
+	for _, row := range t.rows {
+		for i, c := range row {
+			rec[i] = csvCell(c)
+		}
+		if err := cw.Write(rec); err != nil {
+			return fmt.Errorf("write csv: %w", err)
+		}
+	}
+	cw.Flush()
+	if err := cw.Error(); err != nil {
+		return fmt.Errorf("write csv: %w", err)
+	}
+	return nil
+}
+
+func csvCell(c any) string {
+	switch v := c.(type) {
+	case nil:
+		return ""
+	case string:
+		return v
+	case int64:
+		return strconv.FormatInt(v, 10)
+	case float64:
+		return formatFloat(v)
+	default:
+		return fmt.Sprint(v)
+	}
+}
+
+// formatFloat writes v so that pandas and Python's float() read it back
+// exactly: no exponent for ordinary magnitudes, so counts stay integers.
+func formatFloat(v float64) string {
+	switch {
+	case math.IsNaN(v):
+		return ""
+	case math.IsInf(v, 1):
+		return "inf"
+	case math.IsInf(v, -1):
+		return "-inf"
+	case v == 0 || (math.Abs(v) >= 1e-6 && math.Abs(v) < 1e21):
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	default:
+		return strconv.FormatFloat(v, 'g', -1, 64)
+	}
+}
+
+// WriteJSON writes s as a JSON array with one object per experiment, whose
+// keys are Columns(s) in that order. Metrics are numbers, null when missing
+// or not finite; cores and threads are numbers; the rest are strings.
+func WriteJSON(w io.Writer, s *Snapshot) error {
+	t := flatten(s)
+	bw := bufio.NewWriter(w)
+	bw.WriteString("[")
+	for i, row := range t.rows {
+		if i > 0 {
+			bw.WriteString(",")
+		}
+		bw.WriteString("\n  {")
+		for j, c := range row {
+			if j > 0 {
+				bw.WriteString(", ")
+			}
+			k, _ := json.Marshal(t.columns[j])
+			bw.Write(k)
+			bw.WriteString(": ")
+			if f, ok := c.(float64); ok && (math.IsNaN(f) || math.IsInf(f, 0)) {
+				c = nil
+			}
+			v, err := json.Marshal(c)
+			if err != nil {
+				return fmt.Errorf("write json: %s: %w", t.columns[j], err)
+			}
+			bw.Write(v)
+		}
+		bw.WriteString("}")
+	}
+	if len(t.rows) > 0 {
+		bw.WriteString("\n")
+	}
+	bw.WriteString("]\n")
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("write json: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,412 @@
+package vit
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/nn"
+	"github.com/sugarme/gotch/ts"
+)
+
+// Tap sees the activation at one site of the forward pass. It returns x
+// itself (an observer) or a new tensor that replaces it (a fake
+// quantizer); the model frees x in the second case.
+type Tap interface {
+	Tap(x *ts.Tensor) *ts.Tensor
+}
+
+// Site names a tap position inside a block.
+type Site int
+
+// Sites inside a block, in forward order.
+const (
+	SiteQKVIn   Site = iota // output of norm1, input of qkv
+	SiteAttnMap             // softmax output (attention probabilities)
+	SiteProjIn              // concatenated heads, input of proj
+	SiteFC1In               // output of norm2, input of fc1
+	SiteFC2In               // GELU output, input of fc2
+	numSites
+)
+
+var siteNames = [numSites]string{"qkv_in", "attn_map", "proj_in", "fc1_in", "fc2_in"}
+
+func (s Site) String() string { return siteNames[s] }
+
+// Sites lists the block sites.
+func Sites() []Site {
+	s := make([]Site, numSites)
+	for i := range s {
+		s[i] = Site(i)
+	}
+	return s
+}
+
+// Linear is a linear layer, dense or factored into two (Down then Up).
+type Linear struct {
+	Name    string // checkpoint prefix, e.g. "blocks.0.attn.qkv"
+	In, Out int
+	Weight  *ts.Tensor // dense [Out, In]; nil when factored
+	Bias    *ts.Tensor // [Out] or nil
+	Rank    int        // > 0 when factored
+	Down    *ts.Tensor // [Rank, In]
+	Up      *ts.Tensor // [Out, Rank]
+	// Mask is a {0,1} tensor shaped like Weight for unstructured pruning;
+	// Reapply keeps pruned weights at zero during fine-tuning. In memory only: a
+	// loaded checkpoint recovers it from the zeros.
+	Mask *ts.Tensor
+	// Tap, when set, replaces the input before the product (activation
+	// quantization of this layer's input).
+	Tap Tap
+}
+
+// Forward applies the layer.
+func (l *Linear) Forward(x *ts.Tensor) *ts.Tensor {
+	in := applyTap(l.Tap, x, false)
+	bias := l.Bias
+	if bias == nil {
+		bias = ts.None
+	}
+	var y *ts.Tensor
+	if l.Rank > 0 {
+		h := ts.MustLinear(in, l.Down, ts.None)
+		y = ts.MustLinear(h, l.Up, bias)
+		h.MustDrop()
+	} else {
+		y = ts.MustLinear(in, l.Weight, bias)
+	}
+	if in != x {
+		in.MustDrop()
+	}
+	return y
+}
+
+// Params counts the layer's parameters.
+func (l *Linear) Params() int64 {
+	n := int64(0)
+	if l.Rank > 0 {
+		n = int64(l.Rank) * int64(l.In+l.Out)
+	} else {
+		n = int64(l.In) * int64(l.Out)
+	}
+	if l.Bias != nil {
+		n += int64(l.Out)
+	}
+	return n
+}
+
+// Tensors returns the layer's parameter tensors.
+func (l *Linear) Tensors() []*ts.Tensor {
+	var out []*ts.Tensor
+	for _, t := range []*ts.Tensor{l.Weight, l.Down, l.Up, l.Bias} {
+		if t != nil {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// Block is one pre-norm transformer block.
+type Block struct {
+	Index      int
+	Norm1W     *ts.Tensor
+	Norm1B     *ts.Tensor
+	QKV, Proj  *Linear
+	Norm2W     *ts.Tensor
+	Norm2B     *ts.Tensor
+	FC1, FC2   *Linear
+	Heads      int
+	HeadDim    int
+	Taps       [numSites]Tap
+	Reducer    TokenReducer // token reduction after attention; nil for none
+	eps        float64
+	embedShape []int64
+	scale      *ts.Scalar
+}
+
+// TokenReducer shortens the token sequence after a block's attention.
+type TokenReducer interface {
+	// Reduce takes the residual stream x [B,N,D] and the block's keys
+	// averaged over heads [B,N,hd] and class-token attention [B,N] and
+	// returns the reduced stream. It owns none of its inputs.
+	Reduce(x, keys, clsAttn *ts.Tensor) *ts.Tensor
+	// NeedsAttention says whether clsAttn and keys must be computed.
+	NeedsAttention() bool
+}
+
+// Model is a ViT with its parameters in a gotch VarStore, named as timm
+// names them, so optimizers and checkpoints see every tensor.
+type Model struct {
+	Cfg       Config
+	VS        *nn.VarStore
+	PatchW    *ts.Tensor // [D, C, P, P]
+	PatchB    *ts.Tensor
+	ClsToken  *ts.Tensor // [1, 1, D]
+	DistToken *ts.Tensor // [1, 1, D], distilled models only
+	PosEmbed  *ts.Tensor // [1, N, D]
+	Blocks    []*Block
+	NormW     *ts.Tensor
+	NormB     *ts.Tensor
+	Head      *Linear
+	HeadDist  *Linear // distilled models only
+	// InputTap sees the normalised image batch (the patch embedding's
+	// input); the head's input is the head's own Tap.
+	InputTap Tap
+}
+
+// New builds a randomly initialised model (truncated-normal-like init with
+// std 0.02 as timm does; seed libtorch first for reproducibility).
+func New(cfg Config, dev gotch.Device) (*Model, error) {
+	if cfg.LNEps == 0 {
+		cfg.LNEps = 1e-6
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	vs := nn.NewVarStore(dev)
+	root := vs.Root()
+	d := int64(cfg.EmbedDim)
+	m := &Model{Cfg: cfg, VS: vs}
+	std := nn.NewRandnInit(0, 0.02)
+
+	pe := root.Sub("patch_embed").Sub("proj")
+	p := int64(cfg.PatchSize)
+	fanIn := float64(int64(cfg.InChans) * p * p)
+	m.PatchW = pe.MustNewVar("weight", []int64{d, int64(cfg.InChans), p, p}, nn.NewRandnInit(0, math.Sqrt(1/fanIn)))
+	m.PatchB = pe.MustZeros("bias", []int64{d})
+	m.ClsToken = root.MustNewVar("cls_token", []int64{1, 1, d}, nn.NewRandnInit(0, 1e-6))
+	if cfg.Distilled {
+		m.DistToken = root.MustNewVar("dist_token", []int64{1, 1, d}, std)
+	}
+	m.PosEmbed = root.MustNewVar("pos_embed", []int64{1, int64(cfg.NumTokens()), d}, std)
+
+	blocks := root.Sub("blocks")
+	for i := 0; i < cfg.Depth; i++ {
+		bc := cfg.Block(i)
+		bp := blocks.Sub(strconv.Itoa(i))
+		inner := bc.Heads * bc.HeadDim
+		b := &Block{
+			Index:   i,
+			Heads:   bc.Heads,
+			HeadDim: bc.HeadDim,
+			eps:     cfg.LNEps,
+			scale:   ts.FloatScalar(1 / math.Sqrt(float64(bc.HeadDim))),
+		}
+		b.embedShape = []int64{d}
+		b.Norm1W = bp.Sub("norm1").MustOnes("weight", []int64{d})
+		b.Norm1B = bp.Sub("norm1").MustZeros("bias", []int64{d})
+		b.QKV = newLinear(bp.Sub("attn"), "qkv", cfg.EmbedDim, 3*inner, bc.Ranks["qkv"], cfg.QKVBias, std)
+		b.Proj = newLinear(bp.Sub("attn"), "proj", inner, cfg.EmbedDim, bc.Ranks["proj"], true, std)
+		b.Norm2W = bp.Sub("norm2").MustOnes("weight", []int64{d})
+		b.Norm2B = bp.Sub("norm2").MustZeros("bias", []int64{d})
+		b.FC1 = newLinear(bp.Sub("mlp"), "fc1", cfg.EmbedDim, bc.MLPHidden, bc.Ranks["fc1"], true, std)
+		b.FC2 = newLinear(bp.Sub("mlp"), "fc2", bc.MLPHidden, cfg.EmbedDim, bc.Ranks["fc2"], true, std)
+		b.QKV.Name = fmt.Sprintf("blocks.%d.attn.qkv", i)
+		b.Proj.Name = fmt.Sprintf("blocks.%d.attn.proj", i)
+		b.FC1.Name = fmt.Sprintf("blocks.%d.mlp.fc1", i)
+		b.FC2.Name = fmt.Sprintf("blocks.%d.mlp.fc2", i)
+		m.Blocks = append(m.Blocks, b)
+	}
+	m.NormW = root.Sub("norm").MustOnes("weight", []int64{d})
+	m.NormB = root.Sub("norm").MustZeros("bias", []int64{d})
+	m.Head = newLinear(root, "head", cfg.EmbedDim, cfg.NumClasses, 0, true, std)
+	m.Head.Name = "head"
+	if cfg.Distilled {
+		m.HeadDist = newLinear(root, "head_dist", cfg.EmbedDim, cfg.NumClasses, 0, true, std)
+		m.HeadDist.Name = "head_dist"
+	}
+	return m, nil
+}
+
+func newLinear(parent *nn.Path, name string, in, out, rank int, bias bool, init nn.Init) *Linear {
+	l := &Linear{In: in, Out: out, Rank: rank}
+	p := parent.Sub(name)
+	if rank > 0 {
+		l.Down = p.Sub("0").MustNewVar("weight", []int64{int64(rank), int64(in)}, init)
+		up := p.Sub("1")
+		l.Up = up.MustNewVar("weight", []int64{int64(out), int64(rank)}, init)
+		if bias {
+			l.Bias = up.MustZeros("bias", []int64{int64(out)})
+		}
+		return l
+	}
+	l.Weight = p.MustNewVar("weight", []int64{int64(out), int64(in)}, init)
+	if bias {
+		l.Bias = p.MustZeros("bias", []int64{int64(out)})
+	}
+	return l
+}
+
+// applyTap runs t on x; when t returns a new tensor, x is freed if owned.
+func applyTap(t Tap, x *ts.Tensor, owned bool) *ts.Tensor {
+	if t == nil {
+		return x
+	}
+	y := t.Tap(x)
+	if y != x && owned {
+		x.MustDrop()
+	}
+	return y
+}
+
+// Features runs the model up to the final norm and returns the token
+// sequence [B, N', D]. The input is not freed.
+func (m *Model) Features(x *ts.Tensor) *ts.Tensor {
+	in := applyTap(m.InputTap, x, false)
+	p := int64(m.Cfg.PatchSize)
+	h := ts.MustConv2d(in, m.PatchW, m.PatchB, []int64{p, p}, []int64{0, 0}, []int64{1, 1}, 1)
+	if in != x {
+		in.MustDrop()
+	}
+	h = h.MustFlatten(2, -1, true).MustTranspose(1, 2, true) // [B, N, D]
+	b := h.MustSize()[0]
+	d := int64(m.Cfg.EmbedDim)
+	prefix := []*ts.Tensor{m.ClsToken.MustExpand([]int64{b, 1, d}, false, false)}
+	if m.DistToken != nil {
+		prefix = append(prefix, m.DistToken.MustExpand([]int64{b, 1, d}, false, false))
+	}
+	seq := ts.MustCat(append(prefix, h), 1)
+	for _, t := range prefix {
+		t.MustDrop()
+	}
+	h.MustDrop()
+	x = seq.MustAdd(m.PosEmbed, true)
+	for _, blk := range m.Blocks {
+		x = blk.Forward(x)
+	}
+	return ts.MustLayerNorm(x, []int64{d}, m.NormW, m.NormB, m.Cfg.LNEps, false)
+}
+
+// Forward returns the logits [B, classes]. A distilled model averages its
+// two heads, as DeiT does at inference. The input is not freed.
+func (m *Model) Forward(x *ts.Tensor) *ts.Tensor {
+	cls, dist := m.ForwardHeads(x)
+	if dist == nil {
+		return cls
+	}
+	sum := cls.MustAdd(dist, true)
+	dist.MustDrop()
+	return sum.MustDivScalar(ts.FloatScalar(2), true)
+}
+
+// ForwardHeads returns the class-token logits and, for distilled models,
+// the distillation-token logits (nil otherwise).
+func (m *Model) ForwardHeads(x *ts.Tensor) (cls, dist *ts.Tensor) {
+	f := m.Features(x)
+	defer f.MustDrop()
+	c := f.MustSelect(1, 0, false)
+	cls = m.Head.Forward(c)
+	c.MustDrop()
+	if m.HeadDist != nil {
+		dt := f.MustSelect(1, 1, false)
+		dist = m.HeadDist.Forward(dt)
+		dt.MustDrop()
+	}
+	return cls, dist
+}
+
+// Forward runs the block on x [B,N,D] and frees x.
+func (b *Block) Forward(x *ts.Tensor) *ts.Tensor {
+	h := ts.MustLayerNorm(x, b.embedShape, b.Norm1W, b.Norm1B, b.eps, false)
+	h = applyTap(b.Taps[SiteQKVIn], h, true)
+	qkv := b.QKV.Forward(h)
+	h.MustDrop()
+	size := x.MustSize()
+	bs, n := size[0], size[1]
+	heads, hd := int64(b.Heads), int64(b.HeadDim)
+	qkv = qkv.MustReshape([]int64{bs, n, 3, heads, hd}, true).MustPermute([]int64{2, 0, 3, 1, 4}, true)
+	parts := qkv.MustUnbind(0, true)
+	q, k, v := parts[0], parts[1], parts[2]
+	q = q.MustMulScalar(b.scale, true)
+	kt := k.MustTranspose(-2, -1, false)
+	attn := q.MustMatmul(kt, true)
+	kt.MustDrop()
+	attn = attn.MustSoftmax(-1, gotch.Float, true)
+	attn = applyTap(b.Taps[SiteAttnMap], attn, true)
+
+	var keys, clsAttn *ts.Tensor
+	if b.Reducer != nil && b.Reducer.NeedsAttention() {
+		keys = k.MustMeanDim([]int64{1}, false, gotch.Float, false)                              // [B,N,hd]
+		clsAttn = attn.MustSelect(2, 0, false).MustMeanDim([]int64{1}, false, gotch.Float, true) // [B,N]
+	}
+	k.MustDrop()
+	o := attn.MustMatmul(v, true)
+	v.MustDrop()
+	o = o.MustTranspose(1, 2, true).MustReshape([]int64{bs, n, heads * hd}, true)
+	o = applyTap(b.Taps[SiteProjIn], o, true)
+	p := b.Proj.Forward(o)
+	o.MustDrop()
+	x = x.MustAdd(p, true)
+	p.MustDrop()
+
+	if b.Reducer != nil {
+		r := b.Reducer.Reduce(x, keys, clsAttn)
+		if r != x {
+			x.MustDrop()
+		}
+		x = r
+		if keys != nil {
+			keys.MustDrop()
+			clsAttn.MustDrop()
+		}
+	}
+
+	h = ts.MustLayerNorm(x, b.embedShape, b.Norm2W, b.Norm2B, b.eps, false)
+	h = applyTap(b.Taps[SiteFC1In], h, true)
+	f := b.FC1.Forward(h)
+	h.MustDrop()
+	f = f.MustGelu("none", true)
+	f = applyTap(b.Taps[SiteFC2In], f, true)
+	g := b.FC2.Forward(f)
+	f.MustDrop()
+	x = x.MustAdd(g, true)
+	g.MustDrop()
+	return x
+}
+
+// Linears returns every linear layer with its group name: "qkv", "proj",
+// "fc1", "fc2", "head".
+func (m *Model) Linears() []GroupedLinear {
+	var out []GroupedLinear
+	for _, b := range m.Blocks {
+		out = append(out,
+			GroupedLinear{"qkv", b.Index, b.QKV},
+			GroupedLinear{"proj", b.Index, b.Proj},
+			GroupedLinear{"fc1", b.Index, b.FC1},
+			GroupedLinear{"fc2", b.Index, b.FC2})
+	}
+	out = append(out, GroupedLinear{"head", -1, m.Head})
+	if m.HeadDist != nil {
+		out = append(out, GroupedLinear{"head", -1, m.HeadDist})
+	}
+	return out
+}
+
+// GroupedLinear is a linear layer with its layer group and block index
+// (-1 outside the blocks).
+type GroupedLinear struct {
+	Group string
+	Block int
+	*Linear
+}
+
+// Train sets whether parameters take gradients.
+func (m *Model) Train(on bool) {
+	if on {
+		m.VS.Unfreeze()
+	} else {
+		m.VS.Freeze()
+	}
+}
+
+// Drop frees every tensor of the model.
+func (m *Model) Drop() {
+	m.VS.Destroy()
+	for _, l := range m.Linears() {
+		if l.Mask != nil {
+			l.Mask.MustDrop()
+			l.Mask = nil
+		}
+	}
+}

@@ -1,0 +1,63 @@
+// Package torchrt reaches the few libtorch runtime controls that gotch
+// v0.9.1 compiles into its C API (torch_api.cpp) but does not expose to Go:
+// the global seed and the intra-op thread count.
+//
+// The functions live in gotch's libtch object, which every binary that
+// imports gotch links. They are declared weak here so that cgo's own
+// link check of this package (which sees only this package's objects)
+// succeeds; the real definitions win at the final link.
+package torchrt
+
+/*
+#include <stdint.h>
+extern void at_manual_seed(int64_t) __attribute__((weak));
+extern void at_set_num_threads(int) __attribute__((weak));
+extern int at_get_num_threads(void) __attribute__((weak));
+static int torchrt_linked(void) { return at_manual_seed != 0 && at_set_num_threads != 0 && at_get_num_threads != 0; }
+*/
+import "C"
+
+import (
+	"runtime"
+
+	// Imported for its cgo object, which defines the functions above.
+	_ "github.com/sugarme/gotch/libtch"
+	"github.com/sugarme/gotch/ts"
+)
+
+func linked() {
+	if C.torchrt_linked() == 0 {
+		panic("torchrt: gotch's libtch is not linked into this binary")
+	}
+}
+
+// ManualSeed seeds libtorch's global generators (CPU and CUDA).
+func ManualSeed(seed int64) {
+	linked()
+	C.at_manual_seed(C.int64_t(seed))
+}
+
+// SetNumThreads sets libtorch's intra-op thread count; n <= 0 leaves it.
+func SetNumThreads(n int) {
+	linked()
+	if n > 0 {
+		C.at_set_num_threads(C.int(n))
+	}
+}
+
+// NumThreads returns libtorch's intra-op thread count.
+func NumThreads() int {
+	linked()
+	return int(C.at_get_num_threads())
+}
+
+// NoGrad runs fn with autograd off. libtorch's grad mode is per OS thread
+// while goroutines move between threads, so the goroutine is pinned to its
+// thread for the duration; gotch's ts.NoGrad alone is not enough and fails
+// at random ("a leaf Variable that requires grad is being used in an
+// in-place operation").
+func NoGrad(fn func()) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	ts.NoGrad(fn)
+}

@@ -1,0 +1,356 @@
+package reports
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vitbench/vitbench/harness/metrics"
+	"github.com/vitbench/vitbench/harness/store"
+)
+
+// macsNote explains the unit every MACs axis and column uses.
+const macsNote = "MACs are multiply-accumulates, counted analytically per layer (G = 10⁹). " +
+	"The ViT literature's \"GFLOPs\" (DeiT, TinyViT, ToMe, torchvision's tables) are these GMACs; FLOPs proper are twice as many. " +
+	"Sizes are MiB (2²⁰ bytes) at the stored bit widths, parameters M = 10⁶, latency milliseconds at batch 1."
+
+type overviewBody struct {
+	Suites          *table
+	Runs            table
+	Groups          []*group
+	Findings        []findings
+	Summary         table
+	SummaryWarnings []error
+	MACsNote        string
+}
+
+func (s *site) overview() error {
+	v := s.v
+	b := overviewBody{MACsNote: macsNote, Groups: v.groups}
+	b.Suites = suitesTable(v.runs)
+	b.Runs = runsTable(v)
+	for _, g := range v.groups {
+		b.Findings = append(b.Findings, computeFindings(g))
+	}
+	b.Summary, b.SummaryWarnings = summaryTable(v)
+	title := "vitbench report"
+	if names := suiteNames(v.runs); len(names) > 0 {
+		title += ": " + strings.Join(names, ", ")
+	}
+	return s.page(IndexPage, "overview", title, v.warnings, nil, b)
+}
+
+func suiteNames(runs []*store.Run) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, r := range runs {
+		if r.SuiteName != "" && !seen[r.SuiteName] {
+			seen[r.SuiteName] = true
+			out = append(out, r.SuiteName)
+		}
+	}
+	return out
+}
+
+func suitesTable(runs []*store.Run) *table {
+	if len(runs) == 0 {
+		return nil
+	}
+	type suite struct {
+		name, path, hash string
+		runs             int
+	}
+	var list []*suite
+	at := map[[3]string]*suite{}
+	for _, r := range runs {
+		k := [3]string{r.SuiteName, r.SuitePath, r.SuiteHash}
+		if at[k] == nil {
+			at[k] = &suite{name: r.SuiteName, path: r.SuitePath, hash: r.SuiteHash}
+			list = append(list, at[k])
+		}
+		at[k].runs++
+	}
+	t := &table{Head: []headCell{{Text: "suite"}, {Text: "file"}, {Text: "resolved hash", Title: "hash of the resolved suite: runs with the same hash ran the same experiments"}, {Text: "runs", Num: true}}}
+	for _, x := range list {
+		t.Rows = append(t.Rows, []cell{orMissing(x.name, "unnamed"), orMissing(x.path, "not recorded"), orMissing(shortHash(x.hash), "not recorded"), {Text: strconv.Itoa(x.runs), Class: "num"}})
+	}
+	return t
+}
+
+func runsTable(v *view) table {
+	t := table{
+		Empty: "No runs recorded.",
+		Head: []headCell{{Text: "run"}, {Text: "suite"}, {Text: "machine"}, {Text: "device"}, {Text: "threads", Num: true},
+			{Text: "started"}, {Text: "duration"}, {Text: "status"}, {Text: "experiments", Num: true}, {Text: "failed", Num: true}, {Text: "commit"}},
+	}
+	count := map[int64][2]int{}
+	for _, r := range v.rows {
+		c := count[r.exp.RunID]
+		c[0]++
+		if r.exp.Status == store.StatusFailed || r.exp.Status == store.StatusInterrupted {
+			c[1]++
+		}
+		count[r.exp.RunID] = c
+	}
+	for _, r := range v.runs {
+		dur := cell{Text: "not finished", Class: "missing"}
+		if !r.Ended.IsZero() && !r.Started.IsZero() {
+			dur = cell{Text: r.Ended.Sub(r.Started).Round(time.Second).String()}
+		}
+		status := cell{Text: r.Status}
+		if r.Status != store.StatusOK {
+			status.Class = "failed"
+		}
+		c := count[r.ID]
+		failed := cell{Text: strconv.Itoa(c[1]), Class: "num"}
+		if c[1] > 0 {
+			failed.Class = "num bad"
+		}
+		t.Rows = append(t.Rows, []cell{
+			{Text: fmt.Sprintf("#%d", r.ID), Title: r.UUID},
+			orMissing(r.SuiteName, "unnamed"),
+			{Text: machineLabel(r), Title: r.Machine.CPU, Href: "machines.html"},
+			orMissing(r.Device, "not recorded"),
+			{Text: strconv.Itoa(r.Machine.Threads), Class: "num"},
+			{Text: fmtTime(r.Started)},
+			dur,
+			status,
+			{Text: strconv.Itoa(c[0]), Class: "num"},
+			failed,
+			orMissing(shortHash(r.GitCommit), "not recorded"),
+		})
+	}
+	return t
+}
+
+// summaryColumn is one numeric column of the summary table.
+type summaryColumn struct {
+	head   headCell
+	metric string // for display unit and colouring
+	value  func(r *row) (float64, bool)
+	delta  float64 // the no-change value when the column is a change (0 or 1); NaN when it is not
+	// ratio gives the per-row ratio vs the baseline for the geomean footer;
+	// nil when the column has none.
+	ratio func(r *row) (float64, bool)
+}
+
+func summaryColumns() []summaryColumn {
+	nan := math.NaN()
+	get := func(name string) func(r *row) (float64, bool) {
+		return func(r *row) (float64, bool) { return r.get(name) }
+	}
+	ratio := func(name string) func(r *row) (float64, bool) {
+		return func(r *row) (float64, bool) { return r.ratio(name) }
+	}
+	return []summaryColumn{
+		{head: headCell{Text: "top-1 (%)", Num: true}, metric: metrics.Top1, value: get(metrics.Top1), delta: nan},
+		{head: headCell{Text: "Δ top-1 (pts)", Num: true, Title: "percentage points vs the experiment's baseline"}, metric: metrics.Top1Delta, value: (*row).top1Delta, delta: 0},
+		{head: headCell{Text: "params (M)", Num: true, Title: "non-zero parameters where recorded"}, metric: metrics.Params, value: axisParams.value, delta: nan, ratio: (*row).paramsRatio},
+		{head: headCell{Text: "size (MiB)", Num: true}, metric: metrics.SizeBytes, value: get(metrics.SizeBytes), delta: nan, ratio: ratio(metrics.SizeBytes)},
+		{head: headCell{Text: "MACs (G)", Num: true, Title: "effective MACs where recorded; the literature's GFLOPs are GMACs"}, metric: metrics.MACs, value: axisMACs.value, delta: nan, ratio: (*row).macsRatio},
+		{head: headCell{Text: "p50 latency (ms)", Num: true, Title: "batch 1"}, metric: metrics.LatencyP50, value: get(metrics.LatencyP50), delta: nan, ratio: ratio(metrics.LatencyP50)},
+		{head: headCell{Text: "throughput (img/s)", Num: true}, metric: metrics.Throughput, value: get(metrics.Throughput), delta: nan, ratio: ratio(metrics.Throughput)},
+		{head: headCell{Text: "speed-up (×)", Num: true, Title: "baseline p50 / p50 at batch 1"}, metric: metrics.Speedup, value: (*row).speedup, delta: 1},
+	}
+}
+
+// summaryTable is one row per current experiment, with a footer of
+// geometric means of per-row ratios against each row's baseline.
+func summaryTable(v *view) (table, []error) {
+	cols := summaryColumns()
+	multiRun := len(v.runs) > 1
+	t := table{ID: "summary", Sortable: true, Empty: "No experiments recorded."}
+	t.Head = append(t.Head, headCell{Text: "experiment"})
+	if multiRun {
+		t.Head = append(t.Head, headCell{Text: "run"})
+	}
+	t.Head = append(t.Head, headCell{Text: "data set"}, headCell{Text: "family"}, headCell{Text: "pipeline"}, headCell{Text: "status"})
+	for _, c := range cols {
+		t.Head = append(t.Head, c.head)
+	}
+	t.Head = append(t.Head, headCell{Text: "executed", Title: "how latency was executed: a precision, or simulated (fake-quantized in fp32)"})
+
+	for _, r := range v.current {
+		cells := []cell{{Text: r.exp.Name, Href: r.page, Sort: r.exp.Name}}
+		if multiRun {
+			cells = append(cells, cell{Text: runLabel(r.run), Sort: strconv.FormatInt(r.exp.RunID, 10)})
+		}
+		status := cell{Text: r.exp.Status}
+		if !r.ok() {
+			status.Class = "failed"
+			status.Title = firstLine(r.exp.Error)
+		}
+		cells = append(cells, orMissing(r.exp.Dataset, "—"), cell{Text: familyText(r)}, cell{Text: pipelineText(r)}, status)
+		for _, c := range cols {
+			cells = append(cells, numCell(c, r))
+		}
+		exec := orMissing(r.exp.Executed, "—")
+		if r.simulated() {
+			exec.Title = "fake-quantized: latency is fp32 execution, not low-precision"
+		}
+		cells = append(cells, exec)
+		t.Rows = append(t.Rows, cells)
+	}
+	for i := range t.Rows {
+		for j := range t.Rows[i] {
+			t.Rows[i][j].Sortable = true
+		}
+	}
+
+	// Footer: geomean of per-row ratios vs baseline over compressed rows.
+	var compressed []*row
+	var names []string
+	for _, r := range v.current {
+		if r.fam != FamilyBaseline && r.ok() {
+			compressed = append(compressed, r)
+			names = append(names, r.exp.Name)
+		}
+	}
+	if len(compressed) == 0 {
+		return t, nil
+	}
+	var warnings []error
+	lead := 4
+	if multiRun {
+		lead = 5
+	}
+	foot := []cell{{Text: fmt.Sprintf("geomean vs baseline (%d compressed)", len(compressed)), Title: "geometric mean of per-row ratios against each row's baseline, benchstat style"}}
+	for i := 1; i < lead+1; i++ {
+		foot = append(foot, cell{})
+	}
+	for _, c := range cols {
+		switch {
+		case c.metric == metrics.Top1Delta:
+			var sum float64
+			n := 0
+			for _, r := range compressed {
+				if d, ok := r.top1Delta(); ok {
+					sum += d
+					n++
+				}
+			}
+			if n == 0 {
+				foot = append(foot, cell{Text: "—", Class: "num missing"})
+				continue
+			}
+			mean := sum / float64(n)
+			foot = append(foot, cell{Text: "mean " + fmtSigned(mean), Class: strings.TrimSpace("num " + deltaClass(metrics.Top1Delta, mean, 0)), Title: fmt.Sprintf("arithmetic mean over %d rows", n)})
+		case c.metric == metrics.Speedup:
+			g := geomeanOf("speed-up", names, func(i int) (float64, bool) { return compressed[i].speedup() })
+			warnings = append(warnings, g.Warnings...)
+			foot = append(foot, ratioCell(metrics.Speedup, g, 1))
+		case c.ratio != nil:
+			g := geomeanOf(c.head.Text, names, func(i int) (float64, bool) { return c.ratio(compressed[i]) })
+			warnings = append(warnings, g.Warnings...)
+			foot = append(foot, ratioCell(c.metric, g, 1))
+		default:
+			foot = append(foot, cell{})
+		}
+	}
+	foot = append(foot, cell{})
+	t.Foot = [][]cell{foot}
+	return t, warnings
+}
+
+// ratioCell shows a geomean ratio, coloured when the metric's direction
+// is known.
+func ratioCell(metric string, g geomean, pivot float64) cell {
+	if g.N == 0 {
+		return cell{Text: "—", Class: "num missing", Title: "no row has a ratio"}
+	}
+	c := cell{Text: "×" + fmtNum(g.Value), Class: "num", Title: fmt.Sprintf("over %d of %d rows", g.N, g.Total)}
+	if cls := deltaClass(metric, g.Value, pivot); cls != "" {
+		c.Class += " " + cls
+	}
+	return c
+}
+
+// numCell formats one numeric summary cell.
+func numCell(c summaryColumn, r *row) cell {
+	v, ok := c.value(r)
+	if !ok {
+		title := "not recorded"
+		if !r.ok() {
+			title = "experiment " + r.exp.Status
+		}
+		return cell{Text: "—", Class: "num missing", Title: title}
+	}
+	var text string
+	switch c.metric {
+	case metrics.Top1Delta:
+		text = fmtSigned(v)
+	case metrics.Speedup:
+		text = fmtNum(v) + "×"
+	default:
+		d := displayOf(c.metric, "")
+		text = fmtNum(v * d.scale)
+	}
+	out := cell{Text: text, Sort: strconv.FormatFloat(v, 'g', -1, 64), Class: "num"}
+	if !math.IsNaN(c.delta) { // a change: colour by direction
+		if cls := deltaClass(c.metric, v, c.delta); cls != "" {
+			out.Class += " " + cls
+		}
+	}
+	return out
+}
+
+func orMissing(s, missing string) cell {
+	if s == "" {
+		return cell{Text: missing, Class: "missing"}
+	}
+	return cell{Text: s}
+}
+
+func familyText(r *row) string {
+	if r.fam == FamilyCombination {
+		return "combination: " + r.set
+	}
+	if r.fam == FamilyOther {
+		return r.set
+	}
+	return r.fam
+}
+
+func pipelineText(r *row) string {
+	if r.exp.Pipeline != "" {
+		return r.exp.Pipeline
+	}
+	if len(r.exp.Families) > 0 {
+		return strings.Join(r.exp.Families, " → ")
+	}
+	return "(baseline)"
+}
+
+func shortHash(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	return t.UTC().Format("2006-01-02 15:04 UTC")
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// sortedParamKeys lists an experiment's swept parameters.
+func sortedParamKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
