@@ -6,20 +6,25 @@ import (
 	"fmt"
 	"html"
 	"image/png"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
-// chromiumPath finds Debian's chromium: $CHROMIUM, /usr/bin/chromium, or
-// chromium on PATH.
+// chromiumPath finds Debian's chromium: $CHROMIUM when set, else
+// /usr/bin/chromium or chromium on PATH; "" when there is none.
 func chromiumPath() string {
 	if p := os.Getenv("CHROMIUM"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return ""
+		}
 		return p
 	}
 	if _, err := os.Stat("/usr/bin/chromium"); err == nil {
@@ -93,7 +98,7 @@ function blank(canvas) {
   return n;
 }
 function check(name, frame) {
-  var r = { charts: [], resources: [], errors: [] };
+  var r = { charts: [], resources: [], errors: [], tips: 0 };
   try {
     var w = frame.contentWindow, doc = frame.contentDocument;
     r.hasEcharts = typeof w.echarts !== 'undefined';
@@ -107,12 +112,43 @@ function check(name, frame) {
       });
     });
     w.performance.getEntriesByType('resource').forEach(function (e) { r.resources.push(e.name); });
-    r.errors = w.__errors || [];
+    // Show the tooltip of every point: tooltips are HTML, so an unescaped
+    // name would run its onerror handler.
+    if (r.hasEcharts) {
+      doc.querySelectorAll('div.chart').forEach(function (el) {
+        var inst = w.echarts.getInstanceByDom(el);
+        var opt = inst.getOption();
+        (opt.series || []).forEach(function (s, si) {
+          (s.data || []).forEach(function (d, di) {
+            inst.dispatchAction({ type: 'showTip', seriesIndex: si, dataIndex: di });
+            r.tips++;
+          });
+        });
+      });
+    }
+    // Sort the summary table by top-1, up then down.
+    var t = doc.getElementById('summary');
+    if (t) {
+      var heads = t.tHead.rows[0].cells, col = -1;
+      for (var i = 0; i < heads.length; i++) { if (heads[i].textContent.indexOf('top-1 (%)') === 0) { col = i; } }
+      var read = function () {
+        var v = [];
+        Array.prototype.forEach.call(t.tBodies[0].rows, function (row) { v.push(row.cells[col].getAttribute('data-sort')); });
+        return v;
+      };
+      heads[col].click(); r.sortedUp = read();
+      heads[col].click(); r.sortedDown = read();
+    }
   } catch (e) {
     r.errors.push(String(e));
   }
   results[name] = r;
-  if (--left === 0) { document.getElementById('result').textContent = JSON.stringify(results); }
+  if (--left === 0) {
+    setTimeout(function () {
+      results.__pwned = { errors: window.__pwned ? ['a name from the suite ran as HTML: a page or tooltip did not escape it'] : [] };
+      document.getElementById('result').textContent = JSON.stringify(results);
+    }, 300);
+  }
 }
 pages.forEach(function (name) {
   var f = document.createElement('iframe');
@@ -136,6 +172,9 @@ type pageState struct {
 	Charts     []chartState `json:"charts"`
 	Resources  []string     `json:"resources"`
 	Errors     []string     `json:"errors"`
+	Tips       int          `json:"tips"`
+	SortedUp   []string     `json:"sortedUp"`
+	SortedDown []string     `json:"sortedDown"`
 }
 
 // TestBrowser renders a site from a synthetic snapshot (every family, two
@@ -149,26 +188,43 @@ func TestBrowser(t *testing.T) {
 		t.Skip("browser test skipped in -short mode")
 	}
 	bin := chromiumPath()
-	requireTool(t, bin != "", "chromium not found at /usr/bin/chromium or on PATH: the set-up installs Debian's chromium (apt-get install -y chromium)")
+	requireTool(t, bin != "", "chromium not found ($CHROMIUM, /usr/bin/chromium, PATH): the set-up installs Debian's chromium (apt-get install -y chromium)")
 	assets := filepath.Join("..", DefaultAssetsDir)
 	_, err := os.Stat(filepath.Join(assets, EChartsScript))
 	requireTool(t, err == nil, "echarts.min.js not in "+assets+": run scripts/assets.sh")
 
+	// One experiment is named with HTML that would run if a page or a
+	// tooltip did not escape it.
+	const evil = `<img src=x onerror="top.__pwned=1">`
+	snap := synthSnapshot()
+	for i := range snap.Experiments {
+		if e := &snap.Experiments[i]; e.Name == "ptq/w8a8" {
+			e.Name = evil
+			e.Pipeline = evil
+			e.Params["act_bits"] = evil
+		}
+	}
 	start := time.Now()
-	out, err := filepath.Abs(render(t, synthSnapshot(), assets))
+	out, err := filepath.Abs(render(t, snap, assets))
 	if err != nil {
 		t.Fatal(err)
 	}
 	files := readSite(t, out)
 	pages := htmlPages(files)
 	sort.Strings(pages)
-	list, _ := json.Marshal(pages)
+	// A probe page that does reach for the network proves the check sees
+	// such requests (resource timing lists failed fetches too).
+	const probe = "_probe.html"
+	if err := os.WriteFile(filepath.Join(out, probe), []byte(`<!DOCTYPE html><img src="http://vitbench.invalid/x.png">`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	list, _ := json.Marshal(append(pages, probe))
 	if err := os.WriteFile(filepath.Join(out, "_check.html"), []byte(strings.Replace(checkPage, "PAGES", string(list), 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 
 	t0 := time.Now()
-	dom := chromium(t, bin, "--allow-file-access-from-files", "--virtual-time-budget=20000", "--dump-dom", "file://"+filepath.Join(out, "_check.html"))
+	dom := chromium(t, bin, "--allow-file-access-from-files", "--virtual-time-budget=3000", "--dump-dom", "file://"+filepath.Join(out, "_check.html"))
 	t.Logf("dump-dom: %v", time.Since(t0))
 	m := regexp.MustCompile(`(?s)<pre id="result">(.*?)</pre>`).FindStringSubmatch(dom)
 	if m == nil {
@@ -177,6 +233,22 @@ func TestBrowser(t *testing.T) {
 	var results map[string]pageState
 	if err := json.Unmarshal([]byte(html.UnescapeString(m[1])), &results); err != nil {
 		t.Fatalf("result %q: %v", tail(m[1], 500), err)
+	}
+	for _, e := range results["__pwned"].Errors {
+		t.Error(e)
+	}
+	if r := results[IndexPage]; !sortedAsc(r.SortedUp) || !sortedAsc(reverseNonEmpty(r.SortedDown)) || len(r.SortedUp) == 0 {
+		t.Errorf("summary table not sorted by top-1: up %v, down %v", r.SortedUp, r.SortedDown)
+	}
+	tips := 0
+	for _, r := range results {
+		tips += r.Tips
+	}
+	if tips < 100 {
+		t.Errorf("only %d tooltips shown", tips)
+	}
+	if r := results[probe]; len(r.Resources) != 1 || r.Resources[0] != "http://vitbench.invalid/x.png" {
+		t.Errorf("the network check did not see the probe's request: %+v", r)
 	}
 	totalCharts := 0
 	for _, name := range pages {
@@ -276,4 +348,35 @@ func checkPNG(path string) error {
 		return fmt.Errorf("%s looks blank: luminance variance %.5f, %d colours", path, variance, len(colours))
 	}
 	return nil
+}
+
+// sortedAsc reports whether numeric sort keys ascend, empty keys last.
+func sortedAsc(keys []string) bool {
+	prev := math.Inf(-1)
+	empty := false
+	for _, k := range keys {
+		if k == "" {
+			empty = true
+			continue
+		}
+		v, err := strconv.ParseFloat(k, 64)
+		if err != nil || empty || v < prev {
+			return false
+		}
+		prev = v
+	}
+	return true
+}
+
+// reverseNonEmpty reverses the non-empty keys, keeping empty ones last.
+func reverseNonEmpty(keys []string) []string {
+	var out, empty []string
+	for i := len(keys) - 1; i >= 0; i-- {
+		if keys[i] == "" {
+			empty = append(empty, "")
+		} else {
+			out = append(out, keys[i])
+		}
+	}
+	return append(out, empty...)
 }

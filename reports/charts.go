@@ -151,11 +151,22 @@ func commonOpts() []charts.GlobalOpts {
 		charts.WithAnimation(false),
 		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true), Trigger: "item", Formatter: jsFunc("tip")}),
 		charts.WithLegendOpts(opts.Legend{Show: opts.Bool(true), Type: "scroll", Top: "0"}),
-		charts.WithGridOpts(opts.Grid{Left: "64", Right: "40", Top: "48", Bottom: "56", ContainLabel: opts.Bool(true)}),
 		charts.WithToolboxOpts(opts.Toolbox{Show: opts.Bool(true), Right: "8", Feature: &opts.ToolBoxFeature{
 			SaveAsImage: &opts.ToolBoxFeatureSaveAsImage{Show: opts.Bool(true), Title: "save as PNG"},
 		}}),
 	}
+}
+
+// withGrid sets a chart's only grid (go-echarts appends grids).
+func withGrid(g opts.Grid) charts.GlobalOpts {
+	return func(bc *charts.BaseConfiguration) {
+		bc.GridList = []opts.Grid{g}
+	}
+}
+
+// plotGrid is the grid of x-y charts: room for axis names.
+func plotGrid() charts.GlobalOpts {
+	return withGrid(opts.Grid{Left: "64", Right: "40", Top: "48", Bottom: "56", ContainLabel: opts.Bool(true)})
 }
 
 func valueAxis(name string, scale bool) opts.XAxis {

@@ -47,7 +47,7 @@ func computeFindings(g *group) findings {
 		}
 	}
 	if len(failed) > 0 {
-		f.Missing = append(f.Missing, fmt.Sprintf("%d experiments did not succeed and are left out: %s.", len(failed), nameList(failed, 6)))
+		f.Missing = append(f.Missing, fmt.Sprintf("%s did not succeed and %s left out: %s.", plural(len(failed), "experiment"), isAre(len(failed)), nameList(failed, 6)))
 	}
 	families := presentFamilies(g.Rows, false)
 	f.Families = families
@@ -71,10 +71,14 @@ func computeFindings(g *group) findings {
 	}
 
 	for _, a := range costAxes {
-		pts := axisPoints(g.Rows, a)
+		pts := g.points(a)
 		if len(pts) == 0 {
 			f.Missing = append(f.Missing, fmt.Sprintf("No successful experiment has both top-1 and %s: nothing to state about accuracy per %s.", a.noun, a.noun))
 			continue
+		}
+		if a == axisLatency && b != nil {
+			f.Sentences = append(f.Sentences, fmt.Sprintf("Latency statements compare experiments measured on the baseline's set-up, %s with %d threads; other machines are on the machines page.",
+				runLabel(b.run), threadsOf(b)))
 		}
 		if b != nil {
 			if bc, ok := a.value(b); ok {
@@ -175,7 +179,7 @@ func combinationFindings(g *group) []string {
 	}
 	onFront := map[*row][]string{}
 	for _, a := range costAxes {
-		for _, p := range paretoFront(axisPoints(g.Rows, a)) {
+		for _, p := range paretoFront(g.points(a)) {
 			if p.r.fam == FamilyCombination {
 				onFront[p.r] = append(onFront[p.r], a.noun)
 			}
@@ -236,3 +240,25 @@ func familyPhrase(r *row) string {
 
 // quote marks a user-given name in a sentence. The page escapes it.
 func quote(s string) string { return "“" + s + "”" }
+
+// plural formats a count and a noun: "1 experiment", "2 experiments".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+func isAre(n int) string {
+	if n == 1 {
+		return "is"
+	}
+	return "are"
+}
+
+func threadsOf(r *row) int {
+	if r.run == nil {
+		return 0
+	}
+	return r.run.Machine.Threads
+}

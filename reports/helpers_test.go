@@ -120,8 +120,14 @@ func synthSnapshot() *store.Snapshot {
 			snap.Experiments = append(snap.Experiments, makeExperiment(id, "cifar10", "vit_cifar", e, latScale))
 		}
 	}
+	// Names are unique within a run: the second data set's are prefixed.
 	for _, e := range suiteExperiments[:3] {
-		snap.Experiments = append(snap.Experiments, makeExperiment(1, "fashion-mnist", "vit_fmnist", e, 0.5))
+		x := makeExperiment(1, "fashion-mnist", "vit_fmnist", e, 0.5)
+		x.Name = "fmnist/" + x.Name
+		if x.Baseline != "" {
+			x.Baseline = "fmnist/baseline"
+		}
+		snap.Experiments = append(snap.Experiments, x)
 	}
 	for i := range snap.Experiments {
 		snap.Experiments[i].ID = int64(i + 1)

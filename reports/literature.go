@@ -24,6 +24,7 @@ var publishedTOML []byte
 // report them. Cells are strings or numbers.
 type Source struct {
 	ID        string          `toml:"id"`
+	Name      string          `toml:"name"` // short name for headings; optional
 	Cite      string          `toml:"cite"`
 	Technique string          `toml:"technique"` // quantization, distillation, pruning, low-rank
 	Notes     string          `toml:"notes"`
@@ -134,6 +135,7 @@ type litSeries struct {
 type litPlot struct {
 	XLabel, YLabel string
 	Relative       bool
+	DiscreteX      bool   // x takes a few values (bit widths): spread series sideways
 	Reference      string // what the relative values are against
 	Series         []litSeries
 	Note           string
@@ -172,7 +174,7 @@ func plotSource(s *Source, methodName string) (*litPlot, error) {
 func plotQuantWide(s *Source, label int, methodName string) (*litPlot, error) {
 	fp := s.col("fp32")
 	p := &litPlot{
-		XLabel: "weight bits (W = A)", YLabel: "Δ top-1 vs fp32 (pts)", Relative: true,
+		XLabel: "weight bits (W = A)", YLabel: "Δ top-1 vs fp32 (pts)", Relative: true, DiscreteX: true,
 		Reference: "each model's fp32 top-1 in the same table",
 		family:    FamilyQuantize, measured: weightBits, measuredY: (*row).top1Delta,
 	}
@@ -235,7 +237,7 @@ func plotQuantLong(s *Source) (*litPlot, error) {
 		return nil, fmt.Errorf("source %q: no full-precision row (w = 32)", s.ID)
 	}
 	p := &litPlot{
-		XLabel: "weight bits", YLabel: "Δ top-1 vs full precision (pts)", Relative: true,
+		XLabel: "weight bits", YLabel: "Δ top-1 vs full precision (pts)", Relative: true, DiscreteX: true,
 		Reference: "each model's full-precision row in the same table",
 		family:    FamilyQuantize, measured: weightBits, measuredY: (*row).top1Delta,
 	}
@@ -455,9 +457,12 @@ func methodLabel(prefix, methodName string) string {
 	return prefix
 }
 
-// sourceName is a display name for a source: the method named at the
-// start of its citation ("PTQ4ViT"), else its id.
+// sourceName is a display name for a source: its name, else the method
+// named at the start of its citation ("PTQ4ViT"), else its id.
 func sourceName(s *Source) string {
+	if s.Name != "" {
+		return s.Name
+	}
 	if i := strings.Index(s.Cite, ", "); i >= 0 {
 		rest := s.Cite[i+2:]
 		if j := strings.Index(rest, ":"); j > 0 && j < 40 {

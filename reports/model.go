@@ -286,6 +286,33 @@ type group struct {
 	Page    string
 }
 
+// points returns the group's successful rows that have top-1 and the
+// axis's cost. Latency points are only those measured on the set-up
+// (machine, threads, device) of the group's baseline: latencies of
+// different machines do not share an axis.
+func (g *group) points(a *costAxis) []point {
+	if a != axisLatency || g.Base == nil {
+		return axisPoints(g.Rows, a)
+	}
+	key := latencySetup(g.Base.run)
+	var rows []*row
+	for _, r := range g.Rows {
+		if latencySetup(r.run) == key {
+			rows = append(rows, r)
+		}
+	}
+	return axisPoints(rows, a)
+}
+
+// latencySetup identifies what a measured latency depends on: the
+// machine, the threads libtorch used and the device.
+func latencySetup(r *store.Run) string {
+	if r == nil {
+		return ""
+	}
+	return fmt.Sprintf("%s/%d/%s", store.Fingerprint(r.Machine), r.Machine.Threads, r.Device)
+}
+
 func (g *group) Title() string {
 	d, m := g.Dataset, g.Model
 	if d == "" {

@@ -136,7 +136,7 @@ func metricsTable(r *row) table {
 			better = cell{Text: betterText(info.Better)}
 		}
 		row := []cell{{Text: label}, {Text: m.Name}, {Text: fmtMetric(m.Name, m.Value, unit), Class: "num"},
-			{Text: strings.TrimSpace(strconv.FormatFloat(m.Value, 'g', -1, 64) + " " + unit)}, better}
+			{Text: strings.TrimSpace(strconv.FormatFloat(m.Value, 'g', 10, 64) + " " + unit)}, better}
 		if b, ok := r.baseGet(m.Name); ok && r.base != nil {
 			row = append(row, cell{Text: fmtMetric(m.Name, b, unit), Class: "num"}, relCell(m.Name, m.Value, b))
 		} else {
@@ -261,6 +261,7 @@ func curveCharts(cs *chartSet, pts []store.Point) error {
 		}
 		c := charts.NewLine()
 		c.SetGlobalOptions(commonOpts()...)
+		c.SetGlobalOptions(plotGrid())
 		c.SetGlobalOptions(
 			charts.WithXAxisOpts(valueAxis("step", true)),
 			charts.WithYAxisOpts(valueYAxis("value", true)),

@@ -35,7 +35,7 @@ func (s *site) tradeoffs() error {
 		}
 		onFront := map[*row][]string{}
 		for _, a := range costAxes {
-			pts := axisPoints(g.Rows, a)
+			pts := g.points(a)
 			front := paretoFront(pts)
 			for _, p := range front {
 				onFront[p.r] = append(onFront[p.r], a.noun)
@@ -44,7 +44,7 @@ func (s *site) tradeoffs() error {
 				b.Notes = append(b.Notes, fmt.Errorf("top-1 vs %s: no successful experiment has both values, so no chart", a.noun))
 				continue
 			}
-			if missing := notPlotted(g.Rows, pts); len(missing) > 0 {
+			if missing := notPlotted(g, a, pts); len(missing) > 0 {
 				b.Notes = append(b.Notes, fmt.Errorf("top-1 vs %s: not plotted: %s", a.noun, nameList(missing, 8)))
 			}
 			c := tradeoffChart(a, pts, front)
@@ -74,19 +74,22 @@ func (s *site) tradeoffs() error {
 }
 
 // notPlotted names the rows of a group that are not among pts and why.
-func notPlotted(rows []*row, pts []point) []string {
+func notPlotted(g *group, a *costAxis, pts []point) []string {
 	in := map[*row]bool{}
 	for _, p := range pts {
 		in[p.r] = true
 	}
 	var out []string
-	for _, r := range rows {
+	for _, r := range g.Rows {
 		if in[r] {
 			continue
 		}
 		why := "missing metric"
-		if !r.ok() {
+		switch _, hasLat := r.get(metrics.LatencyP50); {
+		case !r.ok():
 			why = r.exp.Status
+		case a == axisLatency && hasLat && g.Base != nil:
+			why = "measured on " + runLabel(r.run) + ", not the baseline's machine " + runLabel(g.Base.run)
 		}
 		out = append(out, fmt.Sprintf("%s (%s)", r.exp.Name, why))
 	}
@@ -132,6 +135,7 @@ func pointTip(r *row, a *costAxis, x float64) string {
 func tradeoffChart(a *costAxis, pts []point, front []point) *charts.Scatter {
 	c := charts.NewScatter()
 	c.SetGlobalOptions(commonOpts()...)
+	c.SetGlobalOptions(plotGrid())
 	c.SetGlobalOptions(
 		charts.WithXAxisOpts(valueAxis(a.label, true)),
 		charts.WithYAxisOpts(valueYAxis("top-1 (%)", true)),
@@ -239,7 +243,7 @@ func (s *site) sweeps() error {
 			if len(failed) > 0 {
 				sec.Note = fmt.Sprintf("Not plotted (did not succeed): %s.", nameList(failed, 8))
 			}
-			for _, key := range sweptKeys(rows) {
+			for _, keys := range sweptKeys(rows) {
 				for _, m := range []struct {
 					title, axis string
 					value       func(*row) (float64, bool)
@@ -253,11 +257,11 @@ func (s *site) sweeps() error {
 					if m.title == "top-1" && g.Base != nil {
 						ref, hasRef = mustGet(g.Base, metrics.Top1), true
 					}
-					c, n := sweepChart(rows, key, m.axis, m.value, ref, hasRef)
+					c, n := sweepChart(rows, sg, keys, m.axis, m.value, ref, hasRef)
 					if n == 0 {
 						continue
 					}
-					title := fmt.Sprintf("%s: %s vs %s", sg, m.title, key)
+					title := fmt.Sprintf("%s: %s vs %s", sg, m.title, strings.Join(keys, " = "))
 					if err := cs.add(title, "", 360, c); err != nil {
 						return fmt.Errorf("sweeps %s: %w", sg, err)
 					}
@@ -294,8 +298,11 @@ func familiesOf(rows []*row) string {
 	return strings.Join(out, ", ")
 }
 
-// sweptKeys are the parameters with two or more distinct values.
-func sweptKeys(rows []*row) []string {
+// sweptKeys returns the parameters with two or more distinct values,
+// classed so that parameters that vary together (weight_bits and
+// act_bits of W8A8, W6A6, W4A4) make one sweep: each class lists its keys
+// sorted, the first one plotted on x.
+func sweptKeys(rows []*row) [][]string {
 	vals := map[string]map[string]bool{}
 	for _, r := range rows {
 		for k, v := range r.exp.Params {
@@ -305,23 +312,64 @@ func sweptKeys(rows []*row) []string {
 			vals[k][v] = true
 		}
 	}
-	var keys []string
+	var swept []string
 	for _, k := range sortedKeys(vals) {
 		if len(vals[k]) >= 2 {
-			keys = append(keys, k)
+			swept = append(swept, k)
 		}
 	}
-	return keys
+	var classes [][]string
+	placed := map[string]bool{}
+	for i, a := range swept {
+		if placed[a] {
+			continue
+		}
+		class := []string{a}
+		for _, b := range swept[i+1:] {
+			if !placed[b] && covary(rows, a, b) {
+				class = append(class, b)
+				placed[b] = true
+			}
+		}
+		classes = append(classes, class)
+	}
+	return classes
 }
 
-// sweepChart draws value against the parameter key, one line per setting
-// of the other parameters. It returns the number of points drawn.
-func sweepChart(rows []*row, key, yName string, value func(*row) (float64, bool), ref float64, hasRef bool) (*charts.Line, int) {
+// covary reports whether two parameters determine each other in every row
+// that has both.
+func covary(rows []*row, a, b string) bool {
+	ab, ba := map[string]string{}, map[string]string{}
+	for _, r := range rows {
+		x, ok1 := r.exp.Params[a]
+		y, ok2 := r.exp.Params[b]
+		if !ok1 || !ok2 {
+			continue
+		}
+		if v, ok := ab[x]; ok && v != y {
+			return false
+		}
+		if v, ok := ba[y]; ok && v != x {
+			return false
+		}
+		ab[x], ba[y] = y, x
+	}
+	return len(ab) > 0
+}
+
+// sweepChart draws value against the first of keys, one line per setting
+// of the parameters outside keys. It returns the number of points drawn.
+func sweepChart(rows []*row, name string, keys []string, yName string, value func(*row) (float64, bool), ref float64, hasRef bool) (*charts.Line, int) {
 	type pt struct {
 		x   string
 		xf  float64
 		y   float64
 		tip string
+	}
+	key := keys[0]
+	inClass := map[string]bool{}
+	for _, k := range keys {
+		inClass[k] = true
 	}
 	numeric := true
 	bySeries := map[string][]pt{}
@@ -341,31 +389,37 @@ func sweepChart(rows []*row, key, yName string, value func(*row) (float64, bool)
 		}
 		var others []string
 		for _, k := range sortedParamKeys(r.exp.Params) {
-			if k != key {
+			if !inClass[k] {
 				others = append(others, k+"="+r.exp.Params[k])
 			}
 		}
-		name := strings.Join(others, ", ")
-		if name == "" {
-			name = key
+		sname := strings.Join(others, ", ")
+		if sname == "" {
+			sname = name
 		}
-		if _, ok := bySeries[name]; !ok {
-			order = append(order, name)
+		if _, ok := bySeries[sname]; !ok {
+			order = append(order, sname)
 		}
-		bySeries[name] = append(bySeries[name], pt{x: xv, xf: xf, y: y, tip: tip(r.exp.Name,
-			"pipeline: "+pipelineText(r), key+" = "+xv, yName+": "+fmtNum(y))})
+		var xs []string
+		for _, k := range keys {
+			xs = append(xs, k+" = "+r.exp.Params[k])
+		}
+		bySeries[sname] = append(bySeries[sname], pt{x: xv, xf: xf, y: y, tip: tip(r.exp.Name,
+			"pipeline: "+pipelineText(r), strings.Join(xs, ", "), yName+": "+fmtNum(y))})
 	}
 	c := charts.NewLine()
 	c.SetGlobalOptions(commonOpts()...)
+	c.SetGlobalOptions(plotGrid())
 	c.SetGlobalOptions(charts.WithYAxisOpts(valueYAxis(yName, true)))
+	axisName := strings.Join(keys, " = ")
 	n := 0
-	var cats []string
 	if numeric {
-		c.SetGlobalOptions(charts.WithXAxisOpts(valueAxis(key, true)))
+		c.SetGlobalOptions(charts.WithXAxisOpts(valueAxis(axisName, true)))
 	} else {
+		var cats []string
 		seen := map[string]bool{}
-		for _, name := range order {
-			for _, p := range bySeries[name] {
+		for _, sname := range order {
+			for _, p := range bySeries[sname] {
 				if !seen[p.x] {
 					seen[p.x] = true
 					cats = append(cats, p.x)
@@ -373,11 +427,11 @@ func sweepChart(rows []*row, key, yName string, value func(*row) (float64, bool)
 			}
 		}
 		sort.Strings(cats)
-		c.SetGlobalOptions(charts.WithXAxisOpts(opts.XAxis{Type: "category", Name: key, NameLocation: "middle", NameGap: 30}))
+		c.SetGlobalOptions(charts.WithXAxisOpts(opts.XAxis{Type: "category", Name: axisName, NameLocation: "middle", NameGap: 30}))
 		c.SetXAxis(cats)
 	}
-	for i, name := range order {
-		pts := bySeries[name]
+	for i, sname := range order {
+		pts := bySeries[sname]
 		sort.SliceStable(pts, func(i, j int) bool {
 			if numeric {
 				return pts[i].xf < pts[j].xf
@@ -398,10 +452,10 @@ func sweepChart(rows []*row, key, yName string, value func(*row) (float64, bool)
 			sopts = append(sopts,
 				charts.WithMarkLineNameYAxisItemOpts(opts.MarkLineNameYAxisItem{Name: "baseline", YAxis: round(ref)}),
 				charts.WithMarkLineStyleOpts(opts.MarkLineStyle{Symbol: []string{"none", "none"}, LineStyle: &opts.LineStyle{Color: "#6b7280", Type: "dashed"},
-					Label: &opts.Label{Show: opts.Bool(true), Formatter: "baseline"}}),
+					Label: &opts.Label{Show: opts.Bool(true), Formatter: "baseline", Position: "insideEndTop", Color: "#6b7280"}}),
 			)
 		}
-		c.MultiSeries = append(c.MultiSeries, series(name, "line", items, sopts...))
+		c.MultiSeries = append(c.MultiSeries, series(sname, "line", items, sopts...))
 	}
 	return c, n
 }
@@ -525,7 +579,7 @@ func combinationHeatmap(labels, rowTips []string, get func(i int, m combMetric) 
 			Type: "continuous", Min: 0, Max: 1, Dimension: "2", Show: opts.Bool(false),
 			InRange: &opts.VisualMapInRange{Color: []string{"#ef4444", "#fde68a", "#22c55e"}},
 		}),
-		charts.WithGridOpts(opts.Grid{Left: "16", Right: "24", Top: "40", Bottom: "16", ContainLabel: opts.Bool(true)}),
+		withGrid(opts.Grid{Left: "16", Right: "24", Top: "40", Bottom: "16", ContainLabel: opts.Bool(true)}),
 	)
 	var data []item
 	for j, m := range combMetrics {

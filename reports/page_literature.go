@@ -3,6 +3,7 @@ package reports
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/go-echarts/go-echarts/v2/charts"
 	"github.com/go-echarts/go-echarts/v2/opts"
@@ -62,7 +63,13 @@ func (s *site) literature() error {
 			}
 			note += n
 		}
-		title := fmt.Sprintf("%s: %s vs %s", ls.Name, plot.YLabel, plot.XLabel)
+		title := fmt.Sprintf("%s: %s vs %s — hollow circles: %s", ls.Name, plot.YLabel, plot.XLabel, publishedLabel)
+		if plot.Relative && plot.measured != nil {
+			title += "; filled diamonds: measured (this harness: machine, data set)"
+		}
+		if plot.DiscreteX && len(plot.Series) > 1 {
+			note = strings.TrimSpace(note + " Published methods are spread sideways around each bit width so they do not overlap.")
+		}
 		if err := cs.add(title, note, 420, c); err != nil {
 			return fmt.Errorf("literature %s: %w", src.ID, err)
 		}
@@ -97,18 +104,26 @@ func sourceTable(src *Source) table {
 func literatureChart(p *litPlot, rows []*row) (*charts.Scatter, []string) {
 	c := charts.NewScatter()
 	c.SetGlobalOptions(commonOpts()...)
+	c.SetGlobalOptions(plotGrid())
 	c.SetGlobalOptions(
 		charts.WithXAxisOpts(valueAxis(p.XLabel, true)),
 		charts.WithYAxisOpts(valueYAxis(p.YLabel, true)),
 	)
 	palette := []string{"#7c3aed", "#db2777", "#2563eb", "#0891b2", "#ca8a04", "#9333ea", "#be123c", "#4f46e5"}
 	for i, ser := range p.Series {
+		// On a few discrete x values (bit widths) the methods' points are
+		// spread sideways so they do not hide each other; tooltips give
+		// the exact values.
+		offset := 0.0
+		if p.DiscreteX && len(p.Series) > 1 {
+			offset = (float64(i) - float64(len(p.Series)-1)/2) * 0.12
+		}
 		var items []item
 		for _, pt := range ser.Points {
-			items = append(items, item{Value: []float64{round(pt.X), round(pt.Y)}, Tip: tip(publishedLabel, pt.Label)})
+			items = append(items, item{Value: []float64{round(pt.X + offset), round(pt.Y)}, Tip: tip(publishedLabel, ser.Name, pt.Label)})
 		}
 		color := palette[i%len(palette)]
-		c.MultiSeries = append(c.MultiSeries, series(publishedLabel+": "+ser.Name, "scatter", items,
+		c.MultiSeries = append(c.MultiSeries, series("published: "+ser.Name, "scatter", items,
 			charts.WithItemStyleOpts(opts.ItemStyle{Color: "#ffffff", BorderColor: color, BorderWidth: 2}),
 			func(s *charts.SingleSeries) { s.Symbol = "circle"; s.SymbolSize = 10 }))
 	}

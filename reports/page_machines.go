@@ -56,6 +56,7 @@ func (s *site) machines() error {
 		sp := charts.NewBar()
 		for _, c := range []*charts.Bar{lat, sp} {
 			c.SetGlobalOptions(commonOpts()...)
+			c.SetGlobalOptions(plotGrid())
 			c.SetGlobalOptions(charts.WithXAxisOpts(opts.XAxis{Type: "category", AxisLabel: &opts.AxisLabel{Rotate: 30, Interval: "0"}}))
 			c.SetXAxis(names)
 		}

@@ -74,6 +74,9 @@ func dominates(a, b *row, axes []*costAxis) bool {
 	strict := ya > yb
 	compared := 0
 	for _, ax := range axes {
+		if ax == axisLatency && latencySetup(a.run) != latencySetup(b.run) {
+			continue // measured on different machines
+		}
 		xa, ok1 := ax.value(a)
 		xb, ok2 := ax.value(b)
 		if !ok1 || !ok2 {

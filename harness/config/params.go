@@ -3,6 +3,7 @@ package config
 import (
 	"encoding"
 	"fmt"
+	"math"
 	"reflect"
 	"strings"
 	"time"
@@ -118,7 +119,7 @@ func (s *Stage) expand() ([]Point, ErrorList) {
 	type dim struct {
 		field  configField
 		param  Param
-		values []reflect.Value
+		values []any // the alternatives, each checked to fit the field
 	}
 	var dims []dim
 	for _, p := range s.Params {
@@ -151,7 +152,7 @@ func (s *Stage) expand() ([]Point, ErrorList) {
 				errs = append(errs, &Error{File: s.File, Line: line, Key: ek, Msg: err.Error()})
 				continue
 			}
-			d.values = append(d.values, v)
+			d.values = append(d.values, a)
 		}
 		dims = append(dims, d)
 	}
@@ -182,13 +183,21 @@ func (s *Stage) expand() ([]Point, ErrorList) {
 		cfg := tech.NewConfig()
 		cv := reflect.ValueOf(cfg).Elem()
 		var swept []Setting
+		var err error
 		for i, d := range dims {
-			cv.FieldByIndex(d.field.index).Set(d.values[at[i]])
+			// Decoded afresh for every point, so that no two Configs
+			// share a slice or map.
+			if e := assign(cv.FieldByIndex(d.field.index), d.values[at[i]]); e != nil && err == nil {
+				err = fmt.Errorf("%s: %w", d.param.Key, e)
+			}
 			if d.param.Swept {
-				swept = append(swept, Setting{Key: d.param.Key, Value: d.param.Value.([]any)[at[i]]})
+				swept = append(swept, Setting{Key: d.param.Key, Value: d.values[at[i]]})
 			}
 		}
-		if err := cfg.Validate(); err != nil {
+		if err == nil {
+			err = cfg.Validate()
+		}
+		if err != nil {
 			f := byMsg[err.Error()]
 			if f == nil {
 				f = &failure{where: describeSwept(swept), msg: err.Error()}
@@ -442,29 +451,57 @@ func describe(v any) string {
 }
 
 // sweptValue reports whether a parameter value is a list of alternatives
-// for a field of type t: a list where t is not a list, a list of lists
-// where t is.
+// for a field of type t: a list where t is not a list; where t is a list
+// (of depth n: []T is 1, [][]T is 2), a list whose elements are all lists
+// of depth n.
 func sweptValue(t reflect.Type, v any) bool {
 	list, ok := v.([]any)
 	if !ok {
 		return false
 	}
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
+	depth := 0
+	for {
+		switch t.Kind() {
+		case reflect.Pointer:
+			t = t.Elem()
+			continue
+		case reflect.Slice, reflect.Array:
+			depth++
+			t = t.Elem()
+			continue
+		case reflect.Interface:
+			if depth == 0 {
+				return false // any value fits: nothing to expand
+			}
+		}
+		break
 	}
-	if t.Kind() == reflect.Interface {
-		return false
-	}
-	if t.Kind() != reflect.Slice && t.Kind() != reflect.Array {
+	if depth == 0 {
 		return true
 	}
 	if len(list) == 0 {
 		return false
 	}
 	for _, e := range list {
-		if _, ok := e.([]any); !ok {
+		if _, isList := e.([]any); !isList || listDepth(e) < depth {
 			return false
 		}
 	}
 	return true
+}
+
+// listDepth returns how deeply v nests lists; an empty list fits any depth.
+func listDepth(v any) int {
+	list, ok := v.([]any)
+	if !ok {
+		return 0
+	}
+	if len(list) == 0 {
+		return math.MaxInt32
+	}
+	d := math.MaxInt32
+	for _, e := range list {
+		d = min(d, listDepth(e))
+	}
+	return 1 + d
 }

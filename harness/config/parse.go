@@ -876,14 +876,17 @@ func (d *fileDecoder) stage(p keyPath, m map[string]any) (*Stage, []reference) {
 				continue
 			}
 			seen[name] = true
-			refs = append(refs, reference{to: name, what: "reference", at: d.referenceAt(st, name)})
+			at, what := d.referenceAt(st, name)
+			refs = append(refs, reference{to: name, what: what, at: at})
 		}
 	}
 	return st, refs
 }
 
-// referenceAt finds the parameter that names a reference, for its line.
-func (d *fileDecoder) referenceAt(st *Stage, name string) *Error {
+// referenceAt finds the parameter that names a reference, for its line,
+// and returns where it is and the parameter's key ("reference" when no
+// parameter holds the name as written).
+func (d *fileDecoder) referenceAt(st *Stage, name string) (*Error, string) {
 	for _, prm := range st.Params {
 		vals := []any{prm.Value}
 		if list, ok := prm.Value.([]any); ok {
@@ -897,8 +900,8 @@ func (d *fileDecoder) referenceAt(st *Stage, name string) *Error {
 			if prm.Swept && i < len(prm.elemLines) {
 				key, line = fmt.Sprintf("%s[%d]", key, i), prm.elemLines[i]
 			}
-			return &Error{File: st.File, Line: line, Key: key}
+			return &Error{File: st.File, Line: line, Key: key}, prm.Key
 		}
 	}
-	return &Error{File: st.File, Line: st.Line, Key: st.Key}
+	return &Error{File: st.File, Line: st.Line, Key: st.Key}, "reference"
 }

@@ -155,6 +155,9 @@ func writeCache(file, key string, s *Set) (err error) {
 	if _, err := tmp.Write(binary.LittleEndian.AppendUint32(nil, sum)); err != nil {
 		return fmt.Errorf("write cache %s: %w", tmp.Name(), err)
 	}
+	if err := tmp.Chmod(0o644); err != nil {
+		return fmt.Errorf("write cache %s: %w", tmp.Name(), err)
+	}
 	if err := tmp.Sync(); err != nil {
 		return fmt.Errorf("write cache %s: %w", tmp.Name(), err)
 	}

@@ -127,20 +127,22 @@ func readImageFolder(ctx context.Context, root string, cfg folderConfig) (*Set, 
 	if err != nil {
 		return nil, fmt.Errorf("image folder %s: %w", root, err)
 	}
-	s, err := assembleFolder(records)
+	s, err := assembleFolder(records, isTar(root))
 	if err != nil {
 		return nil, fmt.Errorf("image folder %s: %w", root, err)
 	}
 	return s, nil
 }
 
-// assembleFolder orders decoded images and assigns classes.
-func assembleFolder(records []imageRecord) (*Set, error) {
+// assembleFolder orders decoded images and assigns classes. In a
+// directory the classes are its subdirectories, as in torchvision; in an
+// archive they are the first path component under the directories that
+// all images share (so "val/<class>/x.jpg" and "<class>/x.jpg" both work),
+// keeping at least one level for the class.
+func assembleFolder(records []imageRecord, archive bool) (*Set, error) {
 	if len(records) == 0 {
 		return nil, errEmpty
 	}
-	// The class is the first path component under the common root of all
-	// images, keeping at least one directory level for the class.
 	minDepth := -1
 	var common []string
 	for i, r := range records {
@@ -160,7 +162,10 @@ func assembleFolder(records []imageRecord) (*Set, error) {
 		}
 		common = common[:n]
 	}
-	rootDepth := min(len(common), minDepth-1)
+	rootDepth := 0
+	if archive {
+		rootDepth = min(len(common), minDepth-1)
+	}
 	type key struct {
 		class, dir, base string
 	}

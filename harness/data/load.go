@@ -328,7 +328,7 @@ func Load(ctx context.Context, name string, split Split, opts Options) (*Set, er
 		if split == Test {
 			n, seed = SyntheticTestN, 2
 		}
-		s, err := Synthetic(SyntheticConfig{N: n, Size: opts.ImageSize, Seed: seed})
+		s, err := Synthetic(SyntheticConfig{N: n, Channels: opts.Channels, Size: opts.ImageSize, Seed: seed})
 		if err != nil {
 			return nil, err
 		}
@@ -360,7 +360,7 @@ func Load(ctx context.Context, name string, split Split, opts Options) (*Set, er
 			}
 		}
 		if src == nil {
-			return nil, &NotFoundError{Name: name, Split: split, Searched: dirs, Accepted: ds.accepted(split), Hint: ds.hint}
+			return nil, newNotFound(name, split, dirs, ds.accepted(split), ds.hint)
 		}
 	}
 	if size == ds.native && ds.native > 0 {
@@ -476,11 +476,9 @@ func locateFolder(p string, split Split, opts Options) (*source, error) {
 	} else {
 		tried = append(tried, filepath.Join(p, "train"))
 	}
-	return nil, &NotFoundError{
-		Name: folderPrefix + p, Split: split, Searched: tried,
-		Hint: "give a directory or tar(.gz) of <class>/ image directories (used as the test split), " +
-			"or one holding train/ and val/ (or test/) such folders",
-	}
+	return nil, newNotFound(folderPrefix+p, split, tried, nil,
+		"give a directory or tar(.gz) of <class>/ image directories (used as the test split), "+
+			"or one holding train/ and val/ (or test/) such folders")
 }
 
 // fingerprint identifies a source's content by its files' names, sizes

@@ -31,6 +31,19 @@ type NotFoundError struct {
 	Searched []string // directories or paths looked in, in order
 	Accepted []string // layouts accepted under each searched directory
 	Hint     string   // how to provide the files
+
+	missing map[string]bool // searched paths that did not exist
+}
+
+// newNotFound returns a NotFoundError, noting which searched paths exist.
+func newNotFound(name string, split Split, searched, accepted []string, hint string) *NotFoundError {
+	e := &NotFoundError{Name: name, Split: split, Searched: searched, Accepted: accepted, Hint: hint, missing: map[string]bool{}}
+	for _, d := range searched {
+		if _, err := os.Stat(d); err != nil {
+			e.missing[d] = true
+		}
+	}
+	return e
 }
 
 func (e *NotFoundError) Error() string {
@@ -38,7 +51,7 @@ func (e *NotFoundError) Error() string {
 	fmt.Fprintf(&b, "data set %q (%s split) not found; searched, in order:", e.Name, e.Split)
 	for _, d := range e.Searched {
 		mark := ""
-		if _, err := os.Stat(d); err != nil {
+		if e.missing[d] {
 			mark = " (does not exist)"
 		}
 		fmt.Fprintf(&b, "\n\t%s%s", d, mark)

@@ -2,6 +2,8 @@ package data
 
 import (
 	"cmp"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -122,8 +124,18 @@ func (s *Set) ChannelStats() (mean, std []float64) {
 	return mean, std
 }
 
-// Select returns a new set holding the images at idx, in that order.
-func (s *Set) Select(idx []int, suffix string) *Set {
+// Select returns a new set holding the images at idx, in that order. Its
+// Key extends s's with a digest of idx.
+func (s *Set) Select(idx []int) *Set {
+	h := sha256.New()
+	for _, i := range idx {
+		h.Write(binary.LittleEndian.AppendUint64(nil, uint64(i)))
+	}
+	return s.selectAs(idx, fmt.Sprintf("#select(%d,%x)", len(idx), h.Sum(nil)[:8]))
+}
+
+// selectAs is Select with the given name and key suffix.
+func (s *Set) selectAs(idx []int, suffix string) *Set {
 	n := s.ImageLen()
 	out := s.like(len(idx), s.Name+suffix, s.Key+suffix)
 	for j, i := range idx {
@@ -170,8 +182,8 @@ func (s *Set) Split(valSize int, seed int64) (fit, val *Set, err error) {
 		}
 	}
 	tag := fmt.Sprintf("(%d,%d)", valSize, seed)
-	fit = s.Select(fitIdx, "#fit"+tag)
-	val = s.Select(valIdx, "#val"+tag)
+	fit = s.selectAs(fitIdx, "#fit"+tag)
+	val = s.selectAs(valIdx, "#val"+tag)
 	fit.Name, val.Name = s.Name+"#fit", s.Name+"#val"
 	return fit, val, nil
 }
@@ -190,7 +202,7 @@ func (s *Set) Subset(n int, seed int64) (*Set, error) {
 			idx = append(idx, i)
 		}
 	}
-	sub := s.Select(idx, fmt.Sprintf("#subset(%d,%d)", n, seed))
+	sub := s.selectAs(idx, fmt.Sprintf("#subset(%d,%d)", n, seed))
 	sub.Name = fmt.Sprintf("%s#subset%d", s.Name, n)
 	return sub, nil
 }
@@ -243,6 +255,7 @@ func (s *Set) WithChannels(c int) (*Set, error) {
 		out := s.like(s.N, s.Name, fmt.Sprintf("%s#rgb", s.Key))
 		out.C = 3
 		out.Pixels = make([]uint8, s.N*out.ImageLen())
+		copy(out.Labels, s.Labels)
 		plane := s.H * s.W
 		for i := 0; i < s.N; i++ {
 			src := s.Pixels[i*plane : (i+1)*plane]
@@ -258,6 +271,7 @@ func (s *Set) WithChannels(c int) (*Set, error) {
 		out := s.like(s.N, s.Name, fmt.Sprintf("%s#gray", s.Key))
 		out.C = 1
 		out.Pixels = out.Pixels[:s.N*s.H*s.W]
+		copy(out.Labels, s.Labels)
 		plane := s.H * s.W
 		for i := 0; i < s.N; i++ {
 			img := s.Image(i)

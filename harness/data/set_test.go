@@ -171,6 +171,14 @@ func TestWithChannels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, conv := range []*Set{rgb, back} {
+		if !slices.Equal(conv.Labels, gray.Labels) {
+			t.Errorf("%d-channel copy has labels %v, want %v", conv.C, conv.Labels, gray.Labels)
+		}
+		if err := conv.Validate(); err != nil {
+			t.Error(err)
+		}
+	}
 	if !slices.Equal(back.Pixels, gray.Pixels) {
 		t.Errorf("luma of replicated gray: %v, want %v", back.Pixels, gray.Pixels)
 	}
@@ -211,5 +219,20 @@ func TestChannelStats(t *testing.T) {
 	mean, std := s.ChannelStats()
 	if mean[0] != 0.5 || std[0] != 0.5 || mean[1] != 0.2 || std[1] != 0 {
 		t.Errorf("ChannelStats = %v, %v; want [0.5 0.2], [0.5 0]", mean, std)
+	}
+}
+
+func TestSelect(t *testing.T) {
+	s := tinySet(t, 3, 3)
+	sel := s.Select([]int{5, 0, 5})
+	if sel.N != 3 || origIndex(sel, 0) != 5 || origIndex(sel, 1) != 0 || !slices.Equal(sel.Labels, []int64{1, 0, 1}) {
+		t.Errorf("Select gave images %d %d, labels %v", origIndex(sel, 0), origIndex(sel, 1), sel.Labels)
+	}
+	if other := s.Select([]int{5, 0, 4}); other.Key == sel.Key || !strings.HasPrefix(sel.Key, s.Key+"#select(3,") {
+		t.Errorf("keys %q and %q", sel.Key, other.Key)
+	}
+	sel.Pixels[0] = 99
+	if s.Pixels[5*4] == 99 {
+		t.Error("Select shares pixels with its source")
 	}
 }

@@ -23,7 +23,7 @@ const (
 )
 
 // Synthetic returns a deterministic data set for tests: each class is a
-// colour and an oriented stripe pattern (class k has orientation k*180/K
+// colour (a hue, or a gray level for one channel) and an oriented stripe pattern (class k has orientation k*180/K
 // degrees and 2, 3 or 4 cycles per image), each image adds a random phase,
 // a random brightness shift and pixel noise. A small model separates the
 // classes within an epoch or two; a model that cannot learn is broken.
@@ -62,11 +62,16 @@ func Synthetic(cfg SyntheticConfig) (*Set, error) {
 		theta := math.Pi * float64(k) / float64(cfg.Classes)
 		freq := float64(2 + k%3)
 		phase := 2 * math.Pi * float64(r.Uint64()>>11) / (1 << 53)
-		shift := float64(below(r, 41)) - 20
+		shift := float64(below(r, 17)) - 8
 		cos, sin := math.Cos(theta), math.Sin(theta)
 		img := s.Image(i)
 		for c := range cfg.Channels {
-			base := 70 + float64((k*(c+3)*37+c*53)%cfg.Classes*110/max(cfg.Classes-1, 1))
+			// Hues spread around the colour wheel; gray sets get
+			// brightness levels instead.
+			base := 128 + 70*math.Cos(2*math.Pi*(float64(k)/float64(cfg.Classes)-float64(c)/3))
+			if cfg.Channels == 1 {
+				base = 40 + 175*float64(k)/float64(max(cfg.Classes-1, 1))
+			}
 			for y := 0; y < cfg.Size; y++ {
 				for x := 0; x < cfg.Size; x++ {
 					u := (float64(x)*cos + float64(y)*sin) / float64(cfg.Size)

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -237,11 +238,32 @@ func resolvePath(p string) string {
 // gotchVersion reports the gotch module this binary was built with, noting
 // a replacement: the project builds gotch from a prepared copy.
 func gotchVersion() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
+	const path = "github.com/sugarme/gotch"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v := moduleVersion(bi, path); v != "" {
+			return v
+		}
+	}
+	// Test binaries carry no module list: fall back on where gotch's
+	// source was compiled from.
+	file, _ := runtime.FuncForPC(reflect.ValueOf(gotch.NewCuda).Pointer()).FileLine(0)
+	return versionFromSource(file, path)
+}
+
+// versionFromSource reads a module's version from the path of one of its
+// source files: ".../github.com/sugarme/gotch@v0.9.1/device.go" gives
+// "v0.9.1"; a file outside the module cache gives "unknown (built from
+// DIR)"; "" gives "".
+func versionFromSource(file, module string) string {
+	if file == "" || file == "?" {
 		return ""
 	}
-	return moduleVersion(bi, "github.com/sugarme/gotch")
+	dir := filepath.Dir(filepath.ToSlash(file))
+	if _, rest, ok := strings.Cut(dir, module+"@"); ok {
+		v, _, _ := strings.Cut(rest, "/")
+		return v
+	}
+	return "unknown (built from " + dir + ")"
 }
 
 // moduleVersion returns the version of module path in bi, with

@@ -391,15 +391,6 @@ type GroupedLinear struct {
 	*Linear
 }
 
-// Train sets whether parameters take gradients.
-func (m *Model) Train(on bool) {
-	if on {
-		m.VS.Unfreeze()
-	} else {
-		m.VS.Freeze()
-	}
-}
-
 // Drop frees every tensor of the model.
 func (m *Model) Drop() {
 	m.VS.Destroy()

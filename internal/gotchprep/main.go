@@ -36,7 +36,7 @@ import (
 
 // prepVersion changes whenever the way the copy is prepared changes, so
 // that stale copies are rebuilt.
-const prepVersion = "gotchprep-4"
+const prepVersion = "gotchprep-6"
 
 const gotchModule = "github.com/sugarme/gotch"
 
@@ -89,6 +89,9 @@ func run(w io.Writer, args []string) error {
 		return err
 	}
 	fmt.Fprintf(w, "made %d log.Fatal calls panic instead, so one failing op cannot end a whole suite\n", n)
+	if err := applyFixes(*dst); err != nil {
+		return err
+	}
 	stubbed, err := stubMissingOps(w, libtch, lt)
 	if err != nil {
 		return err
@@ -337,6 +340,61 @@ func panicInsteadOfExit(root string) (int, error) {
 		return os.WriteFile(p, bytes.ReplaceAll(b, []byte("log.Fatal"), []byte("log.Panic")), 0o644)
 	})
 	return count, err
+}
+
+// fix is an exact source replacement in the build copy.
+type fix struct {
+	file, why, old, new string
+}
+
+// fixes are upstream bugs that break correctness here; each must apply
+// exactly once, so a gotch upgrade that changes the code fails loudly.
+var fixes = []fix{{
+	file: "ts/tensor.go",
+	why: "libtorch's grad mode is per OS thread and goroutines move between threads: " +
+		"pin the goroutine while grad is off, and restore the previous mode rather than " +
+		"forcing it on, or a thread is left with autograd off at random",
+	old: `func NoGrad(fn func()) {
+	// Switch off Grad
+	MustGradSetEnabled(false)
+
+	fn()
+
+	// Switch on Grad
+	MustGradSetEnabled(true)
+}`,
+	new: `func NoGrad(fn func()) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	prev := MustGradSetEnabled(false)
+	defer MustGradSetEnabled(prev)
+	fn()
+}`,
+}, {
+	file: "libtch/tensor.go",
+	why: "the C int result was read as an 8-byte Go int, so GradSetEnabled never " +
+		"reported the previous grad mode correctly",
+	old: `	cbool := *(*C.int)(unsafe.Pointer(&b))
+	cretVal := C.at_grad_set_enabled(cbool)
+	return *(*int)(unsafe.Pointer(&cretVal))`,
+	new: `	return int(C.at_grad_set_enabled(C.int(b)))`,
+}}
+
+func applyFixes(root string) error {
+	for _, f := range fixes {
+		p := filepath.Join(root, f.file)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if n := bytes.Count(b, []byte(f.old)); n != 1 {
+			return fmt.Errorf("fix for %s (%s): expected the original code once, found it %d times", f.file, f.why, n)
+		}
+		if err := os.WriteFile(p, bytes.Replace(b, []byte(f.old), []byte(f.new), 1), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 var errLineRe = regexp.MustCompile(`^(.*?):(\d+):\d+: error: (.*)$`)

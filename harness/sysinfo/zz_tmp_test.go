@@ -1,8 +1,0 @@
-package sysinfo
-
-import ("testing"; "runtime/debug")
-
-func TestZZTmp(t *testing.T) {
-	bi, ok := debug.ReadBuildInfo()
-	t.Log(ok, bi)
-}

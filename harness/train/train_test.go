@@ -1,0 +1,148 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"iter"
+	"math"
+	"testing"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+	"github.com/vitbench/vitbench/harness/vit"
+	"github.com/vitbench/vitbench/internal/torchrt"
+)
+
+// quadrants is a 4-class problem: the class says which quadrant of a 16x16
+// image is bright, under noise.
+type quadrants struct {
+	n, batch int
+	seed     int64
+}
+
+func (q quadrants) NumBatches() int { return q.n / q.batch }
+
+func (q quadrants) Batches(epoch int) iter.Seq2[*ts.Tensor, *ts.Tensor] {
+	return func(yield func(*ts.Tensor, *ts.Tensor) bool) {
+		torchrt.ManualSeed(q.seed + int64(epoch))
+		for i := 0; i < q.NumBatches(); i++ {
+			labels := make([]int64, q.batch)
+			pix := make([]float32, q.batch*3*16*16)
+			for b := range labels {
+				c := (i*q.batch + b + epoch) % 4
+				labels[b] = int64(c)
+				oy, ox := 8*(c/2), 8*(c%2)
+				for ch := 0; ch < 3; ch++ {
+					for y := 0; y < 8; y++ {
+						for x := 0; x < 8; x++ {
+							pix[((b*3+ch)*16+oy+y)*16+ox+x] = 1
+						}
+					}
+				}
+			}
+			x := ts.MustOfSlice(pix).MustReshape([]int64{int64(q.batch), 3, 16, 16}, true)
+			noise := ts.MustRandn([]int64{int64(q.batch), 3, 16, 16}, gotch.Float, gotch.CPU).MustMulScalar(ts.FloatScalar(0.5), true)
+			x = x.MustAdd(noise, true)
+			noise.MustDrop()
+			y := ts.MustOfSlice(labels)
+			if !yield(x, y) {
+				return
+			}
+		}
+	}
+}
+
+func tinyModel(t *testing.T) *vit.Model {
+	t.Helper()
+	torchrt.ManualSeed(0)
+	cfg := vit.Config{Name: "tiny", ImgSize: 16, PatchSize: 4, InChans: 3, NumClasses: 4,
+		EmbedDim: 32, Depth: 2, NumHeads: 2, MLPRatio: 2, QKVBias: true}
+	m, err := vit.New(cfg, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestFitLearns(t *testing.T) {
+	m := tinyModel(t)
+	defer m.Drop()
+	src := quadrants{n: 512, batch: 32, seed: 1}
+	before, err := Evaluate(context.Background(), m, quadrants{n: 256, batch: 64, seed: 99})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := Recipe{Epochs: 15, LR: 2e-3, WeightDecay: 0.01, Optimizer: "adamw", Schedule: "cosine", WarmupEpochs: 0.5, LabelSmoothing: 0.1, GradClip: 1}
+	res, err := Fit(context.Background(), m, src, r, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Steps != r.Steps(src.NumBatches()) {
+		t.Errorf("steps = %d, want %d", res.Steps, r.Steps(src.NumBatches()))
+	}
+	if len(res.Curve) < 2 || res.Curve[len(res.Curve)-1].Value >= res.Curve[0].Value {
+		t.Errorf("loss did not fall: %v", res.Curve)
+	}
+	after, err := Evaluate(context.Background(), m, quadrants{n: 256, batch: 64, seed: 99})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("top-1 %.1f%% -> %.1f%%, top-5 %.1f%%", before.Top1, after.Top1, after.Top5)
+	if after.Top1 < 80 {
+		t.Errorf("top-1 after training = %.1f%%, want >= 80%% (chance is 25%%)", after.Top1)
+	}
+	if after.Top5 != 100 {
+		t.Errorf("top-5 with 4 classes = %.1f%%, want 100%%", after.Top5)
+	}
+	if after.N != 256 {
+		t.Errorf("evaluated %d images, want 256", after.N)
+	}
+}
+
+func TestFitDeterministic(t *testing.T) {
+	run := func() float64 {
+		m := tinyModel(t)
+		defer m.Drop()
+		r := Recipe{Epochs: 1, LR: 1e-3, Optimizer: "adamw", Schedule: "cosine"}
+		res, err := Fit(context.Background(), m, quadrants{n: 128, batch: 32, seed: 3}, r, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.LastLoss
+	}
+	if a, b := run(), run(); a != b {
+		t.Errorf("same seed, different final loss: %v vs %v", a, b)
+	}
+}
+
+func TestFitDivergenceIsAnError(t *testing.T) {
+	m := tinyModel(t)
+	defer m.Drop()
+	r := Recipe{Epochs: 2, LR: 1e6, Optimizer: "sgd", Schedule: "constant"}
+	_, err := Fit(context.Background(), m, quadrants{n: 256, batch: 32, seed: 3}, r, Options{})
+	if err == nil {
+		t.Fatal("lr 1e6 with SGD did not diverge")
+	}
+	if !errors.Is(err, ErrDiverged) {
+		t.Fatalf("error = %v, want ErrDiverged", err)
+	}
+}
+
+func TestSchedule(t *testing.T) {
+	r := Recipe{LR: 1, MinLR: 0, Schedule: "cosine", WarmupEpochs: 1}
+	tests := []struct {
+		step float64
+		want float64
+	}{{0, 0.1}, {9, 1}, {10, 1}, {55, 0.5}, {99, 0.0003}}
+	for _, tt := range tests {
+		if got := r.LRAt(int(tt.step), 100, 10); math.Abs(got-tt.want) > 0.01 {
+			t.Errorf("cosine LR at %v = %v, want %v", tt.step, got, tt.want)
+		}
+	}
+	if got := (Recipe{Epochs: 2.5, MaxSteps: 7}).Steps(4); got != 7 {
+		t.Errorf("MaxSteps cap: %d", got)
+	}
+	if got := (Recipe{Epochs: 2.5}).Steps(4); got != 10 {
+		t.Errorf("fractional epochs: %d", got)
+	}
+}
