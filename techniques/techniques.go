@@ -11,10 +11,15 @@
 package techniques
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+	"github.com/vitbench/vitbench/harness/vit"
 )
 
 // Config is the decoded parameters of one pipeline stage. Implementations
@@ -31,6 +36,39 @@ type Technique struct {
 	Name      string        // the `technique = "..."` of a stage
 	Family    string        // "quantize", "lowrank", "distill", "prune"
 	NewConfig func() Config // a fresh config holding the defaults
+	// Apply compresses m according to cfg and returns the compressed
+	// model, which may be m itself (changed in place) or a new model (then
+	// the caller drops m).
+	Apply func(ctx context.Context, cfg Config, m *vit.Model, env Env) (*vit.Model, error)
+}
+
+// Env is what a technique may use beyond its config and the model.
+type Env interface {
+	Device() gotch.Device
+	Seed() int64
+	// Calibration returns up to n normalised images from the validation
+	// carve-out of the training split, in batches; the caller frees them.
+	Calibration(ctx context.Context, n int) ([]*ts.Tensor, error)
+	// FineTune trains m on the training split with the model's recipe,
+	// scaled to the given epochs and learning rate (0 keeps the recipe's).
+	FineTune(ctx context.Context, m *vit.Model, ft FineTune) error
+	// Model returns a trained model or experiment output of the suite
+	// (a teacher), built or loaded from the cache; the caller drops it.
+	Model(ctx context.Context, name string) (*vit.Model, error)
+	Logf(format string, args ...any)
+}
+
+// FineTune asks for a short training run.
+type FineTune struct {
+	Epochs float64
+	LR     float64
+	// Loss, when set, replaces cross-entropy (e.g. a distillation loss);
+	// it has train.Loss's method.
+	Loss interface {
+		Loss(m *vit.Model, x, y *ts.Tensor) *ts.Tensor
+	}
+	// AfterStep runs after each optimizer step under no-grad.
+	AfterStep func()
 }
 
 var (
@@ -41,7 +79,7 @@ var (
 // Register makes a technique available by name. It panics on a duplicate
 // name or an incomplete entry: both are programming errors.
 func Register(t Technique) {
-	if t.Name == "" || t.Family == "" || t.NewConfig == nil {
+	if t.Name == "" || t.Family == "" || t.NewConfig == nil || t.Apply == nil {
 		panic(fmt.Sprintf("techniques: incomplete registration %+v", t))
 	}
 	mu.Lock()

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vitbench/vitbench/harness/config"
+	"github.com/vitbench/vitbench/harness/vit"
 	"github.com/vitbench/vitbench/techniques"
 )
 
@@ -76,16 +78,16 @@ func (c *distillConfig) Validate() error {
 func (c *distillConfig) References() []string { return []string{c.Teacher} }
 
 func init() {
-	techniques.Register(techniques.Technique{Name: "quantize", Family: "quantize", NewConfig: func() techniques.Config {
+	techniques.Register(techniques.Technique{Name: "quantize", Family: "quantize", Apply: fakeApply, NewConfig: func() techniques.Config {
 		return &quantConfig{WeightBits: 8, ActBits: 8, Calibrator: "minmax"}
 	}})
-	techniques.Register(techniques.Technique{Name: "prune", Family: "prune", NewConfig: func() techniques.Config {
+	techniques.Register(techniques.Technique{Name: "prune", Family: "prune", Apply: fakeApply, NewConfig: func() techniques.Config {
 		return &pruneConfig{Amount: 0.5, Kind: "heads"}
 	}})
-	techniques.Register(techniques.Technique{Name: "distill", Family: "distill", NewConfig: func() techniques.Config {
+	techniques.Register(techniques.Technique{Name: "distill", Family: "distill", Apply: fakeApply, NewConfig: func() techniques.Config {
 		return &distillConfig{Temperature: 4, Alpha: 0.5, Epochs: 1}
 	}})
-	techniques.Register(techniques.Technique{Name: "lowrank", Family: "lowrank", NewConfig: func() techniques.Config {
+	techniques.Register(techniques.Technique{Name: "lowrank", Family: "lowrank", Apply: fakeApply, NewConfig: func() techniques.Config {
 		return &lowrankConfig{RankRatio: 0.5}
 	}})
 }
@@ -660,4 +662,9 @@ func TestBuildCycleGuard(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "reference cycle") {
 		t.Errorf("got %v, want a reference cycle", err)
 	}
+}
+
+// fakeApply is never called: these tests plan, they do not run.
+func fakeApply(context.Context, techniques.Config, *vit.Model, techniques.Env) (*vit.Model, error) {
+	return nil, errors.New("fake technique")
 }

@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sugarme/gotch"
+	"github.com/vitbench/vitbench/harness/config"
+	"github.com/vitbench/vitbench/harness/plan"
+	"github.com/vitbench/vitbench/harness/runner"
+	"github.com/vitbench/vitbench/harness/store"
+	"github.com/vitbench/vitbench/harness/sysinfo"
+	"github.com/vitbench/vitbench/harness/vit"
+	"github.com/vitbench/vitbench/reports"
+)
+
+func init() { commands["run"] = runRun }
+
+const runUsage = `usage: bench run FILE.toml [--db PATH] [--report DIR] [--only GLOB] [--device cpu|cuda|auto]
+                      [--threads N] [--dry-run] [--shard I/N] [--data-dir DIR]
+
+Runs a suite: trains or loads each baseline, applies every experiment's
+pipeline (artifacts cached by content hash and reused), measures accuracy,
+counts, size and latency, stores everything in the database and writes
+the HTML report.
+`
+
+// codeVersion goes into every artifact hash: bump it when a change alters
+// what training or a technique produces, so stale artifacts are rebuilt.
+const codeVersion = "vitbench-1"
+
+func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, runUsage); fs.PrintDefaults() }
+	db := fs.String("db", store.DefaultPath, "results database")
+	reportDir := fs.String("report", reportOutDefault, "report folder")
+	only := fs.String("only", "", "run only experiments matching these globs (comma-separated)")
+	device := fs.String("device", "cpu", "cpu, cuda or auto")
+	threads := fs.Int("threads", 0, "libtorch threads (0 = all cores)")
+	dryRun := fs.Bool("dry-run", false, "print the plan and what is cached, run nothing")
+	shard := fs.String("shard", "", "run a deterministic share I/N of the experiments")
+	dataDir := fs.String("data-dir", "", "extra data set folder, searched first")
+	assets := fs.String("assets", reports.DefaultAssetsDir, "folder holding echarts.min.js")
+	// Flags may come after the suite file, as the usage shows.
+	var files []string
+	rest := args
+	for len(rest) > 0 {
+		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil
+			}
+			return usageError{err}
+		}
+		rest = fs.Args()
+		if len(rest) > 0 {
+			files = append(files, rest[0])
+			rest = rest[1:]
+		}
+	}
+	if len(files) != 1 {
+		fs.Usage()
+		return usageError{fmt.Errorf("run: want one suite file, got %d", len(files))}
+	}
+	dev, err := pickDevice(*device)
+	if err != nil {
+		return usageError{err}
+	}
+
+	suite, err := config.ReadFile(files[0], config.Options{CheckArch: func(name string) error {
+		_, err := vit.Lookup(name)
+		return err
+	}})
+	if err != nil {
+		return usageError{err}
+	}
+	p, err := plan.Build(suite, codeVersion)
+	if err != nil {
+		return usageError{err}
+	}
+	if p, err = p.Filter(*only, *shard); err != nil {
+		return usageError{err}
+	}
+	if *dryRun {
+		return p.Describe(stdout, func(hash string) bool { return cached(suite.CacheDir, hash) })
+	}
+
+	info, err := sysinfo.Collect(ctx, sysinfo.Options{})
+	if err != nil {
+		return err
+	}
+	for _, w := range info.Warnings() {
+		fmt.Fprintln(stderr, "WARNING:", w)
+	}
+	sdb, err := store.Open(*db)
+	if err != nil {
+		return err
+	}
+	defer sdb.Close()
+	abs, _ := filepath.Abs(files[0])
+	r := &runner.Runner{
+		Plan:   p,
+		DB:     sdb,
+		Device: dev,
+		Run: store.Run{
+			Machine:   info.Machine(),
+			SuiteName: suite.Name,
+			SuitePath: abs,
+			SuiteHash: suiteHash(p),
+			GitCommit: info.GitCommit,
+			Args:      append([]string{"bench", "run"}, args...),
+		},
+		Threads:  *threads,
+		Log:      stdout,
+		Progress: newProgress(stderr).update,
+	}
+	if *dataDir != "" {
+		r.DataDirs = []string{*dataDir}
+	}
+	start := time.Now()
+	sum, runErr := r.Execute(ctx)
+	if sum == nil {
+		return runErr
+	}
+	fmt.Fprintf(stdout, "run finished in %s: %d ok, %d failed\n", time.Since(start).Round(time.Second), sum.OK, sum.Failed)
+	for _, f := range sum.Failures {
+		fmt.Fprintf(stdout, "  failed: %s\n", firstLine(f, 200))
+	}
+
+	snap, err := sdb.Snapshot(context.WithoutCancel(ctx))
+	if err != nil {
+		return err
+	}
+	if err := reports.Render(snap, reports.Options{OutDir: *reportDir, AssetsDir: *assets}); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	fmt.Fprintf(stdout, "report: %s\n", filepath.Join(*reportDir, reports.IndexPage))
+	if runErr != nil {
+		return runErr
+	}
+	if sum.Failed > 0 {
+		return errSomeFailed
+	}
+	return nil
+}
+
+func pickDevice(name string) (gotch.Device, error) {
+	switch name {
+	case "cpu":
+		return gotch.CPU, nil
+	case "cuda":
+		if !gotch.CUDA.IsAvailable() {
+			return gotch.CPU, errors.New("--device cuda: libtorch reports no CUDA device (a CPU libtorch, or no GPU); set LIBTORCH to a CUDA libtorch tree and re-run make setup")
+		}
+		return gotch.CudaBuilder(0), nil
+	case "auto":
+		return gotch.CudaIfAvailable(), nil
+	}
+	return gotch.CPU, fmt.Errorf("--device %q: want cpu, cuda or auto", name)
+}
+
+func cached(dir, hash string) bool {
+	_, err := os.Stat(filepath.Join(dir, hash[:2], hash+".pt.meta.json"))
+	return err == nil
+}
+
+func suiteHash(p *plan.Plan) string {
+	var hs []string
+	for _, e := range p.Experiments {
+		hs = append(hs, e.Name+"="+e.Hash())
+	}
+	return shortHash(strings.Join(hs, "\n"))
+}
+
+func shortHash(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:8])
+}

@@ -1,0 +1,143 @@
+package runner
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/sugarme/gotch"
+	"github.com/vitbench/vitbench/harness/vit"
+)
+
+// artifactMeta sits beside a cached model and vouches for it: the
+// checksum of the tensor file, and results computed from this exact model
+// (its evaluation, its training curve), so a warm run only re-times it.
+type artifactMeta struct {
+	Hash     string      `json:"hash"`
+	Kind     string      `json:"kind"`
+	SHA256   string      `json:"sha256"` // of the .pt file
+	Bytes    int64       `json:"bytes"`
+	Created  time.Time   `json:"created"`
+	Seconds  float64     `json:"seconds"` // time to make it from its upstream
+	Curve    []pointJSON `json:"curve,omitempty"`
+	Eval     *evalJSON   `json:"eval,omitempty"`
+	Executed string      `json:"executed,omitempty"`
+}
+
+type pointJSON struct {
+	Series string  `json:"series"`
+	Step   int     `json:"step"`
+	Value  float64 `json:"value"`
+}
+
+type evalJSON struct {
+	Top1    float64 `json:"top1"`
+	Top5    float64 `json:"top5"`
+	N       int     `json:"n"`
+	Seconds float64 `json:"seconds"`
+}
+
+// cache stores artifacts as DIR/ab/abcdef....pt (+ .pt.json, the model
+// config, + .meta.json).
+type cache struct{ dir string }
+
+func (c cache) path(hash string) string {
+	return filepath.Join(c.dir, hash[:2], hash+".pt")
+}
+
+// errNotCached means the artifact must be (re)built.
+var errNotCached = errors.New("not cached")
+
+// meta returns the artifact's metadata after checking the tensor file
+// against its checksum; a missing, truncated or corrupt artifact is
+// errNotCached (wrapped with the reason).
+func (c cache) meta(hash string) (*artifactMeta, error) {
+	p := c.path(hash)
+	b, err := os.ReadFile(p + ".meta.json")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errNotCached, err)
+	}
+	var m artifactMeta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%w: corrupt metadata %s: %v", errNotCached, p+".meta.json", err)
+	}
+	sum, n, err := fileSHA256(p)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errNotCached, err)
+	}
+	if sum != m.SHA256 || n != m.Bytes {
+		return nil, fmt.Errorf("%w: %s does not match its checksum (corrupt or truncated)", errNotCached, p)
+	}
+	if _, err := os.Stat(p + ".json"); err != nil {
+		return nil, fmt.Errorf("%w: %v", errNotCached, err)
+	}
+	return &m, nil
+}
+
+// load returns the cached model after checking it.
+func (c cache) load(hash string, dev gotch.Device) (*vit.Model, *artifactMeta, error) {
+	m, err := c.meta(hash)
+	if err != nil {
+		return nil, nil, err
+	}
+	model, err := vit.Load(c.path(hash), dev)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", errNotCached, err)
+	}
+	return model, m, nil
+}
+
+// save writes the model and its metadata; the metadata goes last, so an
+// interrupted save leaves an artifact that fails its check.
+func (c cache) save(hash, kind string, model *vit.Model, meta *artifactMeta) error {
+	p := c.path(hash)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	os.Remove(p + ".meta.json")
+	if err := model.Save(p); err != nil {
+		return err
+	}
+	sum, n, err := fileSHA256(p)
+	if err != nil {
+		return err
+	}
+	meta.Hash, meta.Kind, meta.SHA256, meta.Bytes = hash, kind, sum, n
+	if meta.Created.IsZero() {
+		meta.Created = time.Now().UTC()
+	}
+	return c.writeMeta(hash, meta)
+}
+
+func (c cache) writeMeta(hash string, meta *artifactMeta) error {
+	b, err := json.MarshalIndent(meta, "", "  ")
+	if err != nil {
+		return err
+	}
+	p := c.path(hash) + ".meta.json"
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p)
+}
+
+func fileSHA256(p string) (string, int64, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
