@@ -19,15 +19,14 @@ import (
 // checksum of the tensor file, and results computed from this exact model
 // (its evaluation, its training curve), so a warm run only re-times it.
 type artifactMeta struct {
-	Hash     string      `json:"hash"`
-	Kind     string      `json:"kind"`
-	SHA256   string      `json:"sha256"` // of the .pt file
-	Bytes    int64       `json:"bytes"`
-	Created  time.Time   `json:"created"`
-	Seconds  float64     `json:"seconds"` // time to make it from its upstream
-	Curve    []pointJSON `json:"curve,omitempty"`
-	Eval     *evalJSON   `json:"eval,omitempty"`
-	Executed string      `json:"executed,omitempty"`
+	Hash    string      `json:"hash"`
+	Kind    string      `json:"kind"`
+	SHA256  string      `json:"sha256"` // of the .pt file
+	Bytes   int64       `json:"bytes"`
+	Created time.Time   `json:"created"`
+	Seconds float64     `json:"seconds"` // time to make it from its upstream
+	Curve   []pointJSON `json:"curve,omitempty"`
+	Eval    *evalJSON   `json:"eval,omitempty"`
 }
 
 type pointJSON struct {
@@ -101,7 +100,16 @@ func (c cache) save(hash, kind string, model *vit.Model, meta *artifactMeta) err
 		return err
 	}
 	os.Remove(p + ".meta.json")
-	if err := model.Save(p); err != nil {
+	// Written under a private name and renamed, so a second process
+	// building the same artifact never reads a half-written file.
+	tmp := fmt.Sprintf("%s.tmp%d", p, os.Getpid())
+	if err := model.Save(tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp+".json", p+".json"); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, p); err != nil {
 		return err
 	}
 	sum, n, err := fileSHA256(p)

@@ -139,9 +139,8 @@ func (d *dataset) testSource(dev gotch.Device, batch int) (loaderSource, error) 
 
 // env is what a technique stage sees of the run.
 type env struct {
-	r        *Runner
-	node     *plan.Node
-	executed string
+	r    *Runner
+	node *plan.Node
 }
 
 var _ techniques.Env = (*env)(nil)
@@ -210,7 +209,3 @@ func (e *env) Model(ctx context.Context, name string) (*vit.Model, error) {
 	}
 	return nil, fmt.Errorf("stage %s does not reference %q", e.node.Stage.Label, name)
 }
-
-// SetExecuted records how the stage's model executes ("int8", "fp16",
-// "simulated"); techniques reach it through an interface assertion.
-func (e *env) SetExecuted(how string) { e.executed = how }

@@ -339,7 +339,7 @@ func (r *Runner) makeStage(ctx context.Context, n *plan.Node) (*vit.Model, *arti
 	if err != nil {
 		return nil, nil, err
 	}
-	model, upMeta, err := r.cache.load(n.Upstream, r.Device)
+	model, _, err := r.cache.load(n.Upstream, r.Device)
 	if err != nil {
 		return nil, nil, fmt.Errorf("upstream of %s: %w", n.Stage.Label, err)
 	}
@@ -352,11 +352,7 @@ func (r *Runner) makeStage(ctx context.Context, n *plan.Node) (*vit.Model, *arti
 	if out != model {
 		model.Drop()
 	}
-	meta := &artifactMeta{Executed: upMeta.Executed}
-	if env.executed != "" {
-		meta.Executed = env.executed
-	}
-	return out, meta, nil
+	return out, &artifactMeta{}, nil
 }
 
 // measureExperiment evaluates and times the experiment's final model.
@@ -414,11 +410,10 @@ func (r *Runner) measure(ctx context.Context, e *plan.Experiment, rec *store.Exp
 		return fmt.Errorf("throughput: %w", err)
 	}
 	counts := model.Count()
-	executed := meta.Executed
-	if executed == "" {
-		executed = "fp32"
+	rec.Executed = model.Cfg.Executed
+	if rec.Executed == "" {
+		rec.Executed = "fp32"
 	}
-	rec.Executed = executed
 	var trainSec, compressSec float64
 	for i, h := range e.Nodes {
 		if i == 0 {

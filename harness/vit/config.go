@@ -37,6 +37,12 @@ type Config struct {
 	// Blocks overrides the per-block structure after compression; nil
 	// means every block is the uniform one the fields above describe.
 	Blocks []BlockConfig `json:"blocks,omitempty"`
+
+	// Executed says how the model's forward pass runs: "" or "fp32" for
+	// float32, "fp16"/"bf16" for real casts, "int8" for real integer
+	// kernels, "simulated" for fake quantization in float32 (whose latency
+	// is the float graph's and must never be reported as low precision).
+	Executed string `json:"executed,omitempty"`
 }
 
 // BlockConfig is the structure of one transformer block.

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"runtime"
+
+	"github.com/vitbench/vitbench/harness/measure"
+	"github.com/vitbench/vitbench/internal/torchrt"
+)
+
+func init() { commands["latency"] = runLatency }
+
+const latencyUsage = `usage: bench latency --arch NAME [--weights FILE] [--batch B] [--threads T]
+                     [--warmup N] [--iters N] [--device cpu|cuda] [--json]
+
+Measures a ViT's forward pass the way timm's benchmark script does: random
+input of the model's shape, autograd off, --warmup untimed passes, then
+--iters timed ones; prints the median (p50), p90 and p99 wall time per
+batch and the throughput (batch / p50, images per second).
+
+The libtorch intra-op thread count is set before any tensor work, on the
+one OS thread that then runs every pass (OpenMP keeps the count per
+thread). --weights takes what 'bench inspect' takes.
+
+Flags:
+`
+
+// latencyResult is the `bench latency --json` object (SPEC section 3),
+// then the settings behind it.
+type latencyResult struct {
+	Arch       string  `json:"arch"`
+	Batch      int     `json:"batch"`
+	Threads    int     `json:"threads"`
+	Device     string  `json:"device"`
+	P50ms      float64 `json:"p50_ms"`
+	P90ms      float64 `json:"p90_ms"`
+	P99ms      float64 `json:"p99_ms"`
+	Throughput float64 `json:"throughput_ips"` // images per second: batch / p50
+
+	Warmup int `json:"warmup"`
+	Iters  int `json:"iters"`
+}
+
+// runLatency implements `bench latency`.
+func runLatency(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("latency", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var mf modelFlags
+	mf.register(fs)
+	batch := fs.Int("batch", 1, "images per forward pass")
+	threads := fs.Int("threads", 0, "libtorch intra-op threads (0 = all logical CPUs)")
+	warmup := fs.Int("warmup", 10, "untimed passes first")
+	iters := fs.Int("iters", 50, "timed passes")
+	device := fs.String("device", "cpu", "cpu or cuda")
+	asJSON := fs.Bool("json", false, "print one JSON object: arch, batch, threads, device, p50_ms, p90_ms, p99_ms, throughput_ips")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), latencyUsage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return usageError{fmt.Errorf("latency: %w", err)}
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return usageError{fmt.Errorf("latency: unexpected argument %q", fs.Arg(0))}
+	}
+	switch {
+	case *batch < 1:
+		return usageError{fmt.Errorf("latency: --batch %d: want >= 1", *batch)}
+	case *iters < 1:
+		return usageError{fmt.Errorf("latency: --iters %d: want >= 1", *iters)}
+	case *warmup < 0:
+		return usageError{fmt.Errorf("latency: --warmup %d: want >= 0", *warmup)}
+	case *threads < 0:
+		return usageError{fmt.Errorf("latency: --threads %d: want >= 0 (0 = all logical CPUs)", *threads)}
+	case *device != "cpu" && *device != "cuda":
+		return usageError{fmt.Errorf("latency: --device %q: want cpu or cuda", *device)}
+	}
+	if !mf.isArtifact() {
+		// Bad names fail before libtorch starts any work.
+		if _, err := mf.config(); err != nil {
+			return fmt.Errorf("latency: %w", err)
+		}
+	}
+	dev, err := pickDevice(*device)
+	if err != nil {
+		return usageError{fmt.Errorf("latency: %w", err)}
+	}
+
+	// One OS thread for everything below: libtorch's grad mode and
+	// OpenMP's thread count are per thread.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	n := *threads
+	if n == 0 {
+		n = runtime.NumCPU()
+	}
+	torchrt.SetNumThreads(n)
+
+	m, err := mf.load(dev)
+	if err != nil {
+		return fmt.Errorf("latency: %w", err)
+	}
+	defer m.Drop()
+	lat, err := measure.Forward(ctx, m, measure.Options{Batch: *batch, Warmup: *warmup, Iters: *iters, Device: dev})
+	if err != nil {
+		return fmt.Errorf("latency: %w", err)
+	}
+	res := latencyResult{
+		Arch: mf.label(m), Batch: lat.Batch, Threads: torchrt.NumThreads(), Device: *device,
+		P50ms: 1e3 * lat.P50, P90ms: 1e3 * lat.P90, P99ms: 1e3 * lat.P99, Throughput: lat.Throughput,
+		Warmup: *warmup, Iters: *iters,
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	return writeLatencyText(stdout, res)
+}
+
+func writeLatencyText(w io.Writer, r latencyResult) error {
+	fmt.Fprintf(w, "%s on %s, batch %d, %d threads: %d warm-up + %d timed passes, no-grad\n",
+		r.Arch, r.Device, r.Batch, r.Threads, r.Warmup, r.Iters)
+	rows := [][]string{
+		{"p50", fmt.Sprintf("%.2f ms", r.P50ms)},
+		{"p90", fmt.Sprintf("%.2f ms", r.P90ms)},
+		{"p99", fmt.Sprintf("%.2f ms", r.P99ms)},
+		{"throughput", fmt.Sprintf("%.1f images/s (batch / p50)", r.Throughput)},
+	}
+	return writeTable(w, rows, 2)
+}

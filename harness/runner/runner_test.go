@@ -1,0 +1,224 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+	"github.com/vitbench/vitbench/harness/config"
+	"github.com/vitbench/vitbench/harness/metrics"
+	"github.com/vitbench/vitbench/harness/plan"
+	"github.com/vitbench/vitbench/harness/store"
+	"github.com/vitbench/vitbench/harness/vit"
+	"github.com/vitbench/vitbench/techniques"
+)
+
+// Test techniques: "identity" returns the model unchanged; "boom" calls
+// an op that libtorch 1.13 lacks (a stubbed wrapper), which panics inside
+// gotch's Must* call like any libtorch error would.
+type noParams struct{}
+
+func (noParams) Validate() error { return nil }
+
+func init() {
+	techniques.Register(techniques.Technique{Name: "identity", Family: "prune",
+		NewConfig: func() techniques.Config { return &noParams{} },
+		Apply: func(_ context.Context, _ techniques.Config, m *vit.Model, _ techniques.Env) (*vit.Model, error) {
+			return m, nil
+		}})
+	techniques.Register(techniques.Technique{Name: "boom", Family: "quantize",
+		NewConfig: func() techniques.Config { return &noParams{} },
+		Apply: func(_ context.Context, _ techniques.Config, m *vit.Model, _ techniques.Env) (*vit.Model, error) {
+			x := ts.MustOnes([]int64{1, 1, 2, 2}, gotch.Float, gotch.CPU)
+			defer x.MustDrop()
+			y := ts.MustScaledDotProductAttention(x, x, x, ts.None, 0, false, []float64{}) // stubbed on 1.13
+			y.MustDrop()
+			return m, nil
+		}})
+}
+
+const testSuite = `
+[suite]
+name = "runner-test"
+seed = 1
+cache_dir = "CACHE"
+
+[suite.measure]
+warmup = 1
+iters = 3
+throughput_batch = 8
+eval_batch = 250
+
+[models.tiny]
+arch = { img_size = 32, patch_size = 8, embed_dim = 32, depth = 1, num_heads = 2, mlp_ratio = 2.0 }
+data = { name = "synthetic", val_size = 200 }
+train = { epochs = 1, batch_size = 100, lr = 3e-3, warmup_epochs = 0.1 }
+
+[[experiment]]
+name = "same"
+model = "tiny"
+pipeline = [ { technique = "identity" } ]
+
+[[experiment]]
+name = "fails"
+model = "tiny"
+pipeline = [ { technique = "boom" } ]
+`
+
+type fixture struct {
+	dir   string
+	plan  *plan.Plan
+	db    *store.DB
+	cache string
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	cacheDir := filepath.Join(dir, "artifacts")
+	src := strings.ReplaceAll(testSuite, "CACHE", cacheDir)
+	s, err := config.Parse(strings.NewReader(src), filepath.Join(dir, "suite.toml"), config.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Build(s, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(filepath.Join(dir, "results.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return &fixture{dir: dir, plan: p, db: db, cache: cacheDir}
+}
+
+func (f *fixture) run(t *testing.T) (*Summary, string) {
+	t.Helper()
+	var log bytes.Buffer
+	r := &Runner{Plan: f.plan, DB: f.db, Threads: 1, Log: &log, Run: store.Run{SuiteName: "runner-test"}}
+	sum, err := r.Execute(context.Background())
+	if err != nil {
+		t.Fatalf("Execute: %v\n%s", err, log.String())
+	}
+	return sum, log.String()
+}
+
+func find(t *testing.T, es []store.Experiment, name string) store.Experiment {
+	t.Helper()
+	for _, e := range es {
+		if e.Name == name {
+			return e
+		}
+	}
+	t.Fatalf("no experiment %q", name)
+	return store.Experiment{}
+}
+
+func metric(e store.Experiment, name string) (float64, bool) {
+	for _, m := range e.Metrics {
+		if m.Name == name {
+			return m.Value, true
+		}
+	}
+	return 0, false
+}
+
+// A failing experiment is stored as failed with its error; the others run.
+func TestFailureIsRecordedAndSuiteGoesOn(t *testing.T) {
+	f := newFixture(t)
+	sum, log := f.run(t)
+	if sum.OK != 2 || sum.Failed != 1 {
+		t.Fatalf("ok %d failed %d, want 2 and 1\n%s", sum.OK, sum.Failed, log)
+	}
+	es, err := f.db.Experiments(context.Background(), sum.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := find(t, es, "fails")
+	if bad.Status != store.StatusFailed || !strings.Contains(bad.Error, "scaled_dot_product_attention") {
+		t.Errorf("failed experiment: status %q error %q; want failed, naming the op", bad.Status, bad.Error)
+	}
+	base := find(t, es, "tiny")
+	same := find(t, es, "same")
+	for _, e := range []store.Experiment{base, same} {
+		if e.Status != store.StatusOK {
+			t.Errorf("%s: status %s (%s)", e.Name, e.Status, e.Error)
+		}
+		for _, name := range []string{metrics.Top1, metrics.Top5, metrics.Params, metrics.MACs, metrics.SizeBytes, metrics.LatencyP50, metrics.Throughput} {
+			if v, ok := metric(e, name); !ok || v <= 0 {
+				t.Errorf("%s: metric %s = %v (present %v)", e.Name, name, v, ok)
+			}
+		}
+	}
+	// The identity pipeline is the baseline model: same accuracy, ratio 1.
+	b1, _ := metric(base, metrics.Top1)
+	s1, _ := metric(same, metrics.Top1)
+	if b1 != s1 {
+		t.Errorf("identity stage changed top-1: %v vs %v", s1, b1)
+	}
+	if r, ok := metric(same, metrics.MACsRatio); !ok || r != 1 {
+		t.Errorf("macs ratio of identity = %v, want 1", r)
+	}
+	if b1 < 30 {
+		t.Errorf("baseline top-1 on the synthetic set = %.1f%%, want >= 30%% (chance 10%%)", b1)
+	}
+	runs, _ := f.db.Runs(context.Background())
+	if len(runs) != 1 || runs[0].Status != store.StatusFailed {
+		t.Errorf("run status: %+v", runs)
+	}
+}
+
+// A second run reuses every verified artifact; a corrupt one is rebuilt.
+func TestCacheReuseAndCorruption(t *testing.T) {
+	f := newFixture(t)
+	f.run(t)
+	base := f.plan.Experiments[0]
+	if !base.IsBaseline {
+		t.Fatalf("first experiment %s is not the baseline", base.Name)
+	}
+	c := cache{dir: f.cache}
+	before, err := c.meta(base.Hash())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	_, log := f.run(t)
+	if strings.Contains(log, "rebuilding") || strings.Contains(log, "train tiny") {
+		t.Errorf("warm run rebuilt something:\n%s", log)
+	}
+	after, _ := c.meta(base.Hash())
+	if !after.Created.Equal(before.Created) {
+		t.Errorf("warm run rewrote the baseline artifact")
+	}
+
+	// Truncate the tensor file: the checksum must catch it.
+	p := c.path(base.Hash())
+	st, _ := os.Stat(p)
+	if err := os.Truncate(p, st.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.meta(base.Hash()); !errors.Is(err, errNotCached) {
+		t.Fatalf("truncated artifact passed its check: %v", err)
+	}
+	sum, log := f.run(t)
+	if !strings.Contains(log, "rebuilding "+short(base.Hash())) {
+		t.Errorf("corrupt artifact not reported as rebuilt:\n%s", log)
+	}
+	if sum.OK != 2 {
+		t.Errorf("after rebuild: %d ok, want 2\n%s", sum.OK, log)
+	}
+	if _, err := c.meta(base.Hash()); err != nil {
+		t.Errorf("rebuilt artifact does not verify: %v", err)
+	}
+	runs, _ := f.db.Runs(context.Background())
+	if len(runs) != 3 {
+		t.Errorf("%d runs stored, want 3", len(runs))
+	}
+}
