@@ -430,6 +430,7 @@ func (r *Runner) measure(ctx context.Context, e *plan.Experiment, rec *store.Exp
 		metrics.New(metrics.MACs, float64(counts.MACs)),
 		metrics.New(metrics.MACsEffective, float64(counts.EffMACs)),
 		metrics.New(metrics.SizeBytes, float64(modelBytes(model))),
+		metrics.New(metrics.BitOps, float64(model.BitOps())),
 		metrics.New(metrics.LatencyP50, lat.P50),
 		metrics.New(metrics.LatencyP90, lat.P90),
 		metrics.New(metrics.LatencyP99, lat.P99),
@@ -479,13 +480,7 @@ func relative(m, base []metrics.Metric) []metrics.Metric {
 
 // modelBytes is the model's size as stored: every tensor at 4 bytes per
 // element (float32) unless the model records a lower bit width.
-func modelBytes(m *vit.Model) int64 {
-	var n int64
-	for _, t := range m.VS.Variables() {
-		n += int64(t.Numel()) * 4
-	}
-	return n
-}
+func modelBytes(m *vit.Model) int64 { return m.SizeBytes() }
 
 // peakRSS is the process's peak resident set (VmHWM), in bytes.
 func peakRSS() int64 {

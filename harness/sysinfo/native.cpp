@@ -15,8 +15,6 @@ namespace {
 // Itanium-mangled names of the libtorch functions used here. They are
 // stable across libtorch releases (at:: free functions, unchanged
 // signatures since 1.x).
-const char kGetNumThreads[] = "_ZN2at15get_num_threadsEv";  // int at::get_num_threads()
-const char kSetNumThreads[] = "_ZN2at15set_num_threadsEi";  // void at::set_num_threads(int)
 // std::string at::show_config(), new (C++11) string ABI. Pre-C++11-ABI
 // builds export it without the B5cxx11 tag; its std::string layout differs
 // from the one compiled here, so that variant is deliberately not used.
@@ -37,36 +35,6 @@ void setErr(char **err, const std::string &msg) { setErr(err, msg.c_str()); }
 
 extern "C" {
 
-int vb_get_num_threads(char **err) {
-  auto f = lookup<int (*)()>(kGetNumThreads);
-  if (f == nullptr) {
-    setErr(err, "at::get_num_threads not found among the loaded libraries (is libtorch linked?)");
-    return -1;
-  }
-  try {
-    return f();
-  } catch (const std::exception &e) {
-    setErr(err, std::string("at::get_num_threads: ") + e.what());
-  } catch (...) {
-    setErr(err, "at::get_num_threads: unknown C++ exception");
-  }
-  return -1;
-}
-
-void vb_set_num_threads(int n, char **err) {
-  auto f = lookup<void (*)(int)>(kSetNumThreads);
-  if (f == nullptr) {
-    setErr(err, "at::set_num_threads not found among the loaded libraries (is libtorch linked?)");
-    return;
-  }
-  try {
-    f(n);
-  } catch (const std::exception &e) {
-    setErr(err, std::string("at::set_num_threads: ") + e.what());
-  } catch (...) {
-    setErr(err, "at::set_num_threads: unknown C++ exception");
-  }
-}
 
 char *vb_show_config(char **err) {
   auto f = lookup<std::string (*)()>(kShowConfig);

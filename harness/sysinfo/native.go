@@ -8,7 +8,6 @@ import "C"
 
 import (
 	"errors"
-	"fmt"
 	"unsafe"
 
 	// libtorch must be loaded for the symbol look-ups of native.cpp to
@@ -16,49 +15,10 @@ import (
 	_ "github.com/sugarme/gotch/libtch"
 )
 
-// Note: gotch v0.9.1 has no Go wrapper for at_get_num_threads or
-// at_set_num_threads (its torch_api.h declares them, but libtch binds
-// neither), and including torch_api.h here would tie this package's cgo
-// flags to one libtorch layout. native.cpp instead looks libtorch's own
-// at::get_num_threads and at::set_num_threads up by their mangled names,
-// catching any C++ exception before it can reach Go.
-
-// Threads returns the number of threads libtorch uses for intra-op
-// parallelism (at::get_num_threads).
-//
-// Note: libtorch's default is its count of physical cores, which
-// libcpuinfo may put below the logical CPUs (on the project's 2-vCPU
-// machines it says 1); OMP_NUM_THREADS overrides it. With OpenMP the
-// value is kept per OS thread, see SetThreads.
-func Threads() (int, error) {
-	var cerr *C.char
-	n := int(C.vb_get_num_threads(&cerr))
-	if err := takeErr(cerr); err != nil {
-		return 0, fmt.Errorf("libtorch threads: %w", err)
-	}
-	return n, nil
-}
-
-// SetThreads sets the number of threads libtorch uses for intra-op
-// parallelism (at::set_num_threads); n must be at least 1.
-//
-// Call it before any tensor work, early in main. libtorch records n
-// process-wide and applies it to each OS thread the first time that
-// thread runs a parallel op, but with OpenMP (Debian's build) the thread
-// count is per-thread state: an OS thread of the Go runtime that already
-// ran libtorch ops keeps its old count, and goroutines move between OS
-// threads.
-func SetThreads(n int) error {
-	if n < 1 {
-		return fmt.Errorf("set libtorch threads to %d: need at least 1", n)
-	}
-	var cerr *C.char
-	C.vb_set_num_threads(C.int(n), &cerr)
-	if err := takeErr(cerr); err != nil {
-		return fmt.Errorf("set libtorch threads to %d: %w", n, err)
-	}
-	return nil
-}
+// native.cpp asks the dynamic linker and libtorch's own functions what
+// was loaded (which library holds a symbol, libtorch's build config),
+// catching any C++ exception before it can reach Go. Thread controls live
+// in internal/torchrt.
 
 // takeErr converts and frees an error string set by native.cpp.
 func takeErr(cerr *C.char) error {

@@ -8,12 +8,8 @@
 extern "C" {
 #endif
 
-// vb_get_num_threads returns at::get_num_threads(), or -1 with *err set
 // (free it with free).
-int vb_get_num_threads(char **err);
 
-// vb_set_num_threads calls at::set_num_threads(n); on failure *err is set.
-void vb_set_num_threads(int n, char **err);
 
 // vb_show_config returns at::show_config() as a malloc'ed string, or NULL
 // when the symbol is not found (or *err is set when it threw).

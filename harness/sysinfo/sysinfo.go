@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/sugarme/gotch"
+	"github.com/vitbench/vitbench/internal/torchrt"
 
 	"github.com/vitbench/vitbench/harness/store"
 )
@@ -118,11 +119,7 @@ func (c collector) collect(ctx context.Context, opts Options) (*Info, error) {
 	c.blas(info, string(maps), problem)
 	info.Gotch = gotchVersion()
 
-	if n, err := Threads(); err != nil {
-		problem("%v", err)
-	} else {
-		info.Threads = n
-	}
+	info.Threads = torchrt.NumThreads()
 	info.CUDA = gotch.CUDA.IsAvailable()
 	info.GPU = c.gpuName(ctx)
 

@@ -98,30 +98,6 @@ func TestMedianDuration(t *testing.T) {
 	}
 }
 
-func TestSetThreads(t *testing.T) {
-	// libtorch keeps OpenMP's thread count per OS thread: stay on one.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := Threads()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer SetThreads(orig)
-	for _, n := range []int{1, 3, 2} {
-		if err := SetThreads(n); err != nil {
-			t.Fatalf("SetThreads(%d): %v", n, err)
-		}
-		if got, err := Threads(); got != n || err != nil {
-			t.Errorf("after SetThreads(%d): Threads() = %d, %v", n, got, err)
-		}
-	}
-	for _, n := range []int{0, -1} {
-		if err := SetThreads(n); err == nil || !strings.Contains(err.Error(), "at least 1") {
-			t.Errorf("SetThreads(%d) = %v, want an error", n, err)
-		}
-	}
-}
-
 func TestWarnings(t *testing.T) {
 	good := Info{Libtorch: "1.13.1", BLAS: "OpenBLAS (pthread)", SgemmGFLOPS: 120, SgemmSize: 1024, Threads: 2}
 	tests := []struct {

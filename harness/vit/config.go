@@ -43,6 +43,12 @@ type Config struct {
 	// kernels, "simulated" for fake quantization in float32 (whose latency
 	// is the float graph's and must never be reported as low precision).
 	Executed string `json:"executed,omitempty"`
+
+	// Quant is the model's quantization (bit widths, scales, zero points
+	// of its weights and activations, or a float16/bfloat16 cast); nil
+	// for a float32 model. New re-attaches it, so a saved model reloads
+	// exactly.
+	Quant *QuantState `json:"quant,omitempty"`
 }
 
 // BlockConfig is the structure of one transformer block.

@@ -49,17 +49,20 @@ func (c *Counts) add(l LayerCount) {
 	c.EffMACs += l.EffMACs
 }
 
-// TokensAfter returns the token count after a block's token reduction.
+// TokensAfter returns the token count after a block's token reduction,
+// from n tokens of which prefix are class/distillation tokens. EViT runs
+// first: ceil(KeepRate x patches) patch tokens are kept, plus one token
+// fusing the dropped ones when any are dropped; then ToMe merges MergeR
+// tokens away, at most half the patch tokens. The reducers New attaches
+// (tokens.go) reduce exactly this many.
 func (b BlockConfig) TokensAfter(n, prefix int) int {
-	if b.MergeR > 0 {
-		r := b.MergeR
-		if max := (n - prefix) / 2; r > max {
-			r = max
-		}
-		n -= r
-	}
 	if b.KeepRate > 0 && b.KeepRate < 1 {
-		n = prefix + int(math.Ceil(b.KeepRate*float64(n-prefix)))
+		if kept := int(math.Ceil(b.KeepRate * float64(n-prefix))); kept < n-prefix {
+			n = prefix + kept + 1
+		}
+	}
+	if b.MergeR > 0 {
+		n -= min(b.MergeR, (n-prefix)/2)
 	}
 	return n
 }

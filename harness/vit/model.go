@@ -216,7 +216,8 @@ func New(cfg Config, dev gotch.Device) (*Model, error) {
 		m.HeadDist = newLinear(root, "head_dist", cfg.EmbedDim, cfg.NumClasses, 0, true, std)
 		m.HeadDist.Name = "head_dist"
 	}
-	return m, nil
+	m.attachReducers()
+	return m.attachQuant()
 }
 
 func newLinear(parent *nn.Path, name string, in, out, rank int, bias bool, init nn.Init) *Linear {
