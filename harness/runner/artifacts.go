@@ -24,7 +24,8 @@ type artifactMeta struct {
 	SHA256  string      `json:"sha256"` // of the .pt file
 	Bytes   int64       `json:"bytes"`
 	Created time.Time   `json:"created"`
-	Seconds float64     `json:"seconds"` // time to make it from its upstream
+	Seconds float64     `json:"seconds"`  // time to make it from its upstream
+	PeakRSS int64       `json:"peak_rss"` // peak resident bytes while making it
 	Curve   []pointJSON `json:"curve,omitempty"`
 	Eval    *evalJSON   `json:"eval,omitempty"`
 }

@@ -48,6 +48,7 @@ type Runner struct {
 	results map[string]*store.Experiment // by experiment name, this run
 	failed  map[string]error             // node hash -> why it could not be built
 	times   map[string]float64           // node hash -> seconds to build (this run or cached)
+	peaks   map[string]int64             // node hash -> peak resident bytes while building
 	curves  map[string][]store.Point     // model node hash -> training curve
 }
 
@@ -83,6 +84,7 @@ func (r *Runner) Execute(ctx context.Context) (*Summary, error) {
 	r.results = map[string]*store.Experiment{}
 	r.failed = map[string]error{}
 	r.times = map[string]float64{}
+	r.peaks = map[string]int64{}
 	r.curves = map[string][]store.Point{}
 
 	if err := r.DB.BeginRun(ctx, &r.Run); err != nil {
@@ -193,12 +195,14 @@ func (r *Runner) buildNode(ctx context.Context, n *plan.Node) {
 	}
 	if meta, err := r.cache.meta(n.Hash); err == nil {
 		r.times[n.Hash] = meta.Seconds
+		r.peaks[n.Hash] = meta.PeakRSS
 		r.curves[n.Hash] = toStorePoints(meta.Curve)
 		return
 	} else if !errors.Is(err, errNotCached) || !strings.Contains(err.Error(), "no such file") {
 		fmt.Fprintf(r.Log, "rebuilding %s: %v\n", short(n.Hash), err)
 	}
 	start := time.Now()
+	resetPeakRSS()
 	err := protect(func() error {
 		model, meta, err := r.make(ctx, n)
 		if err != nil {
@@ -206,6 +210,7 @@ func (r *Runner) buildNode(ctx context.Context, n *plan.Node) {
 		}
 		defer model.Drop()
 		meta.Seconds = time.Since(start).Seconds()
+		meta.PeakRSS = peakRSS()
 		return r.cache.save(n.Hash, string(n.Kind), model, meta)
 	})
 	if err != nil {
@@ -216,6 +221,7 @@ func (r *Runner) buildNode(ctx context.Context, n *plan.Node) {
 	m, _ := r.cache.meta(n.Hash)
 	if m != nil {
 		r.times[n.Hash] = m.Seconds
+		r.peaks[n.Hash] = m.PeakRSS
 		r.curves[n.Hash] = toStorePoints(m.Curve)
 	}
 	if r.DB != nil {
@@ -363,6 +369,7 @@ func (r *Runner) measureExperiment(ctx context.Context, e *plan.Experiment, rec 
 			return
 		}
 	}
+	resetPeakRSS()
 	err := protect(func() error { return r.measure(ctx, e, rec) })
 	if err != nil {
 		rec.Status, rec.Error = store.StatusFailed, err.Error()
@@ -415,7 +422,9 @@ func (r *Runner) measure(ctx context.Context, e *plan.Experiment, rec *store.Exp
 		rec.Executed = "fp32"
 	}
 	var trainSec, compressSec float64
+	peak := peakRSS()
 	for i, h := range e.Nodes {
+		peak = max(peak, r.peaks[h])
 		if i == 0 {
 			trainSec = r.times[h]
 		} else {
@@ -439,7 +448,7 @@ func (r *Runner) measure(ctx context.Context, e *plan.Experiment, rec *store.Exp
 		metrics.New(metrics.TrainSeconds, trainSec),
 		metrics.New(metrics.CompressSeconds, compressSec),
 		metrics.New(metrics.EvalSeconds, meta.Eval.Seconds),
-		metrics.New(metrics.PeakRSSBytes, float64(peakRSS())),
+		metrics.New(metrics.PeakRSSBytes, float64(peak)),
 	}
 	if base := r.results[e.Baseline]; !e.IsBaseline && base != nil && base.Status == store.StatusOK {
 		m = append(m, relative(m, base.Metrics)...)
@@ -482,7 +491,15 @@ func relative(m, base []metrics.Metric) []metrics.Metric {
 // element (float32) unless the model records a lower bit width.
 func modelBytes(m *vit.Model) int64 { return m.SizeBytes() }
 
-// peakRSS is the process's peak resident set (VmHWM), in bytes.
+// resetPeakRSS restarts the kernel's peak-RSS count (VmHWM), so each
+// artifact and experiment records its own peak; a no-op where
+// /proc/self/clear_refs is missing.
+func resetPeakRSS() {
+	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+}
+
+// peakRSS is the process's peak resident set (VmHWM) since the last
+// reset, in bytes.
 func peakRSS() int64 {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {

@@ -266,7 +266,7 @@ func (s *QuantState) validate(m *Model) error {
 			}
 		}
 	}
-	sites := m.actSites()
+	sites := m.TapPoints()
 	for _, key := range sortedKeys(s.Acts) {
 		spec := s.Acts[key]
 		if _, ok := sites[key]; !ok {
@@ -287,22 +287,46 @@ func (s *QuantState) validate(m *Model) error {
 	return nil
 }
 
-// actSites maps every activation key of the model to a setter of its tap.
-func (m *Model) actSites() map[string]func(Tap) {
-	sites := map[string]func(Tap){
-		ActInput: func(t Tap) { m.InputTap = t },
-		ActHead:  func(t Tap) { m.Head.Tap = t },
+// TapPoints returns the model's activation tap fields by key (ActInput,
+// ActHead, ActHeadDist and ActKey of every block site), so that a caller
+// can observe an activation and restore the tap afterwards.
+func (m *Model) TapPoints() map[string]*Tap {
+	pts := map[string]*Tap{
+		ActInput: &m.InputTap,
+		ActHead:  &m.Head.Tap,
 	}
 	if m.HeadDist != nil {
-		sites[ActHeadDist] = func(t Tap) { m.HeadDist.Tap = t }
+		pts[ActHeadDist] = &m.HeadDist.Tap
 	}
 	for _, b := range m.Blocks {
 		for _, s := range Sites() {
-			b, s := b, s
-			sites[ActKey(b.Index, s)] = func(t Tap) { b.Taps[s] = t }
+			pts[ActKey(b.Index, s)] = &b.Taps[s]
 		}
 	}
-	return sites
+	return pts
+}
+
+// ChainTap returns a tap that runs first, then then, freeing the
+// intermediate tensor; either may be nil.
+func ChainTap(first, then Tap) Tap {
+	switch {
+	case first == nil:
+		return then
+	case then == nil:
+		return first
+	}
+	return chainTap{first, then}
+}
+
+type chainTap struct{ first, then Tap }
+
+func (c chainTap) Tap(x *ts.Tensor) *ts.Tensor {
+	y := c.first.Tap(x)
+	z := c.then.Tap(y)
+	if y != x && z != y {
+		y.MustDrop()
+	}
+	return z
 }
 
 // SetQuant quantizes the model as s describes and records s in its
@@ -357,14 +381,16 @@ func (m *Model) attachQuant() (*Model, error) {
 		// (Block.Forward asks for it) and cast back for the product
 		// with the values.
 		c := castTap{dt}
-		m.InputTap = c
+		m.InputTap = ChainTap(m.InputTap, c)
 		for _, b := range m.Blocks {
-			b.Taps[SiteAttnMap] = c
+			b.Taps[SiteAttnMap] = ChainTap(b.Taps[SiteAttnMap], c)
 		}
 	case PrecisionInt:
-		sites := m.actSites()
+		// Taps already there (token reduction's proportional attention)
+		// run first; the quantizer sees their output.
+		pts := m.TapPoints()
 		for key, spec := range s.Acts {
-			sites[key](spec)
+			*pts[key] = ChainTap(*pts[key], spec)
 		}
 	}
 	return m, nil
@@ -427,7 +453,7 @@ func (m *Model) rebind() {
 // bitsOf is the storage width of an element of dtype dt.
 func bitsOf(dt gotch.DType) int { return 8 * int(dt.Size()) }
 
-// packedBytes is the size of a quantizer's parameters as stored: scales
+// paramBytes is the size of a quantizer's parameters as stored: scales
 // as float32, zero points as int32 (none when symmetric), split points as
 // float32.
 func (q *QuantSpec) paramBytes() int64 {
