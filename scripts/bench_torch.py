@@ -1,7 +1,8 @@
 """PyTorch eager side of `make bench`: latency of a timm-semantics ViT.
 
 usage: /usr/bin/python3 scripts/bench_torch.py --arch deit_tiny_patch16_224
-           [--batch B] [--threads T] [--warmup N] [--iters N] [--json]
+           [--weights F.pth] [--batch B] [--threads T] [--warmup N] [--iters N] [--json]
+       /usr/bin/python3 scripts/bench_torch.py --arch deit_tiny_patch16_224 --save-weights F.pth
 
 Measures what `bench latency` measures, the same way: random input of the
 model's shape, torch.no_grad(), eval mode, --warmup untimed forward passes,
@@ -11,7 +12,10 @@ closest ranks (numpy's default, as harness/measure.Percentile), throughput
 harness/vit/testdata/reference.py (conv patch embedding, class and
 distillation tokens, fused qkv, matmul + softmax attention, exact GELU),
 imported by path so both sides run the same definition the logits tests
-check. Run it with Debian's /usr/bin/python3 (python3-torch 1.13.1): it
+check. --save-weights writes a state dict initialised as timm does
+(truncated normal, std 0.02, for linear weights and the position
+embedding; zero biases), which both sides then load with --weights, so
+that they compute on identical numbers. Run it with Debian's /usr/bin/python3 (python3-torch 1.13.1): it
 uses the same libtorch_cpu shared library as the Go binary.
 
 The --json object has the keys of `bench latency --json`, plus the
@@ -48,6 +52,22 @@ def load_reference():
     return mod
 
 
+def timm_init(model):
+    """Initialise as timm's VisionTransformer.init_weights does."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear):
+                torch.nn.init.trunc_normal_(m.weight, std=0.02)
+                torch.nn.init.zeros_(m.bias)
+            elif isinstance(m, torch.nn.LayerNorm):
+                torch.nn.init.ones_(m.weight)
+                torch.nn.init.zeros_(m.bias)
+        torch.nn.init.trunc_normal_(model.pos_embed, std=0.02)
+        torch.nn.init.normal_(model.cls_token, std=1e-6)
+        if model.distilled:
+            torch.nn.init.trunc_normal_(model.dist_token, std=0.02)
+
+
 def mapped_libtorch():
     with open("/proc/self/maps") as f:
         for line in f:
@@ -59,6 +79,8 @@ def mapped_libtorch():
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--arch", required=True, choices=sorted(ARCHS))
+    ap.add_argument("--weights", help="state dict to load (as written by --save-weights)")
+    ap.add_argument("--save-weights", metavar="FILE", help="write a timm-initialised state dict and exit")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = all logical CPUs)")
     ap.add_argument("--warmup", type=int, default=10)
@@ -74,6 +96,12 @@ def main(argv):
     ref = load_reference()
     torch.manual_seed(0)
     model = ref.TimmViT(img, patch, 3, 1000, dim, depth, heads, mlp_ratio, distilled).eval()
+    if a.save_weights:
+        timm_init(model)
+        torch.save(model.state_dict(), a.save_weights)
+        return
+    if a.weights:
+        model.load_state_dict(torch.load(a.weights))
     x = torch.randn(a.batch, 3, img, img)
     samples = []
     with torch.no_grad():

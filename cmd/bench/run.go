@@ -21,6 +21,12 @@ import (
 	"github.com/vitbench/vitbench/harness/sysinfo"
 	"github.com/vitbench/vitbench/harness/vit"
 	"github.com/vitbench/vitbench/reports"
+
+	// Techniques register themselves when imported.
+	_ "github.com/vitbench/vitbench/techniques/distill"
+	_ "github.com/vitbench/vitbench/techniques/lowrank"
+	_ "github.com/vitbench/vitbench/techniques/prune"
+	_ "github.com/vitbench/vitbench/techniques/quantize"
 )
 
 func init() { commands["run"] = runRun }

@@ -202,7 +202,9 @@ func straightThrough(x, q *ts.Tensor) *ts.Tensor {
 		return q
 	}
 	d := q.MustSub(x, true).MustDetach(true)
-	return x.MustAdd(d, false)
+	y := x.MustAdd(d, false)
+	d.MustDrop()
+	return y
 }
 
 // QuantState is a model's quantization, persisted in its Config.
@@ -235,7 +237,7 @@ func (s *QuantState) DType() gotch.DType {
 	return gotch.Float
 }
 
-// Validate checks the state against the model's parameters and sites.
+// validate checks the state against the model's parameters and sites.
 func (s *QuantState) validate(m *Model) error {
 	var errs []string
 	switch s.Precision {

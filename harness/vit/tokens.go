@@ -3,8 +3,12 @@ package vit
 import (
 	"fmt"
 	"math"
+	"sort"
+	"unsafe"
 
+	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
+	"github.com/vitbench/vitbench/internal/torchrt"
 )
 
 // Token reduction shortens the token sequence inside the network, after a
@@ -64,9 +68,17 @@ func (t *TokenReduction) keeps(patches int) (int, bool) {
 
 // Reduce implements TokenReducer. It returns x itself when nothing is
 // reduced (ToMe with r = 0, a keep rate that keeps every token).
+//
+// Note: the choice of tokens (the ranking by attention, the matching) is
+// made on the host from the class attention and the keys,
+// and the tokens are then combined by one index_add per method. gotch
+// spends tens of microseconds on every libtorch call, so this form, a
+// handful of calls per block instead of ToMe's fifty-odd tensor
+// operations, is what lets token reduction pay off at batch 1.
 func (t *TokenReduction) Reduce(x, keys, clsAttn *ts.Tensor) *ts.Tensor {
+	track := t.sizes != nil
 	var size *ts.Tensor // [B,N,1] sizes of x's tokens; nil: all 1
-	if t.sizes != nil {
+	if track {
 		if t.reset {
 			t.sizes.set(nil)
 		}
@@ -80,37 +92,10 @@ func (t *TokenReduction) Reduce(x, keys, clsAttn *ts.Tensor) *ts.Tensor {
 	out, k, s := x, keys, size // tensors other than the arguments and size are owned here
 	n := int(x.MustSize()[1])
 	if kept, drop := t.keeps(n - t.Prefix); drop {
-		top, rest := evitOrder(clsAttn, t.Prefix, kept)
-		var w *ts.Tensor // [B,dropped,1] class attention of the dropped tokens
-		if t.Fuse {
-			pa := clsAttn.MustNarrow(1, int64(t.Prefix), int64(n-t.Prefix), false)
-			w = pa.MustGather(1, rest, false, true).MustUnsqueeze(-1, true)
-		}
-		out = evitSelect(x, top, rest, w, t.Prefix, t.Fuse)
-		k = nil
-		if t.MergeR > 0 {
-			k = evitSelect(keys, top, rest, w, t.Prefix, t.Fuse)
-		}
-		if t.sizes != nil {
-			ts.NoGrad(func() {
-				s0 := size
-				if s0 == nil {
-					s0 = onesFor(x)
-					defer s0.MustDrop()
-				}
-				s = evitSelect(s0, top, rest, nil, t.Prefix, t.Fuse)
-			})
-		}
-		for _, u := range []*ts.Tensor{top, rest, w} {
-			if u != nil {
-				u.MustDrop()
-			}
-		}
+		out, k, s = evitReduce(x, keys, size, clsAttn, t.Prefix, kept, t.Fuse, t.MergeR > 0, track)
 	}
 	if t.MergeR > 0 && k != nil {
-		if m := bipartiteSoftMatching(k, t.MergeR, t.Prefix); m != nil {
-			xo, so := m.mergeWeighted(out, s)
-			m.drop()
+		if xo, so := tomeReduce(out, k, s, t.MergeR, t.Prefix); xo != nil {
 			if out != x {
 				out.MustDrop()
 			}
@@ -124,9 +109,9 @@ func (t *TokenReduction) Reduce(x, keys, clsAttn *ts.Tensor) *ts.Tensor {
 		k.MustDrop()
 	}
 	switch {
-	case t.sizes != nil && s != size:
+	case track && s != size:
 		t.sizes.set(s)
-	case t.sizes == nil && s != nil && s != size:
+	case !track && s != nil && s != size:
 		s.MustDrop()
 	}
 	return out
@@ -137,6 +122,284 @@ func (t *TokenReduction) Reduce(x, keys, clsAttn *ts.Tensor) *ts.Tensor {
 func onesFor(x *ts.Tensor) *ts.Tensor {
 	sz := x.MustSize()
 	return ts.MustOnes([]int64{sz[0], sz[1], 1}, x.DType(), x.MustDevice())
+}
+
+// hostValues copies t's elements to the host as float32. It reads the
+// memory directly: gotch's CopyData checks a slice element by element
+// through reflection, which costs more than a block of the model.
+func hostValues(t *ts.Tensor) []float32 {
+	out := make([]float32, t.Numel())
+	torchrt.NoGrad(func() {
+		c := t
+		if t.DType() != gotch.Float || t.MustDevice() != gotch.CPU || !t.MustIsContiguous() {
+			c = t.MustTo(gotch.CPU, false).MustTotype(gotch.Float, true).MustContiguous(true)
+			defer c.MustDrop()
+		}
+		copy(out, unsafe.Slice((*float32)(c.MustDataPtr()), len(out)))
+	})
+	return out
+}
+
+// fromHost makes a tensor of the given shape and dtype (matching T) on
+// dev from v.
+func fromHost[T int64 | float32](v []T, shape []int64, dtype gotch.DType, dev gotch.Device) *ts.Tensor {
+	var zero T
+	b := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), len(v)*int(unsafe.Sizeof(zero)))
+	t := ts.MustOfDataSize(b, shape, dtype)
+	if dev != gotch.CPU {
+		t = t.MustTo(dev, true)
+	}
+	return t
+}
+
+// sameDType returns t in x's dtype: t itself, or a cast the caller drops.
+func sameDType(t, x *ts.Tensor) *ts.Tensor {
+	if t.DType() == x.DType() {
+		return t
+	}
+	return t.MustTotype(x.DType(), false)
+}
+
+// scatterTokens sums the tokens of src [B,N,C] into slots: token n of
+// batch element b goes to slot dest[b*N+n] (in [0, slots)). It returns
+// [B,slots,C]; dest is changed.
+func scatterTokens(src *ts.Tensor, dest []int64, slots int64) *ts.Tensor {
+	sz := src.MustSize()
+	b, n, c := sz[0], sz[1], sz[2]
+	for i := range dest {
+		dest[i] += int64(i) / n * slots
+	}
+	idx := fromHost(dest, []int64{int64(len(dest))}, gotch.Int64, src.MustDevice())
+	flat := src.MustReshape([]int64{b * n, c}, false)
+	out := ts.MustZeros([]int64{b * slots, c}, src.DType(), src.MustDevice()).
+		MustIndexAdd(0, idx, flat, true).
+		MustReshape([]int64{b, slots, c}, true)
+	flat.MustDrop()
+	idx.MustDrop()
+	return out
+}
+
+// columns splits t [B,N,C] along its last dimension at the given widths;
+// a width of 0 yields nil. The parts share t's storage.
+func columns(t *ts.Tensor, widths ...int64) []*ts.Tensor {
+	out := make([]*ts.Tensor, len(widths))
+	off := int64(0)
+	for i, w := range widths {
+		if w > 0 {
+			out[i] = t.MustNarrow(-1, off, w, false)
+		}
+		off += w
+	}
+	return out
+}
+
+// evitReduce keeps the prefix and the kept patch tokens with the most
+// class attention [B,N], in their original order, and, when fuse, one
+// more token: the sum of the dropped ones, each weighted by its class
+// attention (EViT's fused token). The keys follow when withKeys, the
+// sizes (the fused token's is the sum of the dropped ones') when
+// withSize. The returned tensors are new.
+func evitReduce(x, keys, size, clsAttn *ts.Tensor, prefix, kept int, fuse, withKeys, withSize bool) (xo, ko, so *ts.Tensor) {
+	sz := x.MustSize()
+	b, n, c := int(sz[0]), int(sz[1]), sz[2]
+	attn := hostValues(clsAttn)
+	dest := make([]int64, b*n)
+	dropped := make([]float32, b*n)
+	order := make([]int, n-prefix)
+	for bi := 0; bi < b; bi++ {
+		row := attn[bi*n : (bi+1)*n]
+		for i := range order {
+			order[i] = prefix + i
+		}
+		sort.SliceStable(order, func(i, j int) bool { return row[order[i]] > row[order[j]] })
+		d := dest[bi*n : (bi+1)*n]
+		for j := range d {
+			d[j] = -1
+		}
+		for _, j := range order[:kept] {
+			d[j] = 0 // kept; numbered below
+		}
+		slot := int64(prefix)
+		for j := range d {
+			switch {
+			case j < prefix:
+				d[j] = int64(j)
+			case d[j] == 0:
+				d[j] = slot
+				slot++
+			default: // the fused token, or a slot cut off below
+				d[j] = int64(prefix + kept)
+				dropped[bi*n+j] = 1
+			}
+		}
+	}
+	// Weights: 1 for the kept tokens, the class attention for the dropped
+	// ones, computed on the graph so that training reaches the attention.
+	var w *ts.Tensor
+	if fuse {
+		drop := fromHost(dropped, []int64{int64(b), int64(n), 1}, gotch.Float, x.MustDevice())
+		w = clsAttn.MustUnsqueeze(-1, false).MustSubScalar(ts.FloatScalar(1), true).
+			MustMul(drop, true).MustAddScalar(ts.FloatScalar(1), true)
+		drop.MustDrop()
+		if cw := sameDType(w, x); cw != w {
+			w.MustDrop()
+			w = cw
+		}
+		defer w.MustDrop()
+	}
+	weigh := func(t *ts.Tensor) *ts.Tensor {
+		if w == nil {
+			return t.MustShallowClone()
+		}
+		return t.MustMul(w, false)
+	}
+	parts := []*ts.Tensor{weigh(x)}
+	var kw, sw int64
+	if withKeys {
+		k := sameDType(keys, x)
+		parts = append(parts, weigh(k))
+		if k != keys {
+			k.MustDrop()
+		}
+		kw = keys.MustSize()[2]
+	}
+	if withSize {
+		s := size
+		if s == nil {
+			s = onesFor(x)
+		} else {
+			s = s.MustShallowClone()
+		}
+		parts = append(parts, s)
+		sw = 1
+	}
+	src := ts.MustCat(parts, -1)
+	for _, p := range parts {
+		p.MustDrop()
+	}
+	res := scatterTokens(src, dest, int64(prefix+kept+1))
+	src.MustDrop()
+	if !fuse {
+		res = res.MustNarrow(1, 0, int64(prefix+kept), true)
+	}
+	cols := columns(res, c, kw, sw)
+	res.MustDrop()
+	xo, ko, so = cols[0], cols[1], cols[2]
+	if kw+sw > 0 {
+		xo = xo.MustContiguous(true)
+	}
+	if so != nil {
+		so = so.MustDetach(true).MustContiguous(true)
+	}
+	return xo, ko, so
+}
+
+// tomeReduce is ToMe's bipartite soft matching and size-weighted merge
+// (bipartite_soft_matching and merge_wavg of facebookresearch/ToMe) of x
+// [B,N,C] with sizes s (nil: all 1), matched by the keys k [B,N,C']: the
+// tokens at even positions (A) are matched to their most cosine-similar
+// token at an odd position (B), and the r A tokens with the most similar
+// matches are averaged, weighted by size, into them. Tokens before prefix
+// take part in no match and lead the result in their order; then come
+// the other kept A tokens in order, then the B tokens, as in ToMe. r is
+// clipped to (N - prefix) / 2; nil results mean nothing was merged.
+func tomeReduce(x, k, s *ts.Tensor, r, prefix int) (xo, so *ts.Tensor) {
+	sz := x.MustSize()
+	b, n, c := int(sz[0]), int(sz[1]), sz[2]
+	r = min(r, (n-prefix)/2)
+	if r <= 0 {
+		return nil, nil
+	}
+	dest := tomeDest(hostValues(k), b, n, int(k.MustSize()[2]), r, prefix)
+	var parts []*ts.Tensor
+	if s == nil {
+		parts = []*ts.Tensor{x.MustShallowClone(), onesFor(x)}
+	} else {
+		parts = []*ts.Tensor{x.MustMul(s, false), s.MustShallowClone()}
+	}
+	src := ts.MustCat(parts, -1)
+	for _, p := range parts {
+		p.MustDrop()
+	}
+	res := scatterTokens(src, dest, int64(n-r))
+	src.MustDrop()
+	cols := columns(res, c, 1)
+	res.MustDrop()
+	so = cols[1].MustDetach(true).MustContiguous(true)
+	xo = cols[0].MustDiv(so, true)
+	return xo, so
+}
+
+// tomeDest runs ToMe's matching for every batch element on the keys
+// [B,N,C] and returns every token's slot in the merged sequence. The
+// cosine similarities of the A tokens to the B tokens are computed here,
+// in float64: na x nb x C multiply-adds per image, little next to a block.
+func tomeDest(keys []float32, b, n, c, r, prefix int) []int64 {
+	na, nb := (n+1)/2, n/2
+	pa, pb := (prefix+1)/2, prefix/2 // protected tokens in A and in B
+	dstSlot := func(j int) int64 { // B token j
+		if j < pb {
+			return int64(2*j + 1)
+		}
+		return int64(na - r + j)
+	}
+	unmSlot := func(u int) int64 { // the u-th kept A token
+		if u < pa {
+			return int64(2 * u)
+		}
+		return int64(pb + u)
+	}
+	dest := make([]int64, b*n)
+	nodeMax := make([]float64, na)
+	nodeIdx := make([]int, na)
+	order := make([]int, na)
+	inv := make([]float64, n) // 1 / |k|
+	for bi := 0; bi < b; bi++ {
+		kb := keys[bi*n*c : (bi+1)*n*c]
+		for i := range inv {
+			ss := 0.0
+			for _, v := range kb[i*c : (i+1)*c] {
+				ss += float64(v) * float64(v)
+			}
+			inv[i] = 1 / math.Max(math.Sqrt(ss), 1e-12)
+		}
+		for ia := 0; ia < na; ia++ {
+			i := 2 * ia
+			best, bj := math.Inf(-1), 0
+			if i >= prefix {
+				ki := kb[i*c : (i+1)*c]
+				for ib := 0; ib < nb; ib++ {
+					j := 2*ib + 1
+					if j < prefix {
+						continue
+					}
+					dot := 0.0
+					for d, v := range kb[j*c : (j+1)*c] {
+						dot += float64(ki[d]) * float64(v)
+					}
+					if v := dot * inv[i] * inv[j]; v > best {
+						best, bj = v, ib
+					}
+				}
+			}
+			nodeMax[ia], nodeIdx[ia] = best, bj
+			order[ia] = ia
+		}
+		sort.SliceStable(order, func(i, j int) bool { return nodeMax[order[i]] > nodeMax[order[j]] })
+		d := dest[bi*n : (bi+1)*n]
+		for _, ia := range order[:r] {
+			d[2*ia] = dstSlot(nodeIdx[ia])
+		}
+		unm := append([]int(nil), order[r:]...)
+		sort.Ints(unm)
+		for u, ia := range unm {
+			d[2*ia] = unmSlot(u)
+		}
+		for ib := 0; ib < nb; ib++ {
+			d[2*ib+1] = dstSlot(ib)
+		}
+	}
+	return dest
 }
 
 // tokenSizes holds the sizes of the tokens of the forward pass in flight,
@@ -226,179 +489,4 @@ func (m *Model) attachReducers() {
 			b.Taps[SiteAttnMap] = &PropAttention{Next: b.Taps[SiteAttnMap], sizes: sizes}
 		}
 	}
-}
-
-// gatherTokens returns x[b, idx[b, i], :] for x [B,N,C] and idx [B,K].
-func gatherTokens(x, idx *ts.Tensor) *ts.Tensor {
-	sz := x.MustSize()
-	isz := idx.MustSize()
-	e := idx.MustUnsqueeze(-1, false).MustExpand([]int64{isz[0], isz[1], sz[2]}, false, true)
-	out := x.MustGather(1, e, false, false)
-	e.MustDrop()
-	return out
-}
-
-// evitOrder ranks the patch tokens by class attention [B,N]: the indices
-// (among the patch tokens) of the kept ones, in their original order, and
-// of the dropped ones.
-func evitOrder(clsAttn *ts.Tensor, prefix, kept int) (top, rest *ts.Tensor) {
-	ts.NoGrad(func() {
-		n := clsAttn.MustSize()[1]
-		pa := clsAttn.MustNarrow(1, int64(prefix), n-int64(prefix), false)
-		order := pa.MustArgsort(1, true, true)
-		t := order.MustNarrow(1, 0, int64(kept), false)
-		var perm *ts.Tensor
-		top, perm = t.MustSort(1, false, true)
-		perm.MustDrop()
-		rest = order.MustNarrow(1, int64(kept), n-int64(prefix)-int64(kept), true)
-	})
-	return top, rest
-}
-
-// evitSelect keeps the prefix and the top patch tokens of x [B,N,C], and
-// when fuse adds one token summing the rest, each weighted by w [B,R,1]
-// (unweighted when w is nil), as EViT's fused token.
-func evitSelect(x, top, rest, w *ts.Tensor, prefix int, fuse bool) *ts.Tensor {
-	n := x.MustSize()[1]
-	head := x.MustNarrow(1, 0, int64(prefix), false)
-	patches := x.MustNarrow(1, int64(prefix), n-int64(prefix), false)
-	parts := []*ts.Tensor{head, gatherTokens(patches, top)}
-	if fuse {
-		dropped := gatherTokens(patches, rest)
-		if w != nil {
-			if w.DType() != x.DType() {
-				w = w.MustTotype(x.DType(), false)
-				defer w.MustDrop()
-			}
-			dropped = dropped.MustMul(w, true)
-		}
-		parts = append(parts, dropped.MustSumDimIntlist([]int64{1}, true, x.DType(), true))
-	}
-	patches.MustDrop()
-	out := ts.MustCat(parts, 1)
-	for _, p := range parts {
-		p.MustDrop()
-	}
-	return out
-}
-
-// matching is the outcome of ToMe's bipartite soft matching on N tokens
-// split into A (even positions) and B (odd positions).
-type matching struct {
-	n, na, nb, r, prefix int64
-	unm                  *ts.Tensor // [B,na-r] A tokens kept, in order
-	src                  *ts.Tensor // [B,r] A tokens merged away
-	dst                  *ts.Tensor // [B,r] the B token each one merges into
-}
-
-func (m *matching) drop() {
-	m.unm.MustDrop()
-	m.src.MustDrop()
-	m.dst.MustDrop()
-}
-
-// bipartiteSoftMatching follows ToMe's bipartite_soft_matching: tokens at
-// even positions (A) are matched to their most cosine-similar token at an
-// odd position (B) by the metric [B,N,C] (keys averaged over heads); the r
-// A tokens with the most similar matches are merged into them. Tokens
-// before prefix take part in no match. r is clipped to (N - prefix) / 2;
-// nil means nothing is merged.
-func bipartiteSoftMatching(metric *ts.Tensor, r, prefix int) *matching {
-	sz := metric.MustSize()
-	n := sz[1]
-	if max := (n - int64(prefix)) / 2; int64(r) > max {
-		r = int(max)
-	}
-	if r <= 0 {
-		return nil
-	}
-	m := &matching{n: n, na: (n + 1) / 2, nb: n / 2, r: int64(r), prefix: int64(prefix)}
-	ts.NoGrad(func() {
-		norm := metric.MustNormScalaroptDim(ts.FloatScalar(2), []int64{-1}, true, false).
-			MustClampMin(ts.FloatScalar(1e-12), true)
-		unit := metric.MustDiv(norm, false)
-		norm.MustDrop()
-		a := unit.MustSlice(1, []int64{0}, []int64{n}, 2, false)
-		b := unit.MustSlice(1, []int64{1}, []int64{n}, 2, true)
-		bt := b.MustTranspose(-1, -2, true)
-		scores := a.MustMatmul(bt, true) // [B,na,nb]
-		bt.MustDrop()
-		ninf := ts.FloatScalar(math.Inf(-1))
-		for i := int64(0); i < m.prefix; i++ {
-			dim := int64(1) // prefix token i is A[i/2] when even, B[i/2] when odd
-			if i%2 == 1 {
-				dim = 2
-			}
-			v := scores.MustNarrow(dim, i/2, 1, false)
-			v.MustFill_(ninf)
-			v.MustDrop()
-		}
-		nodeMax, nodeIdx := scores.MustMaxDim(-1, false, true)
-		edge := nodeMax.MustArgsort(-1, true, true)
-		unm := edge.MustNarrow(1, m.r, m.na-m.r, false)
-		var perm *ts.Tensor
-		m.unm, perm = unm.MustSort(1, false, true)
-		perm.MustDrop()
-		m.src = edge.MustNarrow(1, 0, m.r, true)
-		m.dst = nodeIdx.MustGather(1, m.src, false, true)
-	})
-	return m
-}
-
-// merge sums the merged tokens of x [B,N,C] into their matches and
-// returns [B,N-r,C], the prefix tokens first, in their order.
-func (m *matching) merge(x *ts.Tensor) *ts.Tensor {
-	sz := x.MustSize()
-	a := x.MustSlice(1, []int64{0}, []int64{m.n}, 2, false)
-	b := x.MustSlice(1, []int64{1}, []int64{m.n}, 2, false)
-	unm := gatherTokens(a, m.unm)
-	src := gatherTokens(a, m.src)
-	a.MustDrop()
-	idx := m.dst.MustUnsqueeze(-1, false).MustExpand([]int64{sz[0], m.r, sz[2]}, false, true)
-	dst := b.MustScatterAdd(1, idx, src, true)
-	idx.MustDrop()
-	src.MustDrop()
-	// The prefix tokens alternate between A and B: token i is A[i/2] or
-	// B[i/2]. They lead, in order; then the other kept A tokens, then B.
-	var parts []*ts.Tensor
-	for i := int64(0); i < m.prefix; i++ {
-		if i%2 == 0 {
-			parts = append(parts, unm.MustNarrow(1, i/2, 1, false))
-		} else {
-			parts = append(parts, dst.MustNarrow(1, i/2, 1, false))
-		}
-	}
-	pa, pb := (m.prefix+1)/2, m.prefix/2
-	parts = append(parts, unm.MustNarrow(1, pa, m.na-m.r-pa, false), dst.MustNarrow(1, pb, m.nb-pb, false))
-	out := ts.MustCat(parts, 1)
-	for _, p := range parts {
-		p.MustDrop()
-	}
-	unm.MustDrop()
-	dst.MustDrop()
-	return out
-}
-
-// mergeWeighted is ToMe's merge_wavg: the merged tokens are averaged
-// weighted by size, and the sizes add up. size nil means all 1. It
-// returns the new tokens and sizes.
-func (m *matching) mergeWeighted(x, size *ts.Tensor) (*ts.Tensor, *ts.Tensor) {
-	var newSize *ts.Tensor
-	ts.NoGrad(func() {
-		s := size
-		if s == nil {
-			s = onesFor(x)
-			defer s.MustDrop()
-		}
-		newSize = m.merge(s)
-	})
-	xs := x
-	if size != nil {
-		xs = x.MustMul(size, false)
-	}
-	sum := m.merge(xs)
-	if xs != x {
-		xs.MustDrop()
-	}
-	return sum.MustDiv(newSize, true), newSize
 }

@@ -6,8 +6,10 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -273,11 +275,8 @@ func TestToMeMatchesReference(t *testing.T) {
 	}
 	for i, tt := range tests {
 		g := gos[i]
-		var y, s *ts.Tensor
-		if m := bipartiteSoftMatching(g.k, tt.r, tt.prefix); m != nil {
-			y, s = m.mergeWeighted(g.x, g.s)
-			m.drop()
-		} else {
+		y, s := tomeReduce(g.x, g.k, g.s, tt.r, tt.prefix)
+		if y == nil {
 			y, s = g.x.MustShallowClone(), g.s.MustShallowClone()
 		}
 		if got, want := y.MustSize(), outs[i].Shape; len(got) != 3 || got[1] != want[1] {
@@ -389,5 +388,71 @@ func TestTokenMergingTrains(t *testing.T) {
 			t.Errorf("%s: no gradient", name)
 		}
 		g.MustDrop()
+	}
+}
+
+// TestTokenReductionFreesTensors runs forward passes with the garbage
+// collector off and checks that the reducers free every tensor they make:
+// a reducing model leaves no more tensors behind than the plain one.
+func TestTokenReductionFreesTensors(t *testing.T) {
+	live := func() int {
+		report := ts.CheckCMemLeak()
+		const key = "Tensors not been released: "
+		i := strings.Index(report, key)
+		if i < 0 {
+			t.Fatalf("gotch's CheckCMemLeak report changed: %s", report)
+		}
+		line := report[i+len(key):]
+		return strings.Count(line[:strings.IndexByte(line, '\n')], `"`) / 2
+	}
+	leftBehind := func(m *Model, train bool) int {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		x := ts.MustRandn([]int64{2, 3, 16, 16}, gotch.Float, gotch.CPU)
+		defer x.MustDrop()
+		pass := func() {
+			if train {
+				prev := ts.MustGradSetEnabled(true)
+				y := m.Forward(x)
+				l := y.MustSum(gotch.Float, true)
+				l.MustBackward()
+				l.MustDrop()
+				ts.MustGradSetEnabled(prev)
+				return
+			}
+			var y *ts.Tensor
+			torchrt.NoGrad(func() { y = m.Forward(x) })
+			y.MustDrop()
+		}
+		pass() // the first pass creates the token sizes the model keeps
+		defer debug.SetGCPercent(debug.SetGCPercent(-1))
+		runtime.GC()
+		time.Sleep(50 * time.Millisecond)
+		runtime.GC()
+		before := live()
+		for range 10 {
+			pass()
+		}
+		return live() - before
+	}
+	for _, train := range []bool{false, true} {
+		plain := newTokenModel(t, tokenTestConfig(true), nil)
+		base := leftBehind(plain, train)
+		plain.Drop()
+		tests := []struct {
+			name string
+			set  func(i int, b *BlockConfig)
+		}{
+			{"tome", func(i int, b *BlockConfig) { b.MergeR = 5 }},
+			{"evit", func(i int, b *BlockConfig) { b.KeepRate = 0.6 }},
+			{"evit+tome", func(i int, b *BlockConfig) { b.KeepRate, b.MergeR = 0.8, 3 }},
+		}
+		for _, tt := range tests {
+			m := newTokenModel(t, tokenTestConfig(true), tt.set)
+			if got := leftBehind(m, train); got != base {
+				t.Errorf("%s (training %t): 10 passes left %d tensors behind, the plain model %d", tt.name, train, got, base)
+			}
+			m.Drop()
+		}
 	}
 }

@@ -139,6 +139,9 @@ func NewConfig() *Config {
 	}
 }
 
+// Name is the technique's registered name.
+func (c *Config) Name() string { return "prune" }
+
 // Validate checks the parameters.
 func (c *Config) Validate() error {
 	var errs []error

@@ -5,7 +5,6 @@ import (
 	"math"
 	"slices"
 
-	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 	"github.com/vitbench/vitbench/harness/vit"
 	"github.com/vitbench/vitbench/internal/torchrt"
@@ -25,8 +24,7 @@ type UnstructuredOptions struct {
 
 // Unstructured zeroes the smallest-magnitude weights of the selected dense
 // linear layers: exactly round(Amount x n) of the n weights considered
-// (globally, or per layer), those with the smallest |w|, ties broken by
-// position. Weights already zero count among the smallest, so pruning
+// (globally, or per layer), those with the smallest |w|. Weights already zero count among the smallest, so pruning
 // again to a higher amount keeps the earlier zeros. Each layer's Mask is
 // set to the new {0,1} mask, replacing an earlier one. Biases are not
 // pruned. It returns the achieved sparsity: the fraction of zeros among
@@ -95,7 +93,7 @@ func Unstructured(m *vit.Model, o UnstructuredOptions) (float64, error) {
 func smallestMask(v *ts.Tensor, amount float64) *ts.Tensor {
 	n := int64(v.Numel())
 	k := int64(math.Round(amount * float64(n)))
-	mask := ts.MustOnes([]int64{n}, gotch.Float, v.MustDevice())
+	mask := ts.MustOnes([]int64{n}, v.DType(), v.MustDevice())
 	if k == 0 {
 		return mask
 	}

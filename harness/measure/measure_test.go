@@ -1,0 +1,89 @@
+package measure
+
+import (
+	"context"
+	"errors"
+	"math"
+	"testing"
+
+	"github.com/sugarme/gotch"
+	"github.com/vitbench/vitbench/harness/vit"
+)
+
+func TestPercentile(t *testing.T) {
+	tests := []struct {
+		sorted []float64
+		p      float64
+		want   float64
+	}{
+		{[]float64{5}, 50, 5},
+		{[]float64{5}, 99, 5},
+		{[]float64{1, 2}, 50, 1.5},
+		{[]float64{1, 2, 3, 4}, 50, 2.5},
+		{[]float64{1, 2, 3, 4}, 0, 1},
+		{[]float64{1, 2, 3, 4}, 100, 4},
+		{[]float64{1, 2, 3, 4, 5}, 90, 4.6},                             // numpy.percentile(.., 90, method="linear")
+		{[]float64{0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100}, 99, 99}, // between closest ranks
+	}
+	for _, tt := range tests {
+		if got := Percentile(tt.sorted, tt.p); math.Abs(got-tt.want) > 1e-12 {
+			t.Errorf("Percentile(%v, %g) = %g, want %g", tt.sorted, tt.p, got, tt.want)
+		}
+	}
+	if got := Percentile(nil, 50); !math.IsNaN(got) {
+		t.Errorf("Percentile(nil) = %g, want NaN", got)
+	}
+}
+
+func tinyModel(t *testing.T) *vit.Model {
+	t.Helper()
+	img, patch, dim, depth, heads, classes := 16, 8, 32, 2, 2, 3
+	cfg, err := vit.Custom("", vit.Overrides{ImgSize: &img, PatchSize: &patch, EmbedDim: &dim,
+		Depth: &depth, NumHeads: &heads, NumClasses: &classes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := vit.New(cfg, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Drop)
+	return m
+}
+
+func TestForward(t *testing.T) {
+	m := tinyModel(t)
+	tests := []Options{
+		{Batch: 1, Warmup: 0, Iters: 1},
+		{Batch: 4, Warmup: 2, Iters: 9},
+	}
+	for _, o := range tests {
+		l, err := Forward(context.Background(), m, o)
+		if err != nil {
+			t.Fatalf("%+v: %v", o, err)
+		}
+		if len(l.Samples) != o.Iters || l.Batch != o.Batch || l.Device != gotch.CPU.Name {
+			t.Errorf("%+v: %d samples, batch %d, device %q", o, len(l.Samples), l.Batch, l.Device)
+		}
+		if !(l.P50 > 0 && l.P50 <= l.P90 && l.P90 <= l.P99) {
+			t.Errorf("%+v: percentiles p50 %g p90 %g p99 %g", o, l.P50, l.P90, l.P99)
+		}
+		if want := float64(o.Batch) / l.P50; l.Throughput != want {
+			t.Errorf("%+v: throughput %g, want %g", o, l.Throughput, want)
+		}
+	}
+}
+
+func TestForwardErrors(t *testing.T) {
+	m := tinyModel(t)
+	for _, o := range []Options{{Batch: 0, Iters: 1}, {Batch: 1, Iters: 0}, {Batch: 1, Iters: 1, Warmup: -1}} {
+		if _, err := Forward(context.Background(), m, o); err == nil {
+			t.Errorf("%+v: no error", o)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Forward(ctx, m, Options{Batch: 1, Iters: 1000000}); !errors.Is(err, context.Canceled) {
+		t.Errorf("canceled: err = %v", err)
+	}
+}

@@ -1,0 +1,72 @@
+package vit
+
+import (
+	"fmt"
+	"runtime"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+	"github.com/vitbench/vitbench/internal/torchrt"
+)
+
+// threadCPU is the CPU time the calling OS thread has used. On a busy
+// machine it moves much less than wall time: with one libtorch thread
+// (and OPENBLAS_NUM_THREADS=1) it is the forward pass's whole cost,
+// gotch's Go-side overhead included.
+func threadCPU(b *testing.B) time.Duration {
+	const rusageThread = 1 // RUSAGE_THREAD, Linux
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(rusageThread, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkForward times deit_tiny_patch16_224's fp32 forward pass on the
+// CPU under no-grad, one libtorch thread, at batch 1 (where gotch's
+// per-op cost shows) and batch 8. B/op and allocs/op are the Go side's
+// share: every tensor gotch creates allocates a Go wrapper. thread-cpu-ms/op
+// is the CPU time of the benchmark's thread (see threadCPU).
+//
+//	OPENBLAS_NUM_THREADS=1 go test ./harness/vit -run '^$' -bench Forward -benchmem -cpuprofile cpu.out
+func BenchmarkForward(b *testing.B) {
+	cfg, err := Lookup("deit_tiny_patch16_224")
+	if err != nil {
+		b.Fatal(err)
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	torchrt.SetNumThreads(1)
+	m, err := New(cfg, gotch.CPU)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Drop()
+	for _, batch := range []int64{1, 8} {
+		b.Run(fmt.Sprintf("%s/batch=%d", cfg.Name, batch), func(b *testing.B) {
+			// Sub-benchmarks run on another goroutine: pin it and set
+			// its thread's OpenMP thread count too.
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			torchrt.SetNumThreads(1)
+			x := ts.MustRandn([]int64{batch, 3, 224, 224}, gotch.Float, gotch.CPU)
+			defer x.MustDrop()
+			var cpu time.Duration
+			torchrt.NoGrad(func() {
+				m.Forward(x).MustDrop() // warm-up
+				b.ReportAllocs()
+				b.ResetTimer()
+				start := threadCPU(b)
+				for b.Loop() {
+					m.Forward(x).MustDrop()
+				}
+				cpu = threadCPU(b) - start
+			})
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N), "ms/op")
+			b.ReportMetric(float64(cpu.Microseconds())/1e3/float64(b.N), "thread-cpu-ms/op")
+		})
+	}
+}

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# make bench: fp32 inference latency through gotch against PyTorch eager on
+# the same libtorch, side by side in one run (SPEC section 9).
+#
+# Builds cmd/bench, writes one timm-initialised checkpoint, then for each
+# batch size runs `bench latency --json` and scripts/bench_torch.py
+# (Debian's /usr/bin/python3, python3-torch) on that checkpoint with the
+# same thread count, warm-up and timed passes. The two sides alternate, ROUNDS times, the order flipping every
+# round, so that drifting machine load hits both alike. Prints each
+# side's median p50 over the rounds, p90/p99, and the ratio gotch/PyTorch
+# per batch size (target: <= 1.0), plus the sgemm speed `bench env`
+# measured.
+#
+# Settings (environment): ARCH (deit_tiny_patch16_224), BATCHES ("1 64"),
+# THREADS (all logical CPUs), ROUNDS (3), ITERS_SMALL/WARMUP_SMALL for
+# batches below 16 (100/20), ITERS_LARGE/WARMUP_LARGE for the others (10/2),
+# OUT (a folder to keep the raw JSON; default a temporary one).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+export PATH="/usr/local/go/bin:$PATH"
+GO=${GO:-go}
+PY=/usr/bin/python3 # Debian's, with python3-torch; not a pyenv python3
+ARCH=${ARCH:-deit_tiny_patch16_224}
+BATCHES=${BATCHES:-"1 64"}
+THREADS=${THREADS:-$(nproc)}
+ROUNDS=${ROUNDS:-3}
+ITERS_SMALL=${ITERS_SMALL:-100}
+WARMUP_SMALL=${WARMUP_SMALL:-20}
+ITERS_LARGE=${ITERS_LARGE:-10}
+WARMUP_LARGE=${WARMUP_LARGE:-2}
+
+if [[ ! -x $PY ]] || ! $PY -c 'import torch' 2>/dev/null; then
+	echo "bench.sh: $PY with torch is missing: run make setup (installs python3-torch)" >&2
+	exit 2
+fi
+
+if [[ -n ${OUT:-} ]]; then
+	mkdir -p "$OUT"
+	out=$OUT
+else
+	out=$(mktemp -d)
+	trap 'rm -rf "$out"' EXIT
+fi
+
+echo "building cmd/bench"
+$GO build -o "$out/bench" ./cmd/bench
+"$out/bench" env --json >"$out/env.json"
+# One set of weights for both sides, so that they compute on the same numbers.
+$PY scripts/bench_torch.py --arch "$ARCH" --save-weights "$out/weights.pth"
+
+for round in $(seq 1 "$ROUNDS"); do
+	for b in $BATCHES; do
+		if ((b < 16)); then
+			iters=$ITERS_SMALL warmup=$WARMUP_SMALL
+		else
+			iters=$ITERS_LARGE warmup=$WARMUP_LARGE
+		fi
+		args=(--arch "$ARCH" --weights "$out/weights.pth" --batch "$b" --threads "$THREADS" --warmup "$warmup" --iters "$iters" --json)
+		gotch() { "$out/bench" latency "${args[@]}" >"$out/gotch-b$b-r$round.json"; }
+		torch() { $PY scripts/bench_torch.py "${args[@]}" >"$out/torch-b$b-r$round.json"; }
+		if ((round % 2)); then
+			echo "round $round/$ROUNDS, batch $b: gotch, then PyTorch ($warmup warm-up + $iters timed passes each)"
+			gotch
+			torch
+		else
+			echo "round $round/$ROUNDS, batch $b: PyTorch, then gotch ($warmup warm-up + $iters timed passes each)"
+			torch
+			gotch
+		fi
+	done
+done
+
+$PY - "$out" "$ARCH" "$THREADS" "$ROUNDS" $BATCHES <<'EOF'
+import glob, json, os, statistics, sys
+
+out, arch, threads, rounds, batches = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5:]
+env = json.load(open(os.path.join(out, "env.json")))
+
+def runs(side, b):
+    rs = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(out, "%s-b%s-r*.json" % (side, b))))]
+    for r in rs:
+        assert r["threads"] == threads, "%s ran with %d threads, want %d" % (side, r["threads"], threads)
+    return rs
+
+libtorch = ""
+print()
+print("fp32 latency of %s, %d threads, median over %d alternating rounds of each side's p50" % (arch, threads, rounds))
+rows = [("batch", "gotch p50 ms", "PyTorch p50 ms", "gotch/PyTorch", "gotch p90/p99 ms", "PyTorch p90/p99 ms", "per-round ratios")]
+verdict = []
+for b in batches:
+    g, t = runs("gotch", b), runs("torch", b)
+    libtorch = t[0]["libtorch"]
+    med = lambda rs, k: statistics.median(r[k] for r in rs)
+    gp50, tp50 = med(g, "p50_ms"), med(t, "p50_ms")
+    ratio = gp50 / tp50
+    per = " ".join("%.2f" % (x["p50_ms"] / y["p50_ms"]) for x, y in zip(g, t))
+    rows.append((b, "%.2f" % gp50, "%.2f" % tp50, "%.3f" % ratio,
+                 "%.2f/%.2f" % (med(g, "p90_ms"), med(g, "p99_ms")),
+                 "%.2f/%.2f" % (med(t, "p90_ms"), med(t, "p99_ms")), per))
+    verdict.append((b, ratio))
+widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+for r in rows:
+    print("  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
+print()
+print("libtorch: gotch loads %s (%s); PyTorch %s loads %s" % (env.get("libtorch_path", "?"), env.get("libtorch", "?"), t[0]["torch"], libtorch))
+print("BLAS: %s; sgemm %.1f GFLOP/s (bench env: %dx%d float32 matmul at libtorch's default %d thread(s))"
+      % (env["blas"], env["sgemm_gflops"], env.get("sgemm_size", 0), env.get("sgemm_size", 0), env["threads"]))
+for w in env.get("warnings", []):
+    print("WARNING:", w)
+for b, ratio in verdict:
+    print("batch %s: gotch/PyTorch = %.3f: %s" % (b, ratio, "target met (<= 1.0)" if ratio <= 1.0 else "SLOWER than PyTorch eager (target <= 1.0)"))
+EOF

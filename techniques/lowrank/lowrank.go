@@ -1,0 +1,413 @@
+// Package lowrank is the "lowrank" technique: truncated SVD of a ViT's
+// linear layers into two factors, W ≈ Up·Down with Down = √S_r V_rᵀ
+// ([r, in]) and Up = U_r √S_r ([out, r], carrying the bias), the rank
+// chosen per layer by a fraction of min(in, out), a fixed rank or the
+// fraction of squared singular values ("energy") kept; optionally
+// followed by fine-tuning, with or without a teacher.
+//
+// The factored model is a new vit.Model whose BlockConfig.Ranks record
+// the ranks, so its parameter and MAC counts, its saved form and its
+// measured latency are those of the factored layers. A layer whose
+// factors would not be smaller than it (r·(in+out) >= in·out) is left
+// dense.
+//
+// As in every technique package, Config is the stage's parameters,
+// Options/ChooseRank/Factor the algorithm on plain arguments, and the
+// entry registered from init joins them.
+package lowrank
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+	"github.com/vitbench/vitbench/harness/train"
+	"github.com/vitbench/vitbench/harness/vit"
+	"github.com/vitbench/vitbench/internal/torchrt"
+	"github.com/vitbench/vitbench/techniques"
+)
+
+// Name is the technique's name in a suite.
+const Name = "lowrank"
+
+// Defaults.
+const (
+	DefaultRankRatio     = 0.5
+	DefaultKDTemperature = 4
+	DefaultKDAlpha       = 0.5
+)
+
+// Groups are the layer groups that can be factored.
+var Groups = []string{"qkv", "proj", "fc1", "fc2"}
+
+// Config is a lowrank stage's parameters.
+type Config struct {
+	// Layers are the groups to factor: qkv, proj, fc1, fc2. (The head
+	// has no factored form in vit.Config and is rejected.)
+	Layers []string `toml:"layers"`
+	// The rank, one way: RankRatio, a fraction of min(in, out) in (0, 1]
+	// (the default, 0.5, applies when neither rank nor energy is given);
+	// Rank, fixed (capped at min(in, out)); or Energy, the fraction of
+	// the squared singular values kept, in (0, 1].
+	RankRatio float64 `toml:"rank_ratio"`
+	Rank      int     `toml:"rank"`
+	Energy    float64 `toml:"energy"`
+	// KeepLarger factors a layer even where its factors are not smaller
+	// than it (for checking; off by default).
+	KeepLarger bool `toml:"keep_larger"`
+	// FinetuneEpochs > 0 fine-tunes the factored model with the model's
+	// recipe for that long, at LR (0: the recipe's), distilling from
+	// Teacher when set.
+	FinetuneEpochs float64 `toml:"finetune_epochs"`
+	LR             float64 `toml:"lr"`
+	Teacher        string  `toml:"teacher"`
+	KDTemperature  float64 `toml:"kd_temperature"`
+	KDAlpha        float64 `toml:"kd_alpha"`
+}
+
+// NewConfig returns the defaults: qkv, proj, fc1 and fc2 at half rank.
+func NewConfig() *Config {
+	return &Config{
+		Layers:        slices.Clone(Groups),
+		RankRatio:     DefaultRankRatio,
+		KDTemperature: DefaultKDTemperature,
+		KDAlpha:       DefaultKDAlpha,
+	}
+}
+
+// Name is the technique the Config belongs to.
+func (c *Config) Name() string { return Name }
+
+// ErrInvalid is wrapped by every Validate error.
+var ErrInvalid = errors.New("invalid lowrank parameters")
+
+// Validate checks ranges and that the rank is given one way.
+func (c *Config) Validate() error {
+	var errs []string
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	if len(c.Layers) == 0 {
+		bad("layers is empty")
+	}
+	seen := map[string]bool{}
+	for _, l := range c.Layers {
+		switch {
+		case l == "head":
+			bad("layers: the head cannot be factored (vit.Config has ranks for block layers only)")
+		case !slices.Contains(Groups, l):
+			bad("layers: unknown group %q (known: %s)", l, strings.Join(Groups, ", "))
+		case seen[l]:
+			bad("layers: %q listed twice", l)
+		}
+		seen[l] = true
+	}
+	if c.Rank < 0 {
+		bad("rank %d: want >= 1 (or 0 for unset)", c.Rank)
+	}
+	if c.Energy < 0 || c.Energy > 1 {
+		bad("energy %g: want (0, 1] (or 0 for unset)", c.Energy)
+	}
+	if !(c.RankRatio > 0 && c.RankRatio <= 1) {
+		bad("rank_ratio %g: want (0, 1]", c.RankRatio)
+	}
+	given := 0
+	for _, set := range []bool{c.Rank > 0, c.Energy > 0, c.RankRatio != DefaultRankRatio} {
+		if set {
+			given++
+		}
+	}
+	if given > 1 {
+		bad("give the rank one way: rank_ratio, rank or energy")
+	}
+	if c.FinetuneEpochs < 0 || c.FinetuneEpochs > 1000 {
+		bad("finetune_epochs %g: want 0..1000", c.FinetuneEpochs)
+	}
+	if c.LR < 0 {
+		bad("lr %g: want >= 0", c.LR)
+	}
+	if c.Teacher != "" && c.FinetuneEpochs == 0 {
+		bad("teacher %q is used by fine-tuning only: set finetune_epochs", c.Teacher)
+	}
+	if c.KDTemperature <= 0 {
+		bad("kd_temperature %g: want > 0", c.KDTemperature)
+	}
+	if c.KDAlpha < 0 || c.KDAlpha > 1 {
+		bad("kd_alpha %g: want [0, 1]", c.KDAlpha)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// References names the fine-tuning teacher, if any (config.Referencer).
+func (c *Config) References() []string {
+	if c.Teacher == "" {
+		return nil
+	}
+	return []string{c.Teacher}
+}
+
+// Options translates the Config into the algorithm's terms.
+func (c *Config) Options() Options {
+	o := Options{Groups: slices.Clone(c.Layers), KeepLarger: c.KeepLarger}
+	switch {
+	case c.Rank > 0:
+		o.Rank = c.Rank
+	case c.Energy > 0:
+		o.Energy = c.Energy
+	default:
+		o.RankRatio = c.RankRatio
+	}
+	return o
+}
+
+// Options are the factorization's parameters; exactly one of RankRatio,
+// Rank and Energy is set.
+type Options struct {
+	Groups     []string
+	RankRatio  float64
+	Rank       int
+	Energy     float64
+	KeepLarger bool
+}
+
+// ChooseRank returns the rank for a layer of in inputs and out outputs
+// with singular values s (descending): round(ratio·min(in, out)) (at
+// least 1), the fixed rank (at most min(in, out)), or the least r whose
+// leading squared singular values hold the energy fraction (energy 1
+// keeps all of them).
+func ChooseRank(s []float64, in, out int, o Options) int {
+	k := min(in, out)
+	switch {
+	case o.Rank > 0:
+		return min(o.Rank, k)
+	case o.Energy > 0:
+		if o.Energy >= 1 {
+			return k
+		}
+		var total float64
+		for _, v := range s {
+			total += v * v
+		}
+		var acc float64
+		for i, v := range s {
+			acc += v * v
+			if acc >= o.Energy*total {
+				return i + 1
+			}
+		}
+		return k
+	}
+	return max(1, min(k, int(math.Round(o.RankRatio*float64(k)))))
+}
+
+// Decision records what Factor did to one layer.
+type Decision struct {
+	Layer   string
+	In, Out int
+	Rank    int     // chosen rank
+	Energy  float64 // fraction of squared singular values the rank keeps
+	Skipped bool    // left as it was: the factors would not be smaller
+}
+
+// Worth reports whether factors of rank r are smaller than the dense
+// in x out layer.
+func Worth(r, in, out int) bool { return r*(in+out) < in*out }
+
+// Factor returns a new model in which the chosen linear layers of m are
+// replaced by their truncated SVD factors; every other tensor is copied.
+// m is left as it was (the caller drops it). A layer that is factored
+// already is refactored from the product of its factors.
+func Factor(m *vit.Model, o Options) (*vit.Model, []Decision, error) {
+	if m.Cfg.Quant != nil {
+		return nil, nil, fmt.Errorf("lowrank: the model is quantized (%s): factor before quantizing", m.Cfg.Quant.Precision)
+	}
+	cfg := m.Cfg.WithBlocks()
+	factors := map[string]*ts.Tensor{} // new VarStore name → value
+	defer func() {
+		for _, t := range factors {
+			t.MustDrop()
+		}
+	}()
+	renames := map[string]string{} // new name → old name (a dense bias moving to the Up factor)
+	var decisions []Decision
+	var err error
+	torchrt.NoGrad(func() {
+		for _, b := range m.Blocks {
+			for _, g := range o.Groups {
+				l := linearOf(b, g)
+				if l == nil {
+					err = fmt.Errorf("lowrank: unknown layer group %q", g)
+					return
+				}
+				d, down, up := factorLayer(l, o)
+				decisions = append(decisions, d)
+				if d.Skipped {
+					continue
+				}
+				bc := &cfg.Blocks[b.Index]
+				if bc.Ranks == nil {
+					bc.Ranks = map[string]int{}
+				}
+				bc.Ranks[g] = d.Rank
+				factors[l.Name+".0.weight"] = down
+				factors[l.Name+".1.weight"] = up
+				if l.Bias != nil && l.Rank == 0 {
+					renames[l.Name+".1.bias"] = l.Name + ".bias"
+				}
+			}
+		}
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	nm, err := vit.New(cfg, m.VS.Device())
+	if err != nil {
+		return nil, nil, err
+	}
+	old := m.VS.Variables()
+	sd := map[string]*ts.Tensor{}
+	for name := range nm.VS.Variables() {
+		if f, ok := factors[name]; ok {
+			sd[name] = f
+			continue
+		}
+		src := name
+		if r, ok := renames[name]; ok {
+			src = r
+		}
+		t, err := m.VS.Root().Get(src)
+		if _, ok := old[src]; !ok || err != nil {
+			nm.Drop()
+			return nil, nil, fmt.Errorf("lowrank: no tensor %s in the source model", src)
+		}
+		sd[name] = t
+	}
+	if err := nm.LoadStateDict(sd); err != nil {
+		nm.Drop()
+		return nil, nil, fmt.Errorf("lowrank: %w", err)
+	}
+	return nm, decisions, nil
+}
+
+func linearOf(b *vit.Block, group string) *vit.Linear {
+	switch group {
+	case "qkv":
+		return b.QKV
+	case "proj":
+		return b.Proj
+	case "fc1":
+		return b.FC1
+	case "fc2":
+		return b.FC2
+	}
+	return nil
+}
+
+// factorLayer computes the SVD factors of one layer (under no-grad).
+func factorLayer(l *vit.Linear, o Options) (d Decision, down, up *ts.Tensor) {
+	d = Decision{Layer: l.Name, In: l.In, Out: l.Out}
+	w := l.Weight
+	if l.Rank > 0 {
+		w = l.Up.MustMm(l.Down, false)
+		defer w.MustDrop()
+	}
+	wf := w.MustTotype(gotch.Float, false)
+	// torch.svd, reduced: U [out,k], S [k], V [in,k]. (gotch passes
+	// linalg_svd's optional driver as a string, and libtorch 1.13 rejects
+	// any driver on the CPU.)
+	u, s, v := wf.MustSvd(true, true, true)
+	defer u.MustDrop()
+	defer s.MustDrop()
+	defer v.MustDrop()
+	sv := floats(s)
+	r := ChooseRank(sv, l.In, l.Out, o)
+	d.Rank = r
+	var kept, total float64
+	for i, x := range sv {
+		total += x * x
+		if i < r {
+			kept += x * x
+		}
+	}
+	if total > 0 {
+		d.Energy = kept / total
+	}
+	if !Worth(r, l.In, l.Out) && !o.KeepLarger {
+		d.Skipped = true
+		return d, nil, nil
+	}
+	root := s.MustNarrow(0, 0, int64(r), false).MustSqrt(true) // [r]
+	ur := u.MustNarrow(1, 0, int64(r), false)                  // [out, r]
+	vr := v.MustNarrow(1, 0, int64(r), false).MustT(true)      // [r, in]
+	row := root.MustUnsqueeze(0, false)
+	up = ur.MustMul(row, true).MustContiguous(true)
+	col := root.MustUnsqueeze(1, false)
+	down = vr.MustMul(col, true).MustContiguous(true)
+	for _, t := range []*ts.Tensor{row, col, root} {
+		t.MustDrop()
+	}
+	return d, down, up
+}
+
+// floats copies a tensor's values out as float64.
+func floats(t *ts.Tensor) []float64 {
+	d := t.MustTotype(gotch.Double, false).MustContiguous(true)
+	defer d.MustDrop()
+	out := make([]float64, d.Numel())
+	d.MustCopyData(out, uint(len(out)))
+	return out
+}
+
+func init() {
+	techniques.Register(techniques.Technique{
+		Name:      Name,
+		Family:    "lowrank",
+		NewConfig: func() techniques.Config { return NewConfig() },
+		Apply:     apply,
+	})
+}
+
+// apply is the registered entry: factor, then fine-tune when asked.
+func apply(ctx context.Context, tc techniques.Config, m *vit.Model, env techniques.Env) (*vit.Model, error) {
+	c, ok := tc.(*Config)
+	if !ok {
+		return nil, fmt.Errorf("lowrank: config is %T, not *lowrank.Config", tc)
+	}
+	nm, decisions, err := Factor(m, c.Options())
+	if err != nil {
+		return nil, err
+	}
+	factored, skipped := 0, 0
+	for _, d := range decisions {
+		if d.Skipped {
+			skipped++
+		} else {
+			factored++
+		}
+	}
+	env.Logf("lowrank: %d layers factored, %d left dense (factors would not be smaller); %d parameters, was %d",
+		factored, skipped, nm.NumParams(), m.NumParams())
+	if c.FinetuneEpochs > 0 {
+		ft := techniques.FineTune{Epochs: c.FinetuneEpochs, LR: c.LR}
+		if c.Teacher != "" {
+			teacher, err := env.Model(ctx, c.Teacher)
+			if err != nil {
+				nm.Drop()
+				return nil, fmt.Errorf("lowrank: teacher: %w", err)
+			}
+			defer teacher.Drop()
+			ft.Loss = train.KD{Teacher: teacher, Temperature: c.KDTemperature, Alpha: c.KDAlpha}
+		}
+		if err := env.FineTune(ctx, nm, ft); err != nil {
+			nm.Drop()
+			return nil, fmt.Errorf("lowrank: fine-tune: %w", err)
+		}
+	}
+	return nm, nil
+}

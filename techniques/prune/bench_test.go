@@ -1,0 +1,144 @@
+package prune
+
+import (
+	"fmt"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+	"github.com/vitbench/vitbench/harness/vit"
+	"github.com/vitbench/vitbench/internal/torchrt"
+)
+
+// benchConfig is DeiT-Small (384 wide, 12 blocks of 6 heads, MLP 1536) on
+// 32x32 images in 4x4 patches: 64 patch tokens + the class token, 1.4
+// GMACs per image.
+func benchConfig(b *testing.B) vit.Config {
+	img, patch, classes := 32, 4, 10
+	cfg, err := vit.Custom("deit_small_patch16_224", vit.Overrides{ImgSize: &img, PatchSize: &patch, NumClasses: &classes})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cfg
+}
+
+// BenchmarkStructuredSpeedup times a dense DeiT-Small-shaped model against
+// compressed copies of it, side by side: every iteration runs the dense
+// model (untimed) and the compressed one (timed), so that both see the
+// same machine state. Each sub-benchmark reports the compressed model's
+// time per forward pass (ns/op) and images/s, and
+//
+//	speedup    median dense time / median compressed time
+//	macs-ratio dense MACs / compressed MACs (the ideal speed-up)
+//	%ideal     100 x speedup / macs-ratio
+//
+// libtorch runs on every core, as in the runner.
+// at batch 64 (throughput) and batch 1 (latency; an iteration there runs
+// 16 pairs of passes, and the medians are per pass). The variants: 50% of
+// the heads and 50% of the MLP neurons of every block removed (L1 norm),
+// ToMe with r = 4 per block, and EViT keeping 70% at blocks 3, 6 and 9.
+//
+//	go test -run '^$' -bench Speedup -benchtime 5x ./techniques/prune
+func BenchmarkStructuredSpeedup(b *testing.B) {
+	// As the runner does: libtorch's thread count lives on the OS thread,
+	// set to every core.
+	threads := runtime.NumCPU()
+	pin := func() func() {
+		runtime.LockOSThread()
+		torchrt.SetNumThreads(threads)
+		return runtime.UnlockOSThread
+	}
+	defer pin()()
+	cfg := benchConfig(b)
+	torchrt.ManualSeed(0)
+	dense, err := vit.New(cfg, gotch.CPU)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer dense.Drop()
+	imp, err := Score(dense, ImportanceL1, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pruned, err := Shrink(dense, Select(imp.Heads, 0.5, false), Select(imp.Neurons, 0.5, false))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pruned.Drop()
+	tome, err := ReduceTokens(dense, TokenOptions{Method: MethodToMe, MergeR: 4})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tome.Drop()
+	evit, err := ReduceTokens(dense, TokenOptions{Method: MethodEViT, KeepRate: 0.7})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer evit.Drop()
+	variants := []struct {
+		name string
+		m    *vit.Model
+	}{{"heads50+mlp50", pruned}, {"tome-r4", tome}, {"evit-0.7", evit}}
+
+	var table []string
+	denseMACs := float64(dense.Cfg.Count().MACs)
+	for _, batch := range []int{64, 1} {
+		torchrt.ManualSeed(1)
+		x := ts.MustRandn([]int64{int64(batch), int64(cfg.InChans), int64(cfg.ImgSize), int64(cfg.ImgSize)}, gotch.Float, gotch.CPU)
+		for _, v := range variants {
+			macsRatio := denseMACs / float64(v.m.Cfg.Count().MACs)
+			var row string
+			b.Run(fmt.Sprintf("%s/batch=%d", v.name, batch), func(b *testing.B) {
+				defer pin()()
+				forward := func(m *vit.Model) time.Duration {
+					start := time.Now()
+					var y *ts.Tensor
+					torchrt.NoGrad(func() { y = m.Forward(x) })
+					d := time.Since(start)
+					y.MustDrop()
+					return d
+				}
+				forward(dense) // warm-up
+				forward(v.m)
+				var td, tv []time.Duration
+				reps := max(1, 16/batch)
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					for range reps {
+						b.StopTimer()
+						td = append(td, forward(dense))
+						b.StartTimer()
+						tv = append(tv, forward(v.m))
+					}
+				}
+				b.StopTimer()
+				md, mv := median(td), median(tv)
+				speedup := md.Seconds() / mv.Seconds()
+				b.ReportMetric(float64(batch)/mv.Seconds(), "img/s")
+				b.ReportMetric(speedup, "speedup")
+				b.ReportMetric(macsRatio, "macs-ratio")
+				b.ReportMetric(100*speedup/macsRatio, "%ideal")
+				row = fmt.Sprintf("%-14s %5d %10.2f %10.2f %8.2fx %8.2fx %7.0f%%", v.name, batch,
+					md.Seconds()*1e3, mv.Seconds()*1e3, speedup, macsRatio, 100*speedup/macsRatio)
+			})
+			table = append(table, row)
+		}
+		x.MustDrop()
+	}
+	b.Logf("%d threads; dense %.3f GMACs/image, %.2fM params; pruned %.2fM params\n%-14s %5s %10s %10s %9s %9s %8s\n%s",
+		threads, denseMACs/1e9, float64(dense.NumParams())/1e6, float64(pruned.NumParams())/1e6,
+		"variant", "batch", "dense ms", "variant ms", "speedup", "MACs", "ideal", strings.Join(table, "\n"))
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}

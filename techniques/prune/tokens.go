@@ -1,0 +1,80 @@
+package prune
+
+import (
+	"fmt"
+
+	"github.com/vitbench/vitbench/harness/vit"
+)
+
+// TokenOptions steer ReduceTokens.
+type TokenOptions struct {
+	Method   string  // "tome" or "evit"
+	MergeR   int     // tome: tokens merged away per reducing block
+	KeepRate float64 // evit: fraction of the patch tokens kept per reducing block
+	// Blocks reduce tokens; nil means every block for ToMe and EViT's
+	// locations (DefaultEViTBlocks) for EViT.
+	Blocks []int
+}
+
+// DefaultEViTBlocks are the blocks where EViT reduces tokens in a model of
+// the given depth: a quarter, half and three quarters of the way (blocks
+// 3, 6 and 9 of DeiT's 12), without repeats.
+func DefaultEViTBlocks(depth int) []int {
+	var out []int
+	for q := 1; q <= 3; q++ {
+		b := depth * q / 4
+		if len(out) == 0 || out[len(out)-1] != b {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// ReduceTokens returns m rebuilt with token reduction in the chosen
+// blocks (vit.BlockConfig.MergeR or KeepRate, replacing what those blocks
+// had), the weights unchanged. The new model's counts follow the token
+// count of every block.
+func ReduceTokens(m *vit.Model, o TokenOptions) (*vit.Model, error) {
+	if o.Method != MethodToMe && o.Method != MethodEViT {
+		return nil, fmt.Errorf("prune: unknown token reduction method %q (tome, evit)", o.Method)
+	}
+	cfg := m.Cfg.WithBlocks()
+	blocks := o.Blocks
+	if blocks == nil {
+		switch o.Method {
+		case MethodToMe:
+			for i := range cfg.Blocks {
+				blocks = append(blocks, i)
+			}
+		case MethodEViT:
+			blocks = DefaultEViTBlocks(cfg.Depth)
+		}
+	}
+	for _, b := range blocks {
+		if b < 0 || b >= cfg.Depth {
+			return nil, fmt.Errorf("prune: block %d out of range for depth %d", b, cfg.Depth)
+		}
+		switch o.Method {
+		case MethodToMe:
+			if o.MergeR < 0 {
+				return nil, fmt.Errorf("prune: merge_r %d < 0", o.MergeR)
+			}
+			cfg.Blocks[b].MergeR = o.MergeR
+		case MethodEViT:
+			if o.KeepRate <= 0 || o.KeepRate > 1 {
+				return nil, fmt.Errorf("prune: keep_rate %g outside (0, 1]", o.KeepRate)
+			}
+			cfg.Blocks[b].KeepRate = o.KeepRate
+		}
+	}
+	return Rebuild(m, cfg)
+}
+
+// FinalTokens is the number of tokens leaving the last block of c.
+func FinalTokens(c vit.Config) int {
+	n := c.NumTokens()
+	for i := 0; i < c.Depth; i++ {
+		n = c.Block(i).TokensAfter(n, c.NumPrefix())
+	}
+	return n
+}
