@@ -131,7 +131,7 @@ func hostValues(t *ts.Tensor) []float32 {
 	out := make([]float32, t.Numel())
 	torchrt.NoGrad(func() {
 		c := t
-		if t.DType() != gotch.Float || t.MustDevice() != gotch.CPU || !t.MustIsContiguous() {
+		if t.DType() != gotch.Float || t.MustDevice().IsCuda() || !t.MustIsContiguous() {
 			c = t.MustTo(gotch.CPU, false).MustTotype(gotch.Float, true).MustContiguous(true)
 			defer c.MustDrop()
 		}
@@ -146,7 +146,7 @@ func fromHost[T int64 | float32](v []T, shape []int64, dtype gotch.DType, dev go
 	var zero T
 	b := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), len(v)*int(unsafe.Sizeof(zero)))
 	t := ts.MustOfDataSize(b, shape, dtype)
-	if dev != gotch.CPU {
+	if dev.IsCuda() {
 		t = t.MustTo(dev, true)
 	}
 	return t
@@ -247,38 +247,44 @@ func evitReduce(x, keys, size, clsAttn *ts.Tensor, prefix, kept int, fuse, withK
 		}
 		defer w.MustDrop()
 	}
-	weigh := func(t *ts.Tensor) *ts.Tensor {
-		if w == nil {
-			return t.MustShallowClone()
+	// The columns to combine: x, then the keys, then the sizes.
+	var parts, owned []*ts.Tensor
+	add := func(t *ts.Tensor, weighted, own bool) {
+		if weighted && w != nil {
+			if own {
+				owned = append(owned, t)
+			}
+			t, own = t.MustMul(w, false), true
 		}
-		return t.MustMul(w, false)
+		parts = append(parts, t)
+		if own {
+			owned = append(owned, t)
+		}
 	}
-	parts := []*ts.Tensor{weigh(x)}
+	add(x, true, false)
 	var kw, sw int64
 	if withKeys {
 		k := sameDType(keys, x)
-		parts = append(parts, weigh(k))
-		if k != keys {
-			k.MustDrop()
-		}
+		add(k, true, k != keys)
 		kw = keys.MustSize()[2]
 	}
 	if withSize {
-		s := size
-		if s == nil {
-			s = onesFor(x)
+		if size == nil {
+			add(onesFor(x), false, true)
 		} else {
-			s = s.MustShallowClone()
+			add(size, false, false)
 		}
-		parts = append(parts, s)
 		sw = 1
 	}
-	src := ts.MustCat(parts, -1)
-	for _, p := range parts {
-		p.MustDrop()
+	src := parts[0]
+	if len(parts) > 1 {
+		src = ts.MustCat(parts, -1)
+		owned = append(owned, src)
 	}
 	res := scatterTokens(src, dest, int64(prefix+kept+1))
-	src.MustDrop()
+	for _, t := range owned {
+		t.MustDrop()
+	}
 	if !fuse {
 		res = res.MustNarrow(1, 0, int64(prefix+kept), true)
 	}
@@ -311,15 +317,15 @@ func tomeReduce(x, k, s *ts.Tensor, r, prefix int) (xo, so *ts.Tensor) {
 		return nil, nil
 	}
 	dest := tomeDest(hostValues(k), b, n, int(k.MustSize()[2]), r, prefix)
-	var parts []*ts.Tensor
+	var src *ts.Tensor
 	if s == nil {
-		parts = []*ts.Tensor{x.MustShallowClone(), onesFor(x)}
+		ones := onesFor(x)
+		src = ts.MustCat([]*ts.Tensor{x, ones}, -1)
+		ones.MustDrop()
 	} else {
-		parts = []*ts.Tensor{x.MustMul(s, false), s.MustShallowClone()}
-	}
-	src := ts.MustCat(parts, -1)
-	for _, p := range parts {
-		p.MustDrop()
+		xs := x.MustMul(s, false)
+		src = ts.MustCat([]*ts.Tensor{xs, s}, -1)
+		xs.MustDrop()
 	}
 	res := scatterTokens(src, dest, int64(n-r))
 	src.MustDrop()
