@@ -69,12 +69,12 @@ func (t *TokenReduction) keeps(patches int) (int, bool) {
 // Reduce implements TokenReducer. It returns x itself when nothing is
 // reduced (ToMe with r = 0, a keep rate that keeps every token).
 //
-// Note: the choice of tokens (the ranking by attention, the matching) is
-// made on the host from the class attention and the keys,
+// Note: the choice of tokens (EViT's ranking by attention, ToMe's
+// matching) is made on the host from the class attention and the keys,
 // and the tokens are then combined by one index_add per method. gotch
-// spends tens of microseconds on every libtorch call, so this form, a
-// handful of calls per block instead of ToMe's fifty-odd tensor
-// operations, is what lets token reduction pay off at batch 1.
+// allocates a 100 KB Go object with every tensor it returns, so the cost
+// of a reducer at small batches is its number of tensor operations: about
+// a dozen here, against ToMe's fifty-odd.
 func (t *TokenReduction) Reduce(x, keys, clsAttn *ts.Tensor) *ts.Tensor {
 	track := t.sizes != nil
 	var size *ts.Tensor // [B,N,1] sizes of x's tokens; nil: all 1
@@ -343,13 +343,15 @@ func tomeReduce(x, k, s *ts.Tensor, r, prefix int) (xo, so *ts.Tensor) {
 func tomeDest(keys []float32, b, n, c, r, prefix int) []int64 {
 	na, nb := (n+1)/2, n/2
 	pa, pb := (prefix+1)/2, prefix/2 // protected tokens in A and in B
-	dstSlot := func(j int) int64 { // B token j
+	// dstSlot is the slot of B token j, unmSlot that of the u-th kept A
+	// token.
+	dstSlot := func(j int) int64 {
 		if j < pb {
 			return int64(2*j + 1)
 		}
 		return int64(na - r + j)
 	}
-	unmSlot := func(u int) int64 { // the u-th kept A token
+	unmSlot := func(u int) int64 {
 		if u < pa {
 			return int64(2 * u)
 		}
@@ -411,14 +413,32 @@ func tomeDest(keys []float32, b, n, c, r, prefix int) []int64 {
 // tokenSizes holds the sizes of the tokens of the forward pass in flight,
 // shared by a model's reducers and proportional-attention taps.
 type tokenSizes struct {
-	s *ts.Tensor // [B,N,1] float; nil: every token has size 1
+	s   *ts.Tensor // [B,N,1] float; nil: every token has size 1
+	row *ts.Tensor // s as [B,1,1,N], made on first use
 }
 
 func (z *tokenSizes) set(s *ts.Tensor) {
+	if z.row != nil {
+		z.row.MustDrop()
+		z.row = nil
+	}
 	if z.s != nil && z.s != s {
 		z.s.MustDrop()
 	}
 	z.s = s
+}
+
+// keyWeights returns the sizes shaped to weigh the keys of attention maps
+// [B,H,N,N], or nil when every size is 1.
+func (z *tokenSizes) keyWeights() *ts.Tensor {
+	if z.s == nil {
+		return nil
+	}
+	if z.row == nil {
+		sz := z.s.MustSize()
+		z.row = z.s.MustReshape([]int64{sz[0], 1, 1, sz[1]}, false)
+	}
+	return z.row
 }
 
 // PropAttention is the proportional attention of ToMe as a Tap on the
@@ -436,17 +456,11 @@ type PropAttention struct {
 // Tap implements Tap.
 func (p *PropAttention) Tap(attn *ts.Tensor) *ts.Tensor {
 	out := attn
-	if s := p.sizes.s; s != nil {
-		sz := attn.MustSize() // [B,H,N,N]
-		if ss := s.MustSize(); ss[0] != sz[0] || ss[1] != sz[3] {
-			panic(fmt.Sprintf("vit: token sizes %v do not fit the attention map %v", ss, sz))
-		}
-		w := s.MustReshape([]int64{sz[0], 1, 1, sz[3]}, false)
-		if w.DType() != attn.DType() {
-			w = w.MustTotype(attn.DType(), true)
+	if w := p.sizes.keyWeights(); w != nil {
+		if ws, as := w.MustSize(), attn.MustSize(); ws[0] != as[0] || ws[3] != as[3] {
+			panic(fmt.Sprintf("vit: token sizes %v do not fit the attention map %v", ws, as))
 		}
 		y := attn.MustMul(w, false)
-		w.MustDrop()
 		den := y.MustSumDimIntlist([]int64{-1}, true, y.DType(), false)
 		out = y.MustDiv(den, true)
 		den.MustDrop()
