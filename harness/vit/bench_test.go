@@ -27,7 +27,7 @@ func threadCPU(b *testing.B) time.Duration {
 
 // BenchmarkForward times deit_tiny_patch16_224's fp32 forward pass on the
 // CPU under no-grad, one libtorch thread, at batch 1 (where gotch's
-// per-op cost shows) and batch 8. B/op and allocs/op are the Go side's
+// per-op cost shows), 8 and 64 (where the kernels dominate). B/op and allocs/op are the Go side's
 // share: every tensor gotch creates allocates a Go wrapper. thread-cpu-ms/op
 // is the CPU time of the benchmark's thread (see threadCPU).
 //
@@ -45,7 +45,7 @@ func BenchmarkForward(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer m.Drop()
-	for _, batch := range []int64{1, 8} {
+	for _, batch := range []int64{1, 8, 64} {
 		b.Run(fmt.Sprintf("%s/batch=%d", cfg.Name, batch), func(b *testing.B) {
 			// Sub-benchmarks run on another goroutine: pin it and set
 			// its thread's OpenMP thread count too.

@@ -17,11 +17,11 @@ import (
 
 // Settings of the resident-memory check.
 const (
-	memPasses    = 1000    // forward passes measured
-	memWarmup    = 50      // passes before the first reading (allocator pools, thread stacks)
-	memBatch     = 8       // images per pass
-	memMaxGrowth = 4 << 20 // bytes the resident set may grow over memPasses
-	countPasses  = 20      // passes whose tensors are counted with the GC off
+	memPasses    = 1000     // forward passes measured
+	memWarmup    = 50       // passes before the first reading (allocator pools, thread stacks)
+	memBatch     = 8        // images per pass
+	memMaxGrowth = 32 << 20 // bytes the resident set may grow over memPasses (a leak of one batch-8 activation per pass is ~200 MiB)
+	countPasses  = 20       // passes whose tensors are counted with the GC off
 )
 
 // residentBytes reads this process's resident set size from
@@ -201,9 +201,12 @@ func TestResidentMemoryFlat(t *testing.T) {
 			growth := end - before
 			t.Logf("resident set after %d warm-up passes %.1f MiB, after %d more %.1f MiB: %+.2f MiB (%+.0f bytes per pass)",
 				memWarmup, float64(before)/(1<<20), memPasses, float64(end)/(1<<20), float64(growth)/(1<<20), float64(growth)/memPasses)
-			if flat := growth < memMaxGrowth; flat != tt.wantFlat {
-				t.Errorf("resident set grew %.2f MiB over %d passes; flat (< %d MiB) = %v, want %v",
-					float64(growth)/(1<<20), memPasses, memMaxGrowth>>20, flat, tt.wantFlat)
+			// A small leak first fills holes the allocator already holds,
+			// so only the flat case is asserted on the resident set; the
+			// tensor count above catches small leaks exactly.
+			if tt.wantFlat && growth >= memMaxGrowth {
+				t.Errorf("resident set grew %.2f MiB over %d passes, want < %d MiB",
+					float64(growth)/(1<<20), memPasses, memMaxGrowth>>20)
 			}
 		})
 	}

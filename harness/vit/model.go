@@ -276,7 +276,9 @@ func (m *Model) Features(x *ts.Tensor) *ts.Tensor {
 	for _, blk := range m.Blocks {
 		x = blk.Forward(x)
 	}
-	return ts.MustLayerNorm(x, []int64{d}, m.NormW, m.NormB, m.Cfg.LNEps, false)
+	out := ts.MustLayerNorm(x, []int64{d}, m.NormW, m.NormB, m.Cfg.LNEps, false)
+	x.MustDrop()
+	return out
 }
 
 // Forward returns the logits [B, classes]. A distilled model averages its
