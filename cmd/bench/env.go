@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -140,6 +141,7 @@ func writeEnvText(w io.Writer, info *sysinfo.Info, warnings []string) error {
 		threads = fmt.Sprintf("%d (libtorch intra-op, of %d logical CPUs: raise with --threads or OMP_NUM_THREADS)", info.Threads, info.Cores)
 	}
 	row("threads", threads)
+	row("thread env", threadEnv())
 	row("memory", fmt.Sprintf("%.1f GiB", float64(info.MemoryBytes)/(1<<30)))
 	row("os", info.OS)
 	row("hostname", info.Hostname)
@@ -149,4 +151,20 @@ func writeEnvText(w io.Writer, info *sysinfo.Info, warnings []string) error {
 	}
 	banner()
 	return nil
+}
+
+// threadEnv lists the environment variables that change how libtorch's
+// OpenMP pool and the BLAS use the cores, as this process sees them (bench
+// sets OMP_WAIT_POLICY itself when it is unset; see ompEnv).
+func threadEnv() string {
+	var kv []string
+	for _, k := range []string{"OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"} {
+		if v, ok := os.LookupEnv(k); ok {
+			kv = append(kv, k+"="+v)
+		}
+	}
+	if len(kv) == 0 {
+		return "none set"
+	}
+	return strings.Join(kv, " ")
 }

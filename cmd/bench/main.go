@@ -26,6 +26,7 @@ import (
 )
 
 func main() {
+	reexecForOpenMP()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
@@ -65,12 +66,13 @@ func usage(w io.Writer) {
 
   bench FILE.toml [flags]                  same as: bench run FILE.toml
   bench run FILE.toml [--db PATH] [--report DIR] [--only GLOB] [--device cpu|cuda|auto]
-                      [--threads N] [--dry-run] [--shard I/N]
+                      [--threads N] [--dry-run] [--shard I/N] [--cpuprofile FILE]
   bench report [--db PATH]... [--out DIR]  re-render; several --db merge runs from several machines
   bench list   [--db PATH] [--json]        runs, experiments, status
   bench export [--db PATH] --format csv|json
   bench inspect --arch NAME [--weights FILE] [--num-classes N] [--img-size N] [--json]
-  bench latency --arch NAME [--weights FILE] [--batch B] [--threads T] [--warmup N] [--iters N] [--json]
+  bench latency --arch NAME [--weights FILE] [--batch B] [--threads T] [--warmup N] [--iters N]
+                [--device cpu|cuda] [--json]
   bench forward --arch NAME --weights FILE --input X.npy --output Y.npy
   bench env [--json]
 

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -57,6 +58,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	shard := fs.String("shard", "", "run a deterministic share I/N of the experiments")
 	dataDir := fs.String("data-dir", "", "extra data set folder, searched first")
 	assets := fs.String("assets", reports.DefaultAssetsDir, "folder holding echarts.min.js")
+	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile of the run to this file (go tool pprof)")
 	// Flags may come after the suite file, as the usage shows.
 	var files []string
 	rest := args
@@ -131,6 +133,17 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if *dataDir != "" {
 		r.DataDirs = []string{*dataDir}
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	start := time.Now()
 	sum, runErr := r.Execute(ctx)
