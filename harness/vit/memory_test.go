@@ -20,7 +20,7 @@ const (
 	memPasses    = 1000     // forward passes measured
 	memWarmup    = 50       // passes before the first reading (allocator pools, thread stacks)
 	memBatch     = 8        // images per pass
-	memMaxGrowth = 32 << 20 // bytes the resident set may grow over memPasses (a leak of one batch-8 activation per pass is ~200 MiB)
+	memMaxGrowth = 16 << 20 // bytes the resident set may grow over memPasses (a leak of one batch-8 activation per pass is ~200 MiB)
 	countPasses  = 20       // passes whose tensors are counted with the GC off
 )
 
@@ -171,9 +171,11 @@ func TestResidentMemoryFlat(t *testing.T) {
 	// A 2x3x32x32 float32 copy of the input per pass: 24 KiB, 24 MiB over
 	// the run. Not all of it shows: leaked blocks first fill holes the
 	// allocator already holds (about 40% showed in practice).
+	const leakBytes = 2 * 3 * 32 * 32 * 4
 	var x *ts.Tensor
 	leakInput := func(*ts.Tensor) {
-		l := x.MustNarrow(0, 0, 2, false).MustContiguous(true)
+		// A fresh 2-image copy: a narrow of dim 0 alone would share x's storage.
+		l := x.MustNarrow(0, 0, 2, false).MustMulScalar(ts.FloatScalar(1), true)
 		leakTensor(l)
 	}
 	tests := []struct {
@@ -201,18 +203,15 @@ func TestResidentMemoryFlat(t *testing.T) {
 			growth := end - before
 			t.Logf("resident set after %d warm-up passes %.1f MiB, after %d more %.1f MiB: %+.2f MiB (%+.0f bytes per pass)",
 				memWarmup, float64(before)/(1<<20), memPasses, float64(end)/(1<<20), float64(growth)/(1<<20), float64(growth)/memPasses)
-			// A small leak first fills holes the allocator already holds,
-			// so only the flat case is asserted on the resident set; the
-			// tensor count above catches small leaks exactly.
-			// Reported, not asserted: with gotch v0.9.1 as prepared today
-			// the resident set grew 0.4-44 MiB over 1,000 passes (its op
-			// wrappers leak a malloc(0) per call, and each tensor carries a
-			// 100 KB Go allocation freed only by the GC), so a bound here
-			// would fail at random. The exact tensor count above is the
-			// assertion; see issue #3 for the gotch patches that flatten it.
-			if tt.wantFlat && growth >= memMaxGrowth {
-				t.Logf("NOTE: resident set grew %.2f MiB over %d passes (>= %d MiB)",
-					float64(growth)/(1<<20), memPasses, memMaxGrowth>>20)
+			// The C side's allocator keeps freed blocks and a leak first
+			// fills holes it already holds, so the leak case is asserted on
+			// its tensor count above, and here only loosely: at least a
+			// quarter of what it leaked must show.
+			switch {
+			case tt.wantFlat && growth >= memMaxGrowth:
+				t.Errorf("resident set grew %.2f MiB over %d passes, want < %d MiB", float64(growth)/(1<<20), memPasses, memMaxGrowth>>20)
+			case !tt.wantFlat && growth < leakBytes*memPasses/4:
+				t.Errorf("deliberate leak of %d bytes per pass grew the resident set by only %.2f MiB over %d passes", leakBytes, float64(growth)/(1<<20), memPasses)
 			}
 		})
 	}
