@@ -124,7 +124,8 @@ func (p *Plan) Describe(w io.Writer, cached func(hash string) bool) error {
 // model's epochs over its training images, capped by max_steps; a stage's
 // fine-tuning from the largest of its parameters named "epochs" or
 // "*_epochs" (over the model's training images, at the model's batch
-// size), capped by those named "steps" or "*_steps". It reports false when
+// size), capped by those named "max_steps" or "*_max_steps" (a plain
+// "steps", like prune's iterative schedule, counts something else). It reports false when
 // the data set's size is not known before loading.
 func (p *Plan) Steps(n *Node) (int, bool) {
 	m := n.Model
@@ -153,7 +154,7 @@ func (p *Plan) Steps(n *Node) (int, bool) {
 			switch {
 			case s.key == "epochs" || strings.HasSuffix(s.key, "_epochs"):
 				epochs = max(epochs, s.num)
-			case s.key == "steps" || strings.HasSuffix(s.key, "_steps"):
+			case s.key == "max_steps" || strings.HasSuffix(s.key, "_max_steps"):
 				steps = max(steps, int(s.num))
 			}
 		}

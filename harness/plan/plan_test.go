@@ -40,6 +40,7 @@ type pruneConfig struct {
 	Amount float64 `toml:"amount"`
 	Kind   string  `toml:"kind"`
 	Epochs float64 `toml:"epochs"`
+	Steps  int     `toml:"steps"` // like prune's iterative schedule: a count of pruning steps, not a cap on training
 }
 
 func (c *pruneConfig) Validate() error {
@@ -82,7 +83,7 @@ func init() {
 		return &quantConfig{WeightBits: 8, ActBits: 8, Calibrator: "minmax"}
 	}})
 	techniques.Register(techniques.Technique{Name: "prune", Family: "prune", Apply: fakeApply, NewConfig: func() techniques.Config {
-		return &pruneConfig{Amount: 0.5, Kind: "heads"}
+		return &pruneConfig{Amount: 0.5, Kind: "heads", Steps: 4}
 	}})
 	techniques.Register(techniques.Technique{Name: "distill", Family: "distill", Apply: fakeApply, NewConfig: func() techniques.Config {
 		return &distillConfig{Temperature: 4, Alpha: 0.5, Epochs: 1}
