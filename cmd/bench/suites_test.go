@@ -1,0 +1,58 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestSuitesPlan checks every shipped suite against the real technique
+// registry with --dry-run: a stage parameter a technique no longer takes,
+// or a sweep that stopped expanding, fails here rather than an hour into
+// a run. The shipped suites must also keep covering what the issues and
+// the report rely on.
+func TestSuitesPlan(t *testing.T) {
+	files, err := filepath.Glob("../../experiments/*.toml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no suites found: %v", err)
+	}
+	// Experiments (by generated name) each suite must plan, beyond parsing.
+	wantExperiments := map[string][]string{
+		"all.toml":   coverage,
+		"quick.toml": coverage,
+		"smoke.toml": {"vit_smoke"},
+	}
+	for _, f := range files {
+		name := filepath.Base(f)
+		t.Run(name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if err := Main(context.Background(), []string{"run", f, "--dry-run"}, &stdout, &stderr); err != nil {
+				t.Fatalf("dry run: %v\n%s", err, stderr.String())
+			}
+			for _, e := range wantExperiments[name] {
+				if !strings.Contains(stdout.String(), "\n"+e+" ") {
+					t.Errorf("the plan has no experiment %s", e)
+				}
+			}
+		})
+	}
+}
+
+// coverage is what all.toml and quick.toml both sweep: every family at the
+// survey's levels and the combinations.
+var coverage = []string{
+	"cifar_vit", "fmnist_vit",
+	"ptq-w8a8/minmax", "ptq-w8a8/percentile", "ptq-w8a8/omse",
+	"ptq-w6a6/omse", "ptq-w4a4/minmax", "ptq-w4a4/omse",
+	"weight-only/w8", "weight-only/w4",
+	"vit-quant-w4a4/fq-vit", "vit-quant-w4a4/ptq4vit", "vit-quant-w4a4/repq-vit",
+	"qat-w4a4", "bf16",
+	"lowrank/r0.75", "lowrank/r0.5", "lowrank/r0.25",
+	"unstructured/a0.3", "unstructured/a0.5", "unstructured/a0.7", "unstructured/a0.9",
+	"heads/a0.25", "heads/a0.5", "mlp/a0.25", "mlp/a0.5",
+	"tome/m4", "tome/m8", "evit",
+	"student", "student-kd",
+	"heads-kd-int8", "lowrank-int8", "student-kd-int8", "heads-tome", "heads-mlp-int8",
+}
