@@ -35,13 +35,9 @@ type Counts struct {
 // FLOPs is 2 x MACs.
 func (c Counts) FLOPs() int64 { return 2 * c.MACs }
 
+// add appends a layer as it is. Analytic counts go through addDense, so a
+// zero here is a real zero (a linear layer pruned to nothing), not unset.
 func (c *Counts) add(l LayerCount) {
-	if l.NonZero == 0 && l.Params > 0 {
-		l.NonZero = l.Params
-	}
-	if l.EffMACs == 0 {
-		l.EffMACs = l.MACs
-	}
 	c.Layers = append(c.Layers, l)
 	c.Params += l.Params
 	c.NonZero += l.NonZero
@@ -82,35 +78,42 @@ func linearCount(name string, in, out, rank int, bias bool, tokens int) LayerCou
 	return LayerCount{Name: name, Kind: "linear", Params: params, MACs: macs, Tokens: tokens}
 }
 
+// addDense appends a layer of the architecture with every parameter
+// non-zero and every MAC performed.
+func (c *Counts) addDense(l LayerCount) {
+	l.NonZero, l.EffMACs = l.Params, l.MACs
+	c.add(l)
+}
+
 // Count returns the analytic per-layer counts of the architecture.
 func (c Config) Count() Counts {
 	var out Counts
 	d := c.EmbedDim
 	p := c.PatchSize
 	patches := (c.ImgSize / p) * (c.ImgSize / p)
-	out.add(LayerCount{Name: "patch_embed.proj", Kind: "conv",
+	out.addDense(LayerCount{Name: "patch_embed.proj", Kind: "conv",
 		Params: int64(d*c.InChans*p*p + d), MACs: int64(patches) * int64(d*c.InChans*p*p), Tokens: patches})
 	prefix := c.NumPrefix()
 	n := c.NumTokens()
-	out.add(LayerCount{Name: "tokens+pos_embed", Kind: "embedding", Params: int64(prefix*d + n*d), Tokens: n})
+	out.addDense(LayerCount{Name: "tokens+pos_embed", Kind: "embedding", Params: int64(prefix*d + n*d), Tokens: n})
 	for i := 0; i < c.Depth; i++ {
 		b := c.Block(i)
 		inner := b.Heads * b.HeadDim
 		pre := fmt.Sprintf("blocks.%d.", i)
-		out.add(LayerCount{Name: pre + "norm1", Kind: "norm", Params: int64(2 * d), Tokens: n})
-		out.add(linearCount(pre+"attn.qkv", d, 3*inner, b.Ranks["qkv"], c.QKVBias, n))
-		out.add(LayerCount{Name: pre + "attn.matmul", Kind: "attention",
+		out.addDense(LayerCount{Name: pre + "norm1", Kind: "norm", Params: int64(2 * d), Tokens: n})
+		out.addDense(linearCount(pre+"attn.qkv", d, 3*inner, b.Ranks["qkv"], c.QKVBias, n))
+		out.addDense(LayerCount{Name: pre + "attn.matmul", Kind: "attention",
 			MACs: 2 * int64(b.Heads) * int64(n) * int64(n) * int64(b.HeadDim), Tokens: n})
-		out.add(linearCount(pre+"attn.proj", inner, d, b.Ranks["proj"], true, n))
+		out.addDense(linearCount(pre+"attn.proj", inner, d, b.Ranks["proj"], true, n))
 		n = b.TokensAfter(n, prefix)
-		out.add(LayerCount{Name: pre + "norm2", Kind: "norm", Params: int64(2 * d), Tokens: n})
-		out.add(linearCount(pre+"mlp.fc1", d, b.MLPHidden, b.Ranks["fc1"], true, n))
-		out.add(linearCount(pre+"mlp.fc2", b.MLPHidden, d, b.Ranks["fc2"], true, n))
+		out.addDense(LayerCount{Name: pre + "norm2", Kind: "norm", Params: int64(2 * d), Tokens: n})
+		out.addDense(linearCount(pre+"mlp.fc1", d, b.MLPHidden, b.Ranks["fc1"], true, n))
+		out.addDense(linearCount(pre+"mlp.fc2", b.MLPHidden, d, b.Ranks["fc2"], true, n))
 	}
-	out.add(LayerCount{Name: "norm", Kind: "norm", Params: int64(2 * d), Tokens: n})
-	out.add(linearCount("head", d, c.NumClasses, 0, true, 1))
+	out.addDense(LayerCount{Name: "norm", Kind: "norm", Params: int64(2 * d), Tokens: n})
+	out.addDense(linearCount("head", d, c.NumClasses, 0, true, 1))
 	if c.Distilled {
-		out.add(linearCount("head_dist", d, c.NumClasses, 0, true, 1))
+		out.addDense(linearCount("head_dist", d, c.NumClasses, 0, true, 1))
 	}
 	return out
 }

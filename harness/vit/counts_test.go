@@ -3,6 +3,9 @@ package vit
 import (
 	"math"
 	"testing"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
 )
 
 func TestCountsMatchPublished(t *testing.T) {
@@ -85,5 +88,73 @@ func TestCountsFollowStructure(t *testing.T) {
 	want := full.Params - 12*int64(192*768) + 12*int64(48*(192+768))
 	if fc.Params != want {
 		t.Errorf("factored params = %d, want %d", fc.Params, want)
+	}
+}
+
+// TestCountSparsity zeroes rows of one linear layer and checks the
+// non-zero parameters and effective MACs Count reports for it, down to a
+// layer pruned to nothing (which once read as dense: zero meant unset).
+func TestCountSparsity(t *testing.T) {
+	img, patch, dim, depth, heads, classes, ratio := 16, 4, 32, 1, 2, 10, 2.0
+	cfg, err := Custom("", Overrides{ImgSize: &img, PatchSize: &patch, EmbedDim: &dim,
+		Depth: &depth, NumHeads: &heads, NumClasses: &classes, MLPRatio: &ratio})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rows, in = 64, 32 // fc1: 32 -> 64
+	for _, tt := range []struct {
+		name     string
+		zeroRows int64
+	}{
+		{"dense", 0},
+		{"a quarter of the rows", 16},
+		{"every row", rows},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := New(cfg, gotch.CPU)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Drop()
+			var fc1 *Linear
+			for _, l := range m.Linears() {
+				if l.Name == "blocks.0.mlp.fc1" {
+					fc1 = l.Linear
+				}
+			}
+			if fc1 == nil {
+				t.Fatal("no blocks.0.mlp.fc1")
+			}
+			ts.NoGrad(func() {
+				for _, p := range []*ts.Tensor{fc1.Weight, fc1.Bias} {
+					p.MustFill_(ts.FloatScalar(1)) // the bias starts at zero
+					if tt.zeroRows > 0 {
+						r := p.MustNarrow(0, 0, tt.zeroRows, false)
+						r.MustZero_()
+						r.MustDrop()
+					}
+				}
+			})
+			c := m.Count()
+			var got LayerCount
+			var sumNZ, sumEff int64
+			for _, l := range c.Layers {
+				if l.Name == "blocks.0.mlp.fc1" {
+					got = l
+				}
+				sumNZ += l.NonZero
+				sumEff += l.EffMACs
+			}
+			kept := rows - tt.zeroRows
+			if want := kept * (in + 1); got.NonZero != want {
+				t.Errorf("fc1 non-zero params = %d, want %d", got.NonZero, want)
+			}
+			if want := got.MACs * kept / rows; got.EffMACs != want {
+				t.Errorf("fc1 effective MACs = %d, want %d of %d", got.EffMACs, want, got.MACs)
+			}
+			if c.NonZero != sumNZ || c.EffMACs != sumEff {
+				t.Errorf("totals %d non-zero, %d effective MACs; layers sum to %d, %d", c.NonZero, c.EffMACs, sumNZ, sumEff)
+			}
+		})
 	}
 }
