@@ -15,10 +15,13 @@
 # THREADS (all logical CPUs), ROUNDS (3), ITERS_SMALL/WARMUP_SMALL for
 # batches below 16 (100/20), ITERS_LARGE/WARMUP_LARGE for the others (10/2),
 # OUT (a folder to keep the raw JSON; default a temporary one),
-# OMP_WAIT_POLICY (passive: what bench sets for itself when unset; exported
-# here so that both sides run under the same OpenMP policy).
+# OMP_WAIT_POLICY, MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_ (what
+# bench sets for itself when unset, see cmd/bench/omp.go; exported here so
+# that both sides run under the same OpenMP and malloc settings).
 set -euo pipefail
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+export MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-33554432}
+export MALLOC_TRIM_THRESHOLD_=${MALLOC_TRIM_THRESHOLD_:-4294967296}
 
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
@@ -88,8 +91,8 @@ def runs(side, b):
 
 libtorch = ""
 print()
-print("fp32 latency of %s, %d threads, OMP_WAIT_POLICY=%s for both sides, median over %d alternating rounds of each side's p50"
-      % (arch, threads, os.environ.get("OMP_WAIT_POLICY", "(unset)"), rounds))
+print("fp32 latency of %s, %d threads, median over %d alternating rounds of each side's p50" % (arch, threads, rounds))
+print("both sides with " + " ".join("%s=%s" % (k, os.environ.get(k, "(unset)")) for k in ("OMP_WAIT_POLICY", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")))
 rows = [("batch", "gotch p50 ms", "PyTorch p50 ms", "gotch/PyTorch", "gotch p90/p99 ms", "PyTorch p90/p99 ms", "per-round ratios")]
 verdict = []
 for b in batches:

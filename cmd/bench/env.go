@@ -154,11 +154,11 @@ func writeEnvText(w io.Writer, info *sysinfo.Info, warnings []string) error {
 }
 
 // threadEnv lists the environment variables that change how libtorch's
-// OpenMP pool and the BLAS use the cores, as this process sees them (bench
-// sets OMP_WAIT_POLICY itself when it is unset; see ompEnv).
+// OpenMP pool, the BLAS and malloc behave, as this process sees them
+// (bench sets some itself when they are unset; see runtimeEnv).
 func threadEnv() string {
 	var kv []string
-	for _, k := range []string{"OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"} {
+	for _, k := range []string{"OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"} {
 		if v, ok := os.LookupEnv(k); ok {
 			kv = append(kv, k+"="+v)
 		}

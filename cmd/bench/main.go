@@ -26,7 +26,7 @@ import (
 )
 
 func main() {
-	reexecForOpenMP()
+	reexecWithRuntimeEnv()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := Main(ctx, os.Args[1:], os.Stdout, os.Stderr)

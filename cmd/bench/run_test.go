@@ -20,8 +20,8 @@ import (
 // re-executed), so they can kill it or run two at once.
 func TestMain(m *testing.M) {
 	if os.Getenv("VITBENCH_TEST_REEXEC") != "" {
-		reexecForOpenMP()
-		fmt.Print(os.Getenv("OMP_WAIT_POLICY"))
+		reexecWithRuntimeEnv()
+		fmt.Print(os.Getenv("OMP_WAIT_POLICY") + "," + os.Getenv("MALLOC_TRIM_THRESHOLD_"))
 		os.Exit(0)
 	}
 	if args := os.Getenv("VITBENCH_TEST_MAIN"); args != "" {

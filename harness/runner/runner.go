@@ -407,12 +407,21 @@ func (r *Runner) measure(ctx context.Context, e *plan.Experiment, rec *store.Exp
 		}
 	}
 	ms := r.Plan.Suite.Measure
-	lat, err := measure.Forward(ctx, model, measure.Options{Batch: ms.LatencyBatch, Warmup: ms.Warmup, Iters: ms.Iters, Device: r.Device})
+	// A simulated model is timed on its float32 graph (labelled so in the
+	// store and the report): fake quantization is not low-precision speed.
+	timed := model
+	if model.Cfg.Executed == vit.ExecutedSimulated {
+		if timed, err = model.Float32Graph(); err != nil {
+			return err
+		}
+		defer timed.Drop()
+	}
+	lat, err := measure.Forward(ctx, timed, measure.Options{Batch: ms.LatencyBatch, Warmup: ms.Warmup, Iters: ms.Iters, Device: r.Device})
 	if err != nil {
 		return fmt.Errorf("latency: %w", err)
 	}
 	thrIters := max(3, ms.Iters/5)
-	thr, err := measure.Forward(ctx, model, measure.Options{Batch: ms.ThroughputBatch, Warmup: max(1, ms.Warmup/5), Iters: thrIters, Device: r.Device})
+	thr, err := measure.Forward(ctx, timed, measure.Options{Batch: ms.ThroughputBatch, Warmup: max(1, ms.Warmup/5), Iters: thrIters, Device: r.Device})
 	if err != nil {
 		return fmt.Errorf("throughput: %w", err)
 	}

@@ -568,3 +568,33 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// ExecutedSimulated is Config.Executed of a fake-quantized model.
+const ExecutedSimulated = "simulated"
+
+// Float32Graph returns a float32 model with m's structure (heads, widths,
+// ranks, token reduction) and weights but none of its quantizers: the
+// graph whose latency a simulated (fake-quantized) model reports, since
+// fake quantization adds float operations no real low-precision kernel
+// would run. The caller drops the copy.
+func (m *Model) Float32Graph() (*Model, error) {
+	cfg := m.Cfg
+	cfg.Quant, cfg.Executed = nil, ""
+	f, err := New(cfg, m.VS.Device())
+	if err != nil {
+		return nil, err
+	}
+	src := m.VS.Variables()
+	sd := make(map[string]*ts.Tensor, len(src))
+	for name := range f.VS.Variables() {
+		if t, ok := src[name]; ok {
+			sd[name] = &t
+		}
+	}
+	if err := f.LoadStateDict(sd); err != nil {
+		f.Drop()
+		return nil, fmt.Errorf("float32 graph: %w", err)
+	}
+	f.RecoverMasks()
+	return f, nil
+}

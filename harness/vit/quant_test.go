@@ -295,3 +295,40 @@ func TestQuantKeepsExistingTaps(t *testing.T) {
 		t.Errorf("existing tap ran %d times, want 1", c.n)
 	}
 }
+
+// TestFloat32Graph checks the graph a simulated model is timed on: the
+// same weights (on their grid), no quantizers, logits of a plain float32
+// model holding those weights.
+func TestFloat32Graph(t *testing.T) {
+	m := tinyQuantModel(t, nil)
+	defer m.Drop()
+	if err := m.SetQuant(handState(m)); err != nil {
+		t.Fatal(err)
+	}
+	m.Cfg.Executed = ExecutedSimulated
+	f, err := m.Float32Graph()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Drop()
+	if f.Cfg.Quant != nil || f.Cfg.Executed != "" {
+		t.Fatalf("float32 graph keeps quant %v, executed %q", f.Cfg.Quant, f.Cfg.Executed)
+	}
+	if m.Cfg.Quant == nil || m.Cfg.Executed != ExecutedSimulated {
+		t.Fatal("Float32Graph changed the model it copied")
+	}
+	// The reference: the same initial weights with the quantized qkv
+	// weight copied in, and nothing attached.
+	ref := tinyQuantModel(t, nil)
+	defer ref.Drop()
+	torchrt.NoGrad(func() { ref.Blocks[0].QKV.Weight.Copy_(m.Blocks[0].QKV.Weight) })
+	x := image(t, m, 4)
+	defer x.MustDrop()
+	got, want, quant := logitsOf(t, f, x), logitsOf(t, ref, x), logitsOf(t, m, x)
+	if d := maxAbsDiff(got, want); d != 0 {
+		t.Errorf("float32 graph logits differ from the plain model's by %g", d)
+	}
+	if maxAbsDiff(got, quant) == 0 {
+		t.Error("float32 graph computes the fake-quantized logits: activation quantizers still attached")
+	}
+}

@@ -47,7 +47,8 @@ type Config struct {
 	Kind string `toml:"kind"`
 	// Epochs of training; default 1.
 	Epochs float64 `toml:"epochs"`
-	// LR is the peak learning rate; 0 keeps the student's recipe's.
+	// LR is the peak learning rate; 0 keeps the student's recipe's, which
+	// re-warms a converged student: a tenth of it is the usual choice.
 	LR float64 `toml:"lr"`
 	// LabelSmoothing of the label term; default 0.
 	LabelSmoothing float64 `toml:"label_smoothing"`

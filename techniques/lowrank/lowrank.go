@@ -61,8 +61,9 @@ type Config struct {
 	// than it (for checking; off by default).
 	KeepLarger bool `toml:"keep_larger"`
 	// FinetuneEpochs > 0 fine-tunes the factored model with the model's
-	// recipe for that long, at LR (0: the recipe's), distilling from
-	// Teacher when set.
+	// recipe for that long, at LR (0: the recipe's peak rate, which
+	// re-warms a converged model; a tenth of it is the usual choice),
+	// distilling from Teacher when set.
 	FinetuneEpochs float64 `toml:"finetune_epochs"`
 	LR             float64 `toml:"lr"`
 	Teacher        string  `toml:"teacher"`

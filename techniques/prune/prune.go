@@ -110,7 +110,8 @@ type Config struct {
 	Blocks []int `toml:"blocks"`
 	// FinetuneEpochs of training after pruning (0, the default, for none).
 	FinetuneEpochs float64 `toml:"finetune_epochs"`
-	// LR of the fine-tuning; 0 keeps the model's recipe's.
+	// LR of the fine-tuning; 0 keeps the model's recipe's peak rate, which
+	// re-warms a converged model: a tenth of it is the usual choice.
 	LR float64 `toml:"lr"`
 	// Teacher, when set, names a model or experiment of the suite that the
 	// fine-tuning distills from (soft targets at Temperature, weight

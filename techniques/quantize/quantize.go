@@ -108,7 +108,8 @@ type Config struct {
 	// QATEpochs > 0 fine-tunes the quantized model that long with a
 	// straight-through estimator (quantization-aware training).
 	QATEpochs float64 `toml:"qat_epochs"`
-	// LR is the QAT learning rate; 0 keeps the training recipe's.
+	// LR is the QAT learning rate; 0 keeps the training recipe's peak rate,
+	// which re-warms the converged model: a tenth of it is the usual choice.
 	LR float64 `toml:"lr"`
 	// Teacher names a model or experiment of the suite to distil from
 	// during QAT; KDTemperature and KDAlpha weigh its soft targets.
@@ -340,7 +341,7 @@ func apply(ctx context.Context, tc techniques.Config, m *vit.Model, env techniqu
 			return nil, fmt.Errorf("quantize: QAT: %w", err)
 		}
 	}
-	m.Cfg.Executed = "simulated"
+	m.Cfg.Executed = vit.ExecutedSimulated
 	return m, nil
 }
 

@@ -7,22 +7,23 @@ import (
 	"testing"
 )
 
-// TestReexecForOpenMP checks that bench re-executes itself with passive
-// OpenMP waiting, and leaves a user's own choice alone.
-func TestReexecForOpenMP(t *testing.T) {
+// TestReexecWithRuntimeEnv checks that bench re-executes itself with
+// passive OpenMP waiting and the malloc settings, and leaves a user's own
+// choice alone.
+func TestReexecWithRuntimeEnv(t *testing.T) {
 	for _, tc := range []struct {
 		name, userSetting string
 		want              string
 	}{
-		{"unset", "", "passive"},
-		{"user active", "active", "active"},
-		{"user empty", "=", ""},
+		{"unset", "", "passive,4294967296"},
+		{"user active", "active", "active,4294967296"},
+		{"user empty", "=", ",4294967296"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := exec.Command(os.Args[0], "-test.run=^$")
 			var env []string
 			for _, kv := range os.Environ() {
-				if !strings.HasPrefix(kv, "OMP_WAIT_POLICY=") && !strings.HasPrefix(kv, ompReexecMarker+"=") {
+				if !strings.HasPrefix(kv, "OMP_WAIT_POLICY=") && !strings.HasPrefix(kv, "MALLOC_") && !strings.HasPrefix(kv, reexecMarker+"=") {
 					env = append(env, kv)
 				}
 			}
