@@ -4,7 +4,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 GO ?= go
 SUITE ?= experiments/all.toml
 
-.PHONY: all setup build run smoke quick test bench clean
+.PHONY: all setup build run smoke quick test bench report-check clean
 
 all: build
 
@@ -35,6 +35,12 @@ BENCH_ENV = OMP_WAIT_POLICY=passive MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_
 bench: setup
 	bash scripts/bench.sh
 	$(BENCH_ENV) $(GO) test -run '^$$' -bench 'StructuredSpeedup|TrainStep' -benchtime 5x -count 1 -v ./techniques/prune ./harness/train
+
+# Load every page of a written report in headless Chromium (charts drawn,
+# no network request) and screenshot it to results/report-screenshots/.
+SITE ?= results/report
+report-check: setup
+	VITBENCH_REPORT_SITE=$(abspath $(SITE)) $(GO) test -count=1 -run '^TestBrowser$$' -v ./reports
 
 clean:
 	rm -rf results .cache/artifacts

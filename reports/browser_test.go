@@ -209,6 +209,17 @@ func TestBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// VITBENCH_REPORT_SITE checks a site bench report wrote instead (a
+	// copy of it: the check adds pages): make report-check.
+	shotPrefix := ""
+	if site := os.Getenv("VITBENCH_REPORT_SITE"); site != "" {
+		out = t.TempDir()
+		if err := os.CopyFS(out, os.DirFS(site)); err != nil {
+			t.Fatalf("copy %s: %v", site, err)
+		}
+		shotPrefix = filepath.Base(filepath.Clean(site)) + "-"
+		t.Logf("checking the site in %s", site)
+	}
 	files := readSite(t, out)
 	pages := htmlPages(files)
 	sort.Strings(pages)
@@ -303,7 +314,7 @@ func TestBrowser(t *testing.T) {
 		{IndexPage, "overview.png", "1400,2600"},
 		{tradeoff, "tradeoff.png", "1400,1500"},
 	} {
-		path, _ := filepath.Abs(filepath.Join(shots, shot.file))
+		path, _ := filepath.Abs(filepath.Join(shots, shotPrefix+shot.file))
 		os.Remove(path)
 		chromium(t, bin, "--virtual-time-budget=5000", "--window-size="+shot.size, "--screenshot="+path, "file://"+filepath.Join(out, shot.page))
 		if err := checkPNG(path); err != nil {
