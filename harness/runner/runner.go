@@ -385,11 +385,11 @@ func (r *Runner) measure(ctx context.Context, e *plan.Experiment, rec *store.Exp
 		return err
 	}
 	defer model.Drop()
-	ds, err := r.dataset(ctx, r.Plan.Suite.Model(e.Model))
-	if err != nil {
-		return err
-	}
 	if meta.Eval == nil {
+		ds, err := r.dataset(ctx, r.Plan.Suite.Model(e.Model))
+		if err != nil {
+			return err
+		}
 		src, err := ds.testSource(r.Device, r.Plan.Suite.Measure.EvalBatch)
 		if err != nil {
 			return err
