@@ -97,14 +97,15 @@ func TestWriteEnvText(t *testing.T) {
 	}
 	s := out.String()
 	for _, want := range []string{
-		"libtorch  1.13.1 (Debian package libtorch1.13 1.13.1+dfsg-4)\n",
-		"blas      reference BLAS (slow!) (/usr/lib/x86_64-linux-gnu/blas/libblas.so.3)\n",
-		"sgemm     3.9 GFLOP/s (1024x1024 float32 matmul, median)\n",
-		"gpu       none\n",
-		"cores     2 logical, 2 physical\n",
-		"threads   1 (libtorch intra-op, of 2 logical CPUs",
-		"memory    8.0 GiB\n",
-		"git       not a git working tree\n",
+		"libtorch    1.13.1 (Debian package libtorch1.13 1.13.1+dfsg-4)\n",
+		"blas        reference BLAS (slow!) (/usr/lib/x86_64-linux-gnu/blas/libblas.so.3)\n",
+		"sgemm       3.9 GFLOP/s (1024x1024 float32 matmul, median)\n",
+		"gpu         none\n",
+		"cores       2 logical, 2 physical\n",
+		"threads     1 (libtorch intra-op, of 2 logical CPUs",
+		"memory      8.0 GiB\n",
+		"git         not a git working tree\n",
+		"thread env  ",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("%q not in\n%s", want, s)
