@@ -22,7 +22,7 @@ func TestSuitesPlan(t *testing.T) {
 	wantExperiments := map[string][]string{
 		"all.toml":   coverage,
 		"quick.toml": coverage,
-		"smoke.toml": {"vit_smoke"},
+		"smoke.toml": {"vit_smoke", "vit_smoke_student", "ptq/w8", "ptq/w4", "lowrank", "prune/unstructured", "prune/heads", "prune/mlp", "tome", "heads-kd-int8"},
 	}
 	for _, f := range files {
 		name := filepath.Base(f)
