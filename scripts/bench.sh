@@ -16,7 +16,8 @@
 # batches below 16 (100/20), ITERS_LARGE/WARMUP_LARGE for the others (10/2),
 # OUT (a folder to keep the raw JSON; default a temporary one),
 # OMP_WAIT_POLICY, MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_ (what
-# bench sets for itself when unset, see cmd/bench/omp.go; exported here so
+# bench sets for itself when unset, see runtimeEnv in
+# cmd/bench/runtimeenv.go; exported here so
 # that both sides run under the same OpenMP and malloc settings).
 set -euo pipefail
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
@@ -118,3 +119,9 @@ for w in env.get("warnings", []):
 for b, ratio in verdict:
     print("batch %s: gotch/PyTorch = %.3f: %s" % (b, ratio, "target met (<= 1.0)" if ratio <= 1.0 else "SLOWER than PyTorch eager (target <= 1.0)"))
 EOF
+
+# The Go speed benchmarks (structured pruning and token reduction against
+# their MACs ratio, one training step), under the same settings exported
+# above, so that their figures match what suites measure.
+echo
+$GO test -run '^$' -bench 'StructuredSpeedup|TrainStep' -benchtime 5x -count 1 -v ./techniques/prune ./harness/train

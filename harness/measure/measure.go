@@ -69,8 +69,8 @@ func Forward(ctx context.Context, m *vit.Model, o Options) (*Latency, error) {
 	// Collect the garbage earlier work left (a data set just loaded is
 	// hundreds of MB) now, as testing.B does before a benchmark: a
 	// collection during the timed passes takes a core from libtorch's
-	// threads (on 2 cores the first experiment of a run measured 4.7 ms
-	// instead of 2.5 ms).
+	// threads. (It did not cure the slow first experiment of a warm run
+	// on this VM, 4.7-7.3 ms against 2.5 ms; that cause is still open.)
 	runtime.GC()
 	var err error
 	ts.NoGrad(func() {
