@@ -25,10 +25,22 @@ import (
 // needed: either alone was slower). The same advice as jemalloc or
 // tcmalloc for PyTorch on CPU, without another library; the cost is that
 // the resident set stays at its peak.
+//
+// MALLOC_ARENA_MAX and MALLOC_MMAP_MAX_: two ways around those settings
+// remained. Go runs cgo calls on whichever OS thread is free, and glibc
+// gives each new thread its own arena; a secondary arena's heap (64 MiB
+// at most) is unmapped as soon as it empties, whatever the trim
+// threshold. And 32 MiB is the highest mmap threshold glibc accepts, while
+// deit_tiny's MLP activations at batch 64 are 39 MB. One arena, no mmap:
+// 2.34M page faults over six batch-64 passes of deit_tiny fell to 135k
+// (PyTorch under the same settings: 128k), and the pass from 4.4-7.6 s to
+// 1.6 s. bench.sh exports the same settings to PyTorch's side.
 var runtimeEnv = []struct{ key, value string }{
 	{"OMP_WAIT_POLICY", "passive"},
 	{"MALLOC_MMAP_THRESHOLD_", "33554432"},
 	{"MALLOC_TRIM_THRESHOLD_", "4294967296"},
+	{"MALLOC_ARENA_MAX", "1"},
+	{"MALLOC_MMAP_MAX_", "0"},
 }
 
 // reexecMarker stops a second re-exec if the exec'd binary is somehow not
