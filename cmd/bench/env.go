@@ -158,7 +158,11 @@ func writeEnvText(w io.Writer, info *sysinfo.Info, warnings []string) error {
 // (bench sets some itself when they are unset; see runtimeEnv).
 func threadEnv() string {
 	var kv []string
-	for _, k := range []string{"OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX", "MALLOC_MMAP_MAX_"} {
+	keys := []string{"OMP_NUM_THREADS", "GOMP_SPINCOUNT", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"}
+	for _, r := range runtimeEnv {
+		keys = append(keys, r.key)
+	}
+	for _, k := range keys {
 		if v, ok := os.LookupEnv(k); ok {
 			kv = append(kv, k+"="+v)
 		}
