@@ -54,27 +54,44 @@ func Percentile(sorted []float64, p float64) float64 {
 
 // Forward measures m on random input of the model's shape.
 func Forward(ctx context.Context, m *vit.Model, o Options) (*Latency, error) {
+	if err := o.check(); err != nil {
+		return nil, err
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	samples, err := passes(ctx, m, o, o.Warmup, o.Iters)
+	if err != nil {
+		return nil, err
+	}
+	return summarize(o, samples), nil
+}
+
+func (o *Options) check() error {
 	if o.Batch <= 0 || o.Iters <= 0 || o.Warmup < 0 {
-		return nil, fmt.Errorf("measure: batch %d, iters %d, warmup %d: want batch, iters >= 1", o.Batch, o.Iters, o.Warmup)
+		return fmt.Errorf("measure: batch %d, iters %d, warmup %d: want batch, iters >= 1", o.Batch, o.Iters, o.Warmup)
 	}
 	if o.Device.Name == "" {
 		o.Device = gotch.CPU
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	return nil
+}
+
+// passes runs warmup untimed and iters timed forward passes of m at
+// o.Batch and returns the timed ones in seconds. The caller has locked
+// the OS thread.
+func passes(ctx context.Context, m *vit.Model, o Options, warmup, iters int) ([]float64, error) {
 	c := m.Cfg
 	x := ts.MustRandn([]int64{int64(o.Batch), int64(c.InChans), int64(c.ImgSize), int64(c.ImgSize)}, gotch.Float, o.Device)
 	defer x.MustDrop()
-	samples := make([]float64, 0, o.Iters)
+	samples := make([]float64, 0, iters)
 	// Collect the garbage earlier work left (a data set just loaded is
 	// hundreds of MB) now, as testing.B does before a benchmark: a
 	// collection during the timed passes takes a core from libtorch's
-	// threads. (It did not cure the slow first experiment of a warm run
-	// on this VM, 4.7-7.3 ms against 2.5 ms; that cause is still open.)
+	// threads.
 	runtime.GC()
 	var err error
 	ts.NoGrad(func() {
-		for i := 0; i < o.Warmup+o.Iters; i++ {
+		for i := 0; i < warmup+iters; i++ {
 			if err = ctx.Err(); err != nil {
 				return
 			}
@@ -86,18 +103,112 @@ func Forward(ctx context.Context, m *vit.Model, o Options) (*Latency, error) {
 			}
 			elapsed := time.Since(start).Seconds()
 			y.MustDrop()
-			if i >= o.Warmup {
+			if i >= warmup {
 				samples = append(samples, elapsed)
 			}
 		}
 	})
-	if err != nil {
-		return nil, err
-	}
+	return samples, err
+}
+
+func summarize(o Options, samples []float64) *Latency {
 	sorted := append([]float64(nil), samples...)
 	sort.Float64s(sorted)
 	l := &Latency{Batch: o.Batch, Device: o.Device.Name, Samples: samples,
 		P50: Percentile(sorted, 50), P90: Percentile(sorted, 90), P99: Percentile(sorted, 99)}
 	l.Throughput = float64(o.Batch) / l.P50
-	return l, nil
+	return l
+}
+
+// Interleaved measures n models under each of opts, in rounds: every
+// round loads each model in turn (load(i); Interleaved drops it), runs
+// a share of each option's iterations on it, and moves on, so a burst of
+// load from elsewhere on the machine spreads over all the models instead
+// of landing on whichever one was being timed. It is how alternating
+// rounds keep a side-by-side benchmark fair on a noisy machine; here it
+// keeps the differences between a suite's models from being differences
+// between the minutes they were timed in.
+//
+// Each option's Iters are split over the rounds (a round gets none once
+// they run out), and its samples from all rounds are pooled. The first
+// round warms each model up by Warmup passes per option, later rounds,
+// with the model freshly loaded, by Warmup/rounds (at least one).
+// lats[i][j] is model i under opts[j]; errs[i] says why model i has no
+// results, and a model that fails is not loaded again.
+func Interleaved(ctx context.Context, n int, load func(i int) (*vit.Model, error), opts []Options, rounds int) (lats [][]*Latency, errs []error) {
+	lats = make([][]*Latency, n)
+	errs = make([]error, n)
+	opts = append([]Options(nil), opts...)
+	for j := range opts {
+		if err := opts[j].check(); err != nil {
+			for i := range errs {
+				errs[i] = err
+			}
+			return lats, errs
+		}
+	}
+	maxIters := 0
+	for _, o := range opts {
+		maxIters = max(maxIters, o.Iters)
+	}
+	rounds = max(1, min(rounds, maxIters))
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	samples := make([][][]float64, n)
+	for i := range samples {
+		samples[i] = make([][]float64, len(opts))
+	}
+	for r := 0; r < rounds; r++ {
+		for i := 0; i < n; i++ {
+			if errs[i] != nil {
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				errs[i] = err
+				continue
+			}
+			m, err := load(i)
+			if err != nil {
+				errs[i] = err
+				continue
+			}
+			for j, o := range opts {
+				iters := share(o.Iters, rounds, r)
+				if iters == 0 {
+					continue
+				}
+				warmup := o.Warmup
+				if r > 0 && warmup > 0 {
+					warmup = max(1, o.Warmup/rounds)
+				}
+				s, err := passes(ctx, m, o, warmup, iters)
+				if err != nil {
+					errs[i] = err
+					break
+				}
+				samples[i][j] = append(samples[i][j], s...)
+			}
+			m.Drop()
+		}
+	}
+	for i := range lats {
+		if errs[i] != nil {
+			continue
+		}
+		lats[i] = make([]*Latency, len(opts))
+		for j, o := range opts {
+			lats[i][j] = summarize(o, samples[i][j])
+		}
+	}
+	return lats, errs
+}
+
+// share is round r's part of iters split over rounds, the remainder
+// going to the first rounds.
+func share(iters, rounds, r int) int {
+	n := iters / rounds
+	if r < iters%rounds {
+		n++
+	}
+	return n
 }

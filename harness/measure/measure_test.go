@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/sugarme/gotch"
@@ -85,5 +86,87 @@ func TestForwardErrors(t *testing.T) {
 	cancel()
 	if _, err := Forward(ctx, m, Options{Batch: 1, Iters: 1000000}); !errors.Is(err, context.Canceled) {
 		t.Errorf("canceled: err = %v", err)
+	}
+}
+
+func TestShare(t *testing.T) {
+	tests := []struct {
+		iters, rounds int
+		want          []int
+	}{
+		{50, 5, []int{10, 10, 10, 10, 10}},
+		{10, 3, []int{4, 3, 3}},
+		{2, 5, []int{1, 1, 0, 0, 0}},
+		{7, 1, []int{7}},
+	}
+	for _, tt := range tests {
+		sum := 0
+		for r, want := range tt.want {
+			got := share(tt.iters, tt.rounds, r)
+			if got != want {
+				t.Errorf("share(%d, %d, %d) = %d, want %d", tt.iters, tt.rounds, r, got, want)
+			}
+			sum += got
+		}
+		if sum != tt.iters {
+			t.Errorf("share(%d, %d, ·) sums to %d", tt.iters, tt.rounds, sum)
+		}
+	}
+}
+
+func TestInterleaved(t *testing.T) {
+	opts := []Options{{Batch: 1, Warmup: 2, Iters: 7}, {Batch: 3, Warmup: 1, Iters: 2}}
+	img, patch, dim, depth, heads, classes := 16, 8, 32, 2, 2, 3
+	cfg, err := vit.Custom("", vit.Overrides{ImgSize: &img, PatchSize: &patch, EmbedDim: &dim,
+		Depth: &depth, NumHeads: &heads, NumClasses: &classes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := errors.New("no such artifact")
+	var order []int
+	load := func(i int) (*vit.Model, error) {
+		order = append(order, i)
+		if i == 1 {
+			return nil, broken
+		}
+		return vit.New(cfg, gotch.CPU)
+	}
+	lats, errs := Interleaved(context.Background(), 3, load, opts, 3)
+	// Round-robin over the models in every round; the broken one is tried once.
+	if want := []int{0, 1, 2, 0, 2, 0, 2}; !slices.Equal(order, want) {
+		t.Errorf("load order %v, want %v", order, want)
+	}
+	if !errors.Is(errs[1], broken) || lats[1] != nil {
+		t.Errorf("model 1: err %v, lats %v; want its load error and no results", errs[1], lats[1])
+	}
+	for _, i := range []int{0, 2} {
+		if errs[i] != nil {
+			t.Fatalf("model %d: %v", i, errs[i])
+		}
+		for j, o := range opts {
+			l := lats[i][j]
+			if len(l.Samples) != o.Iters || l.Batch != o.Batch {
+				t.Errorf("model %d option %d: %d samples at batch %d, want %d at %d", i, j, len(l.Samples), l.Batch, o.Iters, o.Batch)
+			}
+			if !(l.P50 > 0 && l.P50 <= l.P90 && l.P90 <= l.P99) {
+				t.Errorf("model %d option %d: p50 %g p90 %g p99 %g", i, j, l.P50, l.P90, l.P99)
+			}
+		}
+	}
+	if opts[0].Device.Name != "" {
+		t.Errorf("Interleaved changed the caller's options: %+v", opts[0])
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, errs = Interleaved(ctx, 2, load, opts, 2)
+	for i, err := range errs {
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("canceled: model %d err = %v", i, err)
+		}
+	}
+	_, errs = Interleaved(context.Background(), 1, load, []Options{{Batch: 0, Iters: 1}}, 2)
+	if errs[0] == nil {
+		t.Error("batch 0: no error")
 	}
 }

@@ -108,12 +108,36 @@ func (r *Runner) Execute(ctx context.Context) (*Summary, error) {
 		}
 		r.buildNode(ctx, n)
 	}
-	for _, e := range r.Plan.Experiments {
+	// Evaluate every experiment, then time the distinct graphs they run
+	// together, in interleaved rounds (measure.Interleaved).
+	evals := make([]*evaluation, len(r.Plan.Experiments))
+	for i, e := range r.Plan.Experiments {
 		rec := r.results[e.Name]
 		if ctx.Err() != nil {
 			rec.Status, rec.Error = store.StatusFailed, "interrupted: "+ctx.Err().Error()
-		} else {
-			r.measureExperiment(ctx, e, rec)
+			continue
+		}
+		if r.Progress != nil {
+			r.Progress("evaluate", i, len(evals), e.Name)
+		}
+		evals[i] = r.evaluateExperiment(ctx, e, rec)
+	}
+	if r.Progress != nil {
+		r.Progress("evaluate", len(evals), len(evals), "")
+	}
+	r.timeGraphs(ctx, evals)
+	for i, e := range r.Plan.Experiments {
+		rec := r.results[e.Name]
+		if ev := evals[i]; ev != nil {
+			if ev.err == nil {
+				ev.err = ev.timing.err
+			}
+			if ev.err != nil {
+				rec.Status, rec.Error = store.StatusFailed, ev.err.Error()
+			} else {
+				r.record(e, rec, ev)
+				rec.Status = store.StatusOK
+			}
 		}
 		rec.Ended = time.Now().UTC()
 		if err := r.DB.SaveExperiment(context.WithoutCancel(ctx), rec); err != nil {
@@ -361,26 +385,47 @@ func (r *Runner) makeStage(ctx context.Context, n *plan.Node) (*vit.Model, *arti
 	return out, &artifactMeta{}, nil
 }
 
-// measureExperiment evaluates and times the experiment's final model.
-func (r *Runner) measureExperiment(ctx context.Context, e *plan.Experiment, rec *store.Experiment) {
+// evaluation is what the measuring of one experiment found before its
+// graph is timed.
+type evaluation struct {
+	hash     string // the experiment's final artifact
+	eval     *evalJSON
+	counts   vit.Counts
+	executed string
+	bytes    int64
+	bitOps   int64
+	peak     int64
+	timing   *graphTiming // shared by every experiment that runs the same graph
+	err      error
+}
+
+// graphTiming is one executed graph's latency and throughput.
+type graphTiming struct {
+	key      string // vit.Config.GraphKey
+	hash     string // the artifact it is timed on: the first experiment's
+	lat, thr *measure.Latency
+	err      error
+}
+
+// evaluateExperiment evaluates the experiment's final model on the test
+// split (or takes the evaluation cached beside it) and counts it; nil
+// when the run was interrupted before.
+func (r *Runner) evaluateExperiment(ctx context.Context, e *plan.Experiment, rec *store.Experiment) *evaluation {
+	ev := &evaluation{hash: e.Hash()}
 	for _, h := range e.Nodes {
 		if err, bad := r.failed[h]; bad {
-			rec.Status, rec.Error = store.StatusFailed, err.Error()
-			return
+			ev.err = err
+			return ev
 		}
 	}
 	resetPeakRSS()
-	err := protect(func() error { return r.measure(ctx, e, rec) })
-	if err != nil {
-		rec.Status, rec.Error = store.StatusFailed, err.Error()
-		return
-	}
-	rec.Status = store.StatusOK
+	ev.err = protect(func() error { return r.evaluate(ctx, e, ev) })
+	ev.peak = peakRSS()
+	return ev
 }
 
-func (r *Runner) measure(ctx context.Context, e *plan.Experiment, rec *store.Experiment) error {
-	hash := e.Hash()
-	model, meta, err := r.cache.load(hash, r.Device)
+func (r *Runner) evaluate(ctx context.Context, e *plan.Experiment, ev *evaluation) error {
+	model, meta, err := r.cache.load(ev.hash, r.Device)
 	if err != nil {
 		return err
 	}
@@ -402,36 +447,119 @@ func (r *Runner) measure(ctx context.Context, e *plan.Experiment, rec *store.Exp
 			return fmt.Errorf("evaluate: %w", err)
 		}
 		meta.Eval = &evalJSON{Top1: acc.Top1, Top5: acc.Top5, N: acc.N, Seconds: acc.Seconds}
-		if err := r.cache.writeMeta(hash, meta); err != nil {
+		if err := r.cache.writeMeta(ev.hash, meta); err != nil {
 			return err
 		}
+	}
+	ev.eval = meta.Eval
+	ev.counts = model.Count()
+	ev.executed = model.Cfg.Executed
+	if ev.executed == "" {
+		ev.executed = "fp32"
+	}
+	ev.bytes = modelBytes(model)
+	ev.bitOps = model.BitOps()
+	ev.timing = &graphTiming{key: model.Cfg.GraphKey(), hash: ev.hash}
+	return nil
+}
+
+// timeGraphs measures latency and throughput once for each distinct
+// graph the evaluated experiments run, and shares the result: a
+// fake-quantized model runs its float32 graph and an unstructured-pruned
+// one the dense graph, so their timings are the baseline's and must read
+// the same, not differ by the minute each was timed in. The graphs are
+// timed together in interleaved rounds for the same reason.
+func (r *Runner) timeGraphs(ctx context.Context, evals []*evaluation) {
+	var graphs []*graphTiming
+	byKey := map[string]*graphTiming{}
+	for _, ev := range evals {
+		if ev == nil || ev.err != nil {
+			continue
+		}
+		if g, ok := byKey[ev.timing.key]; ok {
+			ev.timing = g
+			continue
+		}
+		byKey[ev.timing.key] = ev.timing
+		graphs = append(graphs, ev.timing)
+	}
+	if len(graphs) == 0 {
+		return
 	}
 	ms := r.Plan.Suite.Measure
-	// A simulated model is timed on its float32 graph (labelled so in the
-	// store and the report): fake quantization is not low-precision speed.
-	timed := model
-	if model.Cfg.Executed == vit.ExecutedSimulated {
-		if timed, err = model.Float32Graph(); err != nil {
-			return err
+	opts := []measure.Options{
+		{Batch: ms.LatencyBatch, Warmup: ms.Warmup, Iters: ms.Iters, Device: r.Device},
+		{Batch: ms.ThroughputBatch, Warmup: max(1, ms.Warmup/5), Iters: max(3, ms.Iters/5), Device: r.Device},
+	}
+	fmt.Fprintf(r.Log, "timing %d distinct graphs for %d experiments: batch %d x %d and batch %d x %d passes each, in %d interleaved rounds\n",
+		len(graphs), countOK(evals), opts[0].Batch, opts[0].Iters, opts[1].Batch, opts[1].Iters, timingRounds)
+	loads := 0
+	load := func(i int) (*vit.Model, error) {
+		if r.Progress != nil {
+			r.Progress("time graphs", loads, len(graphs)*timingRounds, "")
 		}
-		defer timed.Drop()
+		loads++
+		var m *vit.Model
+		err := protect(func() error {
+			model, _, err := r.cache.load(graphs[i].hash, r.Device)
+			if err != nil {
+				return err
+			}
+			// A simulated model is timed on its float32 graph (labelled
+			// so in the store and the report): fake quantization is not
+			// low-precision speed.
+			if model.Cfg.Executed != vit.ExecutedSimulated {
+				m = model
+				return nil
+			}
+			defer model.Drop()
+			m, err = model.Float32Graph()
+			return err
+		})
+		return m, err
 	}
-	lat, err := measure.Forward(ctx, timed, measure.Options{Batch: ms.LatencyBatch, Warmup: ms.Warmup, Iters: ms.Iters, Device: r.Device})
-	if err != nil {
-		return fmt.Errorf("latency: %w", err)
+	var lats [][]*measure.Latency
+	var errs []error
+	err := protect(func() error {
+		lats, errs = measure.Interleaved(ctx, len(graphs), load, opts, timingRounds)
+		return nil
+	})
+	if r.Progress != nil {
+		r.Progress("time graphs", loads, loads, "")
 	}
-	thrIters := max(3, ms.Iters/5)
-	thr, err := measure.Forward(ctx, timed, measure.Options{Batch: ms.ThroughputBatch, Warmup: max(1, ms.Warmup/5), Iters: thrIters, Device: r.Device})
-	if err != nil {
-		return fmt.Errorf("throughput: %w", err)
+	for i, g := range graphs {
+		switch {
+		case err != nil:
+			g.err = err
+		case errs[i] != nil:
+			g.err = fmt.Errorf("timing: %w", errs[i])
+		default:
+			g.lat, g.thr = lats[i][0], lats[i][1]
+		}
 	}
-	counts := model.Count()
-	rec.Executed = model.Cfg.Executed
-	if rec.Executed == "" {
-		rec.Executed = "fp32"
+}
+
+// timingRounds is how many interleaved rounds timeGraphs splits each
+// graph's passes into.
+const timingRounds = 5
+
+func countOK(evals []*evaluation) int {
+	n := 0
+	for _, ev := range evals {
+		if ev != nil && ev.err == nil {
+			n++
+		}
 	}
+	return n
+}
+
+// record stores the experiment's metrics.
+func (r *Runner) record(e *plan.Experiment, rec *store.Experiment, ev *evaluation) {
+	ms := r.Plan.Suite.Measure
+	counts := ev.counts
+	rec.Executed = ev.executed
 	var trainSec, compressSec float64
-	peak := peakRSS()
+	peak := ev.peak
 	for i, h := range e.Nodes {
 		peak = max(peak, r.peaks[h])
 		if i == 0 {
@@ -440,15 +568,16 @@ func (r *Runner) measure(ctx context.Context, e *plan.Experiment, rec *store.Exp
 			compressSec += r.times[h]
 		}
 	}
+	lat, thr := ev.timing.lat, ev.timing.thr
 	m := []metrics.Metric{
-		metrics.New(metrics.Top1, meta.Eval.Top1),
-		metrics.New(metrics.Top5, meta.Eval.Top5),
+		metrics.New(metrics.Top1, ev.eval.Top1),
+		metrics.New(metrics.Top5, ev.eval.Top5),
 		metrics.New(metrics.Params, float64(counts.Params)),
 		metrics.New(metrics.ParamsNonZero, float64(counts.NonZero)),
 		metrics.New(metrics.MACs, float64(counts.MACs)),
 		metrics.New(metrics.MACsEffective, float64(counts.EffMACs)),
-		metrics.New(metrics.SizeBytes, float64(modelBytes(model))),
-		metrics.New(metrics.BitOps, float64(model.BitOps())),
+		metrics.New(metrics.SizeBytes, float64(ev.bytes)),
+		metrics.New(metrics.BitOps, float64(ev.bitOps)),
 		metrics.New(metrics.LatencyP50, lat.P50),
 		metrics.New(metrics.LatencyP90, lat.P90),
 		metrics.New(metrics.LatencyP99, lat.P99),
@@ -456,7 +585,7 @@ func (r *Runner) measure(ctx context.Context, e *plan.Experiment, rec *store.Exp
 		metrics.New(metrics.ThroughputBatch, float64(ms.ThroughputBatch)),
 		metrics.New(metrics.TrainSeconds, trainSec),
 		metrics.New(metrics.CompressSeconds, compressSec),
-		metrics.New(metrics.EvalSeconds, meta.Eval.Seconds),
+		metrics.New(metrics.EvalSeconds, ev.eval.Seconds),
 		metrics.New(metrics.PeakRSSBytes, float64(peak)),
 	}
 	if base := r.results[e.Baseline]; !e.IsBaseline && base != nil && base.Status == store.StatusOK {
@@ -468,7 +597,6 @@ func (r *Runner) measure(ctx context.Context, e *plan.Experiment, rec *store.Exp
 		rec.Layers = append(rec.Layers, store.Layer{Name: l.Name, Kind: l.Kind, Params: l.Params, MACs: l.MACs})
 	}
 	rec.Curves = r.curves[e.Nodes[0]]
-	return nil
 }
 
 // relative computes the baseline-relative metrics of SPEC section 7.

@@ -32,6 +32,34 @@ func init() {
 		Apply: func(_ context.Context, _ techniques.Config, m *vit.Model, _ techniques.Env) (*vit.Model, error) {
 			return m, nil
 		}})
+	// "simulate" marks the model fake-quantized without changing a weight:
+	// it runs the baseline's float32 graph. "merge" adds token merging to
+	// the first block: a different graph with the same weights.
+	techniques.Register(techniques.Technique{Name: "simulate", Family: "quantize",
+		NewConfig: func() techniques.Config { return &noParams{} },
+		Apply: func(_ context.Context, _ techniques.Config, m *vit.Model, _ techniques.Env) (*vit.Model, error) {
+			m.Cfg.Executed = vit.ExecutedSimulated
+			return m, nil
+		}})
+	techniques.Register(techniques.Technique{Name: "merge", Family: "prune",
+		NewConfig: func() techniques.Config { return &noParams{} },
+		Apply: func(_ context.Context, _ techniques.Config, m *vit.Model, _ techniques.Env) (*vit.Model, error) {
+			cfg := m.Cfg.WithBlocks()
+			cfg.Blocks[0].MergeR = 4
+			merged, err := vit.New(cfg, gotch.CPU)
+			if err != nil {
+				return nil, err
+			}
+			sd := map[string]*ts.Tensor{}
+			for name, v := range m.VS.Variables() {
+				sd[name] = &v
+			}
+			if err := merged.LoadStateDict(sd); err != nil {
+				merged.Drop()
+				return nil, err
+			}
+			return merged, nil
+		}})
 	techniques.Register(techniques.Technique{Name: "boom", Family: "quantize",
 		NewConfig: func() techniques.Config { return &noParams{} },
 		Apply: func(_ context.Context, _ techniques.Config, m *vit.Model, _ techniques.Env) (*vit.Model, error) {
@@ -220,5 +248,58 @@ func TestCacheReuseAndCorruption(t *testing.T) {
 	runs, _ := f.db.Runs(context.Background())
 	if len(runs) != 3 {
 		t.Errorf("%d runs stored, want 3", len(runs))
+	}
+}
+
+// Experiments that run the same graph share one timing; a different
+// graph gets its own.
+func TestSameGraphSharesTiming(t *testing.T) {
+	f := newFixture(t)
+	src := testSuite + `
+[[experiment]]
+name = "simulated"
+model = "tiny"
+pipeline = [ { technique = "simulate" } ]
+
+[[experiment]]
+name = "merged"
+model = "tiny"
+pipeline = [ { technique = "merge" } ]
+`
+	s, err := config.Parse(strings.NewReader(strings.ReplaceAll(src, "CACHE", f.cache)), filepath.Join(f.dir, "suite.toml"), config.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.plan, err = plan.Build(s, "test"); err != nil {
+		t.Fatal(err)
+	}
+	sum, log := f.run(t)
+	if sum.OK != 4 {
+		t.Fatalf("%d ok, want 4\n%s", sum.OK, log)
+	}
+	if !strings.Contains(log, "timing 2 distinct graphs for 4 experiments") {
+		t.Errorf("log does not report 2 graphs for 4 experiments:\n%s", log)
+	}
+	es, err := f.db.Experiments(context.Background(), sum.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p50 := map[string]float64{}
+	for _, name := range []string{"tiny", "same", "simulated", "merged"} {
+		e := find(t, es, name)
+		v, ok := metric(e, metrics.LatencyP50)
+		if !ok || !(v > 0) {
+			t.Fatalf("%s: latency p50 %v (present %v)", name, v, ok)
+		}
+		p50[name] = v
+	}
+	if p50["same"] != p50["tiny"] || p50["simulated"] != p50["tiny"] {
+		t.Errorf("same graph, different timings: baseline %g, identity %g, simulated %g", p50["tiny"], p50["same"], p50["simulated"])
+	}
+	if p50["merged"] == p50["tiny"] {
+		t.Errorf("token-merged graph reports the baseline's timing %g: not timed on its own", p50["tiny"])
+	}
+	if e := find(t, es, "simulated"); e.Executed != vit.ExecutedSimulated {
+		t.Errorf("simulated experiment stored as executed %q", e.Executed)
 	}
 }

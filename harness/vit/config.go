@@ -14,6 +14,7 @@
 package vit
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -268,4 +269,36 @@ type Overrides struct {
 	ImgSize, PatchSize, InChans, NumClasses, EmbedDim, Depth, NumHeads *int
 	MLPRatio                                                           *float64
 	QKVBias, Distilled                                                 *bool
+}
+
+// GraphKey identifies the computation a forward pass of a model with this
+// config executes: models whose keys are equal run the same kernels on
+// tensors of the same shapes and dtypes, so they take the same time
+// whatever their weights hold (zeros of unstructured pruning included:
+// the kernels are dense). A simulated model's key is its float32
+// graph's, the graph its latency is measured on (Float32Graph).
+func (c Config) GraphKey() string {
+	k := struct {
+		Config
+		Quant map[string]int `json:"quant,omitempty"` // bit width by tensor, executed precisions only
+	}{Config: c.WithBlocks()}
+	k.Name = ""
+	k.Config.Quant = nil
+	switch {
+	case c.Executed == ExecutedSimulated || c.Executed == "fp32":
+		k.Executed = ""
+	case c.Quant != nil:
+		k.Quant = map[string]int{"precision:" + c.Quant.Precision: 0}
+		for name, q := range c.Quant.Weights {
+			k.Quant[name] = q.Bits
+		}
+		for name, q := range c.Quant.Acts {
+			k.Quant["act:"+name] = q.Bits
+		}
+	}
+	b, err := json.Marshal(k)
+	if err != nil {
+		panic("vit: GraphKey: " + err.Error()) // plain data: cannot fail
+	}
+	return string(b)
 }
