@@ -16,6 +16,7 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 	"github.com/vitbench/vitbench/harness/vit"
+	"github.com/vitbench/vitbench/internal/torchrt"
 )
 
 // Options of a latency measurement.
@@ -90,6 +91,7 @@ func passes(ctx context.Context, m *vit.Model, o Options, warmup, iters int) ([]
 	// threads.
 	runtime.GC()
 	var err error
+	pace := torchrt.NewPacer() // between passes too: see torchrt.Pacer
 	ts.NoGrad(func() {
 		for i := 0; i < warmup+iters; i++ {
 			if err = ctx.Err(); err != nil {
@@ -106,6 +108,7 @@ func passes(ctx context.Context, m *vit.Model, o Options, warmup, iters int) ([]
 			if i >= warmup {
 				samples = append(samples, elapsed)
 			}
+			pace.Tick()
 		}
 	})
 	return samples, err

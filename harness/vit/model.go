@@ -8,6 +8,7 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/nn"
 	"github.com/sugarme/gotch/ts"
+	"github.com/vitbench/vitbench/internal/torchrt"
 )
 
 // Tap sees the activation at one site of the forward pass. It returns x
@@ -153,6 +154,8 @@ type Model struct {
 	// InputTap sees the normalised image batch (the patch embedding's
 	// input); the head's input is the head's own Tap.
 	InputTap Tap
+
+	unpaced bool // no torchrt.Pacer between blocks (benchmarks compare)
 }
 
 // New builds a randomly initialised model (truncated-normal-like init with
@@ -273,8 +276,13 @@ func (m *Model) Features(x *ts.Tensor) *ts.Tensor {
 	}
 	h.MustDrop()
 	x = seq.MustAdd(m.PosEmbed, true)
+	// Yield between blocks now and then: see torchrt.Pacer.
+	pace := torchrt.NewPacer()
 	for _, blk := range m.Blocks {
 		x = blk.Forward(x)
+		if !m.unpaced {
+			pace.Tick()
+		}
 	}
 	out := ts.MustLayerNorm(x, []int64{d}, m.NormW, m.NormB, m.Cfg.LNEps, false)
 	x.MustDrop()

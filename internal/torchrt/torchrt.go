@@ -19,6 +19,7 @@ import "C"
 
 import (
 	"runtime"
+	"time"
 
 	// Imported for its cgo object, which defines the functions above.
 	_ "github.com/sugarme/gotch/libtch"
@@ -60,4 +61,39 @@ func NoGrad(fn func()) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	ts.NoGrad(fn)
+}
+
+// Pacer yields its goroutine to Go's scheduler now and then while the
+// goroutine makes a long run of libtorch calls: call Tick between them.
+//
+// Go's sysmon counts a goroutine that has not been rescheduled for 10 ms
+// as running too long. Found inside a cgo call, it loses its P (Go 1.26's
+// retake), and sysmon, having retaken something, goes back to polling
+// every 20 µs before it backs off again. On a machine whose cores are all
+// busy with libtorch's threads each of those wake-ups preempts a compute
+// thread. A forward pass of deit_tiny at batch 1 on 2 cores (30-35 ms,
+// hundreds of cgo calls) made 790 context switches with no yield and 633
+// yielding between blocks, and ran 11% faster (harness/vit
+// BenchmarkForwardPaced). A yield restarts the 10 ms clock; it costs a
+// few microseconds, so Tick yields only when paceEvery has passed.
+//
+// The goroutine must be locked to its OS thread (runtime.LockOSThread),
+// as every libtorch caller's must be: grad mode and the thread count are
+// per thread, and a yield may otherwise resume it on another.
+type Pacer struct{ last time.Time }
+
+// paceEvery is half of sysmon's 10 ms, so that a run of calls each
+// shorter than it never goes 10 ms without a yield.
+const paceEvery = 5 * time.Millisecond
+
+// NewPacer returns a Pacer counting from now.
+func NewPacer() Pacer { return Pacer{last: time.Now()} }
+
+// Tick yields if paceEvery has passed since the last yield.
+func (p *Pacer) Tick() {
+	if time.Since(p.last) < paceEvery {
+		return
+	}
+	runtime.Gosched()
+	p.last = time.Now()
 }
