@@ -16,7 +16,7 @@
 # batches below 16 (100/20), ITERS_LARGE/WARMUP_LARGE for the others (10/2),
 # OUT (a folder to keep the raw JSON; default a temporary one),
 # OMP_WAIT_POLICY, MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_,
-# MALLOC_ARENA_MAX, MALLOC_MMAP_MAX_ (what
+# MALLOC_ARENA_MAX, MALLOC_MMAP_MAX_, OPENBLAS_THREAD_TIMEOUT (what
 # bench sets for itself when unset, see runtimeEnv in
 # cmd/bench/runtimeenv.go; exported here so
 # that both sides run under the same OpenMP and malloc settings).
@@ -26,6 +26,7 @@ export MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-33554432}
 export MALLOC_TRIM_THRESHOLD_=${MALLOC_TRIM_THRESHOLD_:-4294967296}
 export MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-1}
 export MALLOC_MMAP_MAX_=${MALLOC_MMAP_MAX_:-0}
+export OPENBLAS_THREAD_TIMEOUT=${OPENBLAS_THREAD_TIMEOUT:-4}
 
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
@@ -96,7 +97,7 @@ def runs(side, b):
 libtorch = ""
 print()
 print("fp32 latency of %s, %d threads, median over %d alternating rounds of each side's p50" % (arch, threads, rounds))
-print("both sides with " + " ".join("%s=%s" % (k, os.environ.get(k, "(unset)")) for k in ("OMP_WAIT_POLICY", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX", "MALLOC_MMAP_MAX_")))
+print("both sides with " + " ".join("%s=%s" % (k, os.environ.get(k, "(unset)")) for k in ("OMP_WAIT_POLICY", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX", "MALLOC_MMAP_MAX_", "OPENBLAS_THREAD_TIMEOUT")))
 rows = [("batch", "gotch p50 ms", "PyTorch p50 ms", "gotch/PyTorch", "gotch p90/p99 ms", "PyTorch p90/p99 ms", "per-round ratios")]
 verdict = []
 for b in batches:
