@@ -40,9 +40,10 @@ import (
 // keep polling for the next one (with sched_yield) for 2^28 cycles, about
 // 0.1 s, before they sleep, while libtorch's next op, an elementwise one
 // on its OpenMP workers, wants the same cores. 4 (2^4 cycles, the
-// smallest) lets them sleep at once: the CIFAR ViT's training step went
-// from 264-324 to 291-350 images/s, +5% to +10% in each of three
-// alternating pairs (harness/train BenchmarkTrainStep, 2 cores).
+// smallest) lets them sleep at once. The CIFAR ViT's training step
+// (harness/train BenchmarkTrainStep, 2 cores, six alternating pairs):
+// +4.7%, +8.1%, +10.2%, +1.4%, +7.5%, -7.4%: a median gain of about 6%,
+// inside this VM's noise in any single pair.
 var runtimeEnv = []struct{ key, value string }{
 	{"OMP_WAIT_POLICY", "passive"},
 	{"MALLOC_MMAP_THRESHOLD_", "33554432"},
