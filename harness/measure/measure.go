@@ -60,6 +60,7 @@ func Forward(ctx context.Context, m *vit.Model, o Options) (*Latency, error) {
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	collectGarbage()
 	samples, err := passes(ctx, m, o, o.Warmup, o.Iters)
 	if err != nil {
 		return nil, err
@@ -79,17 +80,12 @@ func (o *Options) check() error {
 
 // passes runs warmup untimed and iters timed forward passes of m at
 // o.Batch and returns the timed ones in seconds. The caller has locked
-// the OS thread.
+// the OS thread and collected the garbage (collectGarbage).
 func passes(ctx context.Context, m *vit.Model, o Options, warmup, iters int) ([]float64, error) {
 	c := m.Cfg
 	x := ts.MustRandn([]int64{int64(o.Batch), int64(c.InChans), int64(c.ImgSize), int64(c.ImgSize)}, gotch.Float, o.Device)
 	defer x.MustDrop()
 	samples := make([]float64, 0, iters)
-	// Collect the garbage earlier work left (a data set just loaded is
-	// hundreds of MB) now, as testing.B does before a benchmark: a
-	// collection during the timed passes takes a core from libtorch's
-	// threads.
-	runtime.GC()
 	var err error
 	pace := torchrt.NewPacer() // between passes too: see torchrt.Pacer
 	ts.NoGrad(func() {
@@ -113,6 +109,12 @@ func passes(ctx context.Context, m *vit.Model, o Options, warmup, iters int) ([]
 	})
 	return samples, err
 }
+
+// collectGarbage collects the garbage earlier work left (a data set just
+// loaded is hundreds of MB) before timing, as testing.B does before a
+// benchmark: a collection during the timed passes takes a core from
+// libtorch's threads.
+func collectGarbage() { runtime.GC() }
 
 func summarize(o Options, samples []float64) *Latency {
 	sorted := append([]float64(nil), samples...)
@@ -175,6 +177,7 @@ func Interleaved(ctx context.Context, n int, load func(i int) (*vit.Model, error
 				errs[i] = err
 				continue
 			}
+			collectGarbage()
 			for j, o := range opts {
 				iters := share(o.Iters, rounds, r)
 				if iters == 0 {

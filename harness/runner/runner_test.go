@@ -106,11 +106,13 @@ type fixture struct {
 	cache string
 }
 
-func newFixture(t *testing.T) *fixture {
+// newFixture plans suite (its cache_dir "CACHE" replaced by a temporary
+// directory) against a fresh database.
+func newFixture(t *testing.T, suite string) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	cacheDir := filepath.Join(dir, "artifacts")
-	src := strings.ReplaceAll(testSuite, "CACHE", cacheDir)
+	src := strings.ReplaceAll(suite, "CACHE", cacheDir)
 	s, err := config.Parse(strings.NewReader(src), filepath.Join(dir, "suite.toml"), config.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -160,7 +162,7 @@ func metric(e store.Experiment, name string) (float64, bool) {
 
 // A failing experiment is stored as failed with its error; the others run.
 func TestFailureIsRecordedAndSuiteGoesOn(t *testing.T) {
-	f := newFixture(t)
+	f := newFixture(t, testSuite)
 	sum, log := f.run(t)
 	if sum.OK != 2 || sum.Failed != 1 {
 		t.Fatalf("ok %d failed %d, want 2 and 1\n%s", sum.OK, sum.Failed, log)
@@ -205,7 +207,7 @@ func TestFailureIsRecordedAndSuiteGoesOn(t *testing.T) {
 
 // A second run reuses every verified artifact; a corrupt one is rebuilt.
 func TestCacheReuseAndCorruption(t *testing.T) {
-	f := newFixture(t)
+	f := newFixture(t, testSuite)
 	f.run(t)
 	base := f.plan.Experiments[0]
 	if !base.IsBaseline {
@@ -254,8 +256,7 @@ func TestCacheReuseAndCorruption(t *testing.T) {
 // Experiments that run the same graph share one timing; a different
 // graph gets its own.
 func TestSameGraphSharesTiming(t *testing.T) {
-	f := newFixture(t)
-	src := testSuite + `
+	f := newFixture(t, testSuite+`
 [[experiment]]
 name = "simulated"
 model = "tiny"
@@ -265,14 +266,7 @@ pipeline = [ { technique = "simulate" } ]
 name = "merged"
 model = "tiny"
 pipeline = [ { technique = "merge" } ]
-`
-	s, err := config.Parse(strings.NewReader(strings.ReplaceAll(src, "CACHE", f.cache)), filepath.Join(f.dir, "suite.toml"), config.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f.plan, err = plan.Build(s, "test"); err != nil {
-		t.Fatal(err)
-	}
+`)
 	sum, log := f.run(t)
 	if sum.OK != 4 {
 		t.Fatalf("%d ok, want 4\n%s", sum.OK, log)
