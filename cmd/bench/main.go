@@ -66,7 +66,7 @@ func usage(w io.Writer) {
 
   bench FILE.toml [flags]                  same as: bench run FILE.toml
   bench run FILE.toml [--db PATH] [--report DIR] [--only GLOB] [--device cpu|cuda|auto]
-                      [--threads N] [--dry-run] [--shard I/N] [--cpuprofile FILE]
+                      [--threads N] [--train-workers N] [--dry-run] [--shard I/N] [--cpuprofile FILE]
   bench report [--db PATH]... [--out DIR]  re-render; several --db merge runs from several machines
   bench list   [--db PATH] [--json]        runs, experiments, status
   bench export [--db PATH] --format csv|json

@@ -33,7 +33,7 @@ import (
 func init() { commands["run"] = runRun }
 
 const runUsage = `usage: bench run FILE.toml [--db PATH] [--report DIR] [--only GLOB] [--device cpu|cuda|auto]
-                      [--threads N] [--dry-run] [--shard I/N] [--data-dir DIR]
+                      [--threads N] [--train-workers N] [--dry-run] [--shard I/N] [--data-dir DIR]
 
 Runs a suite: trains or loads each baseline, applies every experiment's
 pipeline (artifacts cached by content hash and reused), measures accuracy,
@@ -54,6 +54,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	only := fs.String("only", "", "run only experiments matching these globs (comma-separated)")
 	device := fs.String("device", "cpu", "cpu, cuda or auto")
 	threads := fs.Int("threads", 0, "libtorch threads (0 = all cores)")
+	trainWorkers := fs.Int("train-workers", 0, "data-parallel training workers sharing the threads (0 = 2 on a CPU with 2+ threads; 1 = off)")
 	dryRun := fs.Bool("dry-run", false, "print the plan and what is cached, run nothing")
 	shard := fs.String("shard", "", "run a deterministic share I/N of the experiments")
 	dataDir := fs.String("data-dir", "", "extra data set folder, searched first")
@@ -127,9 +128,10 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			GitCommit: info.GitCommit,
 			Args:      append([]string{"bench", "run"}, args...),
 		},
-		Threads:  *threads,
-		Log:      stdout,
-		Progress: newProgress(stderr).update,
+		Threads:      *threads,
+		TrainWorkers: *trainWorkers,
+		Log:          stdout,
+		Progress:     newProgress(stderr).update,
 	}
 	if *dataDir != "" {
 		r.DataDirs = []string{*dataDir}

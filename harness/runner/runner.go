@@ -33,13 +33,18 @@ import (
 
 // Runner runs one plan. Fill the fields, then call Run.
 type Runner struct {
-	Plan     *plan.Plan
-	DB       *store.DB
-	Run      store.Run // filled in (machine, suite, args) by the caller
-	Device   gotch.Device
-	Threads  int      // libtorch intra-op threads; 0 = all cores
-	DataDirs []string // extra data search paths (flags)
-	Log      io.Writer
+	Plan    *plan.Plan
+	DB      *store.DB
+	Run     store.Run // filled in (machine, suite, args) by the caller
+	Device  gotch.Device
+	Threads int // libtorch intra-op threads; 0 = all cores
+	// TrainWorkers is the number of data-parallel training workers (see
+	// train.Options.Workers), which share Threads between them: 0 means 2
+	// on a CPU with at least 2 threads, else 1. It changes how fast
+	// training runs, not what it trains, so artifacts do not depend on it.
+	TrainWorkers int
+	DataDirs     []string // extra data search paths (flags)
+	Log          io.Writer
 	// Progress reports long work; nil prints nothing.
 	Progress func(task string, done, total int, note string)
 
@@ -50,6 +55,8 @@ type Runner struct {
 	times   map[string]float64           // node hash -> seconds to build (this run or cached)
 	peaks   map[string]int64             // node hash -> peak resident bytes while building
 	curves  map[string][]store.Point     // model node hash -> training curve
+
+	workers, workerThreads int // resolved TrainWorkers and threads of each
 }
 
 // Summary is what a run did.
@@ -76,6 +83,14 @@ func (r *Runner) Execute(ctx context.Context) (*Summary, error) {
 		r.Device = gotch.CPU
 	}
 	r.Run.Device = strings.ToLower(r.Device.Name)
+	r.workers = r.TrainWorkers
+	if r.workers <= 0 {
+		r.workers = 1
+		if r.Device == gotch.CPU && threads >= 2 {
+			r.workers = 2
+		}
+	}
+	r.workerThreads = max(1, threads/r.workers)
 	if r.Log == nil {
 		r.Log = io.Discard
 	}
@@ -91,8 +106,8 @@ func (r *Runner) Execute(ctx context.Context) (*Summary, error) {
 		return nil, err
 	}
 	sum := &Summary{RunID: r.Run.ID}
-	fmt.Fprintf(r.Log, "run %s: %d experiments, %d artifacts, %d threads on %s\n",
-		shortID(r.Run.UUID), len(r.Plan.Experiments), len(r.Plan.Nodes), threads, r.Run.Device)
+	fmt.Fprintf(r.Log, "run %s: %d experiments, %d artifacts, %d threads on %s, training on %d data-parallel workers of %d threads\n",
+		shortID(r.Run.UUID), len(r.Plan.Experiments), len(r.Plan.Nodes), threads, r.Run.Device, r.workers, r.workerThreads)
 
 	// Stored first as running, so `bench list` shows the whole plan.
 	for _, e := range r.Plan.Experiments {
@@ -357,9 +372,13 @@ func (r *Runner) fit(ctx context.Context, task string, m *vit.Model, ds *dataset
 			r.Progress(task, step, total, fmt.Sprintf("loss %.3f", loss))
 		}
 	}
+	o.Workers, o.WorkerThreads = r.workers, r.workerThreads
 	res, err := train.Fit(ctx, m, src, rec, o)
 	if err == nil {
 		err = src.err()
+	}
+	if res != nil && res.ParallelErr != nil {
+		fmt.Fprintf(r.Log, "  %s: trained on one worker: %v\n", task, res.ParallelErr)
 	}
 	return res, err
 }

@@ -117,6 +117,12 @@ type Options struct {
 	// AfterStep runs after each optimizer step (e.g. re-applying pruning
 	// masks); it runs under no-grad.
 	AfterStep func()
+	// Workers > 1 trains data-parallel (see parallel.go): the model and
+	// Workers-1 replicas each take a share of every batch on their own OS
+	// thread, with WorkerThreads intra-op threads each [1]. Fit falls back
+	// to one worker when the model cannot be replicated (Result says why).
+	Workers       int
+	WorkerThreads int
 }
 
 // ErrDiverged reports a NaN or infinite loss.
@@ -128,6 +134,10 @@ type Result struct {
 	Seconds  float64
 	Curve    []Point
 	LastLoss float64
+	// Workers is the number of data-parallel workers that trained;
+	// ParallelErr says why it is 1 when Options asked for more.
+	Workers     int
+	ParallelErr error
 }
 
 // Fit trains m on src with recipe r. It stops early, with ctx's error,
@@ -152,8 +162,26 @@ func Fit(ctx context.Context, m *vit.Model, src Source, r Recipe, o Options) (*R
 		return nil, err
 	}
 	params := m.VS.TrainableVariables()
+	res := &Result{Workers: 1}
+	var dp *parallel
+	if o.Workers > 1 {
+		if dp, err = newParallel(m, o.Loss, o.Workers, o.WorkerThreads); err != nil {
+			res.ParallelErr = err
+		} else {
+			defer dp.close()
+			res.Workers = len(dp.workers) + 1
+			prev := torchrt.NumThreads()
+			torchrt.SetNumThreads(dp.threads)
+			defer torchrt.SetNumThreads(prev)
+			// OpenBLAS's pool is process-wide: each worker's GEMMs run on
+			// their caller's thread alone rather than contend for it.
+			if prevBLAS := torchrt.BLASThreads(); prevBLAS > 0 {
+				torchrt.SetBLASThreads(dp.threads)
+				defer torchrt.SetBLASThreads(prevBLAS)
+			}
+		}
+	}
 	start := time.Now()
-	res := &Result{}
 	var lossSum float64
 	var lossN int
 	step := 0
@@ -170,17 +198,28 @@ func Fit(ctx context.Context, m *vit.Model, src Source, r Recipe, o Options) (*R
 				return res, err
 			}
 			opt.SetLR(r.LRAt(step, total, nb))
-			loss := o.Loss.Loss(m, x, y)
-			x.MustDrop()
-			y.MustDrop()
-			lv := loss.Float64Values()[0]
-			if math.IsNaN(lv) || math.IsInf(lv, 0) {
+			var lv float64
+			if dp != nil {
+				opt.MustZeroGrad()
+				if lv, err = dp.gradients(x, y); err != nil {
+					return res, fmt.Errorf("step %d: %w", step, err)
+				}
+				if math.IsNaN(lv) || math.IsInf(lv, 0) {
+					return res, fmt.Errorf("step %d: %w", step, ErrDiverged)
+				}
+			} else {
+				loss := o.Loss.Loss(m, x, y)
+				x.MustDrop()
+				y.MustDrop()
+				lv = loss.Float64Values()[0]
+				if math.IsNaN(lv) || math.IsInf(lv, 0) {
+					loss.MustDrop()
+					return res, fmt.Errorf("step %d: %w", step, ErrDiverged)
+				}
+				opt.MustZeroGrad()
+				loss.MustBackward()
 				loss.MustDrop()
-				return res, fmt.Errorf("step %d: %w", step, ErrDiverged)
 			}
-			opt.MustZeroGrad()
-			loss.MustBackward()
-			loss.MustDrop()
 			if r.GradClip > 0 {
 				clipGradNorm(params, r.GradClip)
 			}
@@ -189,6 +228,9 @@ func Fit(ctx context.Context, m *vit.Model, src Source, r Recipe, o Options) (*R
 			}
 			if o.AfterStep != nil {
 				ts.NoGrad(o.AfterStep)
+			}
+			if dp != nil {
+				dp.broadcast()
 			}
 			lossSum += lv
 			lossN++

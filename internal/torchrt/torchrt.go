@@ -14,6 +14,21 @@ extern void at_manual_seed(int64_t) __attribute__((weak));
 extern void at_set_num_threads(int) __attribute__((weak));
 extern int at_get_num_threads(void) __attribute__((weak));
 static int torchrt_linked(void) { return at_manual_seed != 0 && at_set_num_threads != 0 && at_get_num_threads != 0; }
+
+#include <dlfcn.h>
+// OpenBLAS keeps its own thread pool beside libtorch's OpenMP one; its
+// controls are looked up at run time, as the BLAS behind libtorch is
+// whichever the system's alternatives select.
+static int torchrt_blas_get(void) {
+	int (*get)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "openblas_get_num_threads");
+	return get ? get() : -1;
+}
+static int torchrt_blas_set(int n) {
+	void (*set)(int) = (void (*)(int))dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
+	if (!set) return 0;
+	set(n);
+	return 1;
+}
 */
 import "C"
 
@@ -50,6 +65,20 @@ func SetNumThreads(n int) {
 func NumThreads() int {
 	linked()
 	return int(C.at_get_num_threads())
+}
+
+// BLASThreads returns the thread count of OpenBLAS's own pool, or -1 when
+// libtorch's BLAS is not OpenBLAS.
+func BLASThreads() int { return int(C.torchrt_blas_get()) }
+
+// SetBLASThreads sets the thread count of OpenBLAS's pool (process-wide)
+// and reports whether the BLAS is OpenBLAS. libtorch calls sgemm outside
+// its OpenMP regions, so a GEMM runs on OpenBLAS's threads, not libtorch's.
+func SetBLASThreads(n int) bool {
+	if n <= 0 {
+		return false
+	}
+	return C.torchrt_blas_set(C.int(n)) != 0
 }
 
 // NoGrad runs fn with autograd off. libtorch's grad mode is per OS thread
