@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -95,26 +96,42 @@ func (c cache) load(hash string, dev gotch.Device) (*vit.Model, *artifactMeta, e
 
 // save writes the model and its metadata; the metadata goes last, so an
 // interrupted save leaves an artifact that fails its check.
+//
+// Runs sharing a cache may build the same artifact at once. The first
+// complete file wins: each writes under a private name and links it into
+// place, which fails if the file is there already; the loser keeps the
+// winner's file and metadata. Replacing the file instead (a rename) let a
+// run read its own metadata beside the other run's file, whose bytes
+// differ even for equal tensors (gotch writes them in map order):
+// cmd/bench TestConcurrentRunsShareADatabase failed now and then.
 func (c cache) save(hash, kind string, model *vit.Model, meta *artifactMeta) error {
 	p := c.path(hash)
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
 	}
-	os.Remove(p + ".meta.json")
-	// Written under a private name and renamed, so a second process
-	// building the same artifact never reads a half-written file.
 	tmp := fmt.Sprintf("%s.tmp%d", p, os.Getpid())
+	defer os.Remove(tmp)
+	defer os.Remove(tmp + ".json")
 	if err := model.Save(tmp); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp+".json", p+".json"); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return err
-	}
-	sum, n, err := fileSHA256(p)
+	sum, n, err := fileSHA256(tmp)
 	if err != nil {
+		return err
+	}
+	if err := os.Link(tmp, p); err != nil {
+		if !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		if c.awaitMeta(hash) {
+			return nil // another run's artifact, complete
+		}
+		// A file nobody vouches for: left by a run that died mid-save.
+		if err := os.Rename(tmp, p); err != nil {
+			return err
+		}
+	}
+	if err := os.Rename(tmp+".json", p+".json"); err != nil {
 		return err
 	}
 	meta.Hash, meta.Kind, meta.SHA256, meta.Bytes = hash, kind, sum, n
@@ -122,6 +139,18 @@ func (c cache) save(hash, kind string, model *vit.Model, meta *artifactMeta) err
 		meta.Created = time.Now().UTC()
 	}
 	return c.writeMeta(hash, meta)
+}
+
+// awaitMeta reports whether the artifact's file is vouched for by its
+// metadata, waiting a little for a concurrent writer to finish it.
+func (c cache) awaitMeta(hash string) bool {
+	for range 50 {
+		if _, err := c.meta(hash); err == nil {
+			return true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return false
 }
 
 func (c cache) writeMeta(hash string, meta *artifactMeta) error {

@@ -1,0 +1,77 @@
+package runner
+
+import (
+	"os"
+	"testing"
+
+	"github.com/sugarme/gotch"
+	"github.com/vitbench/vitbench/harness/vit"
+	"github.com/vitbench/vitbench/internal/torchrt"
+)
+
+func tinyVit(t *testing.T, seed int64) *vit.Model {
+	t.Helper()
+	torchrt.ManualSeed(seed)
+	m, err := vit.New(vit.Config{Name: "tiny", ImgSize: 8, PatchSize: 4, InChans: 3, NumClasses: 3,
+		EmbedDim: 16, Depth: 1, NumHeads: 2, MLPRatio: 2}, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func headWeight0(t *testing.T, m *vit.Model) float64 {
+	t.Helper()
+	return m.Head.Weight.Float64Values()[0]
+}
+
+// Two runs saving the same artifact: the first complete file and its
+// metadata stay, and the second save leaves them consistent. A file
+// without metadata (a run that died mid-save) is replaced.
+func TestCacheFirstSaveWins(t *testing.T) {
+	c := cache{dir: t.TempDir()}
+	const hash = "ab0123456789"
+	first, second := tinyVit(t, 1), tinyVit(t, 2)
+	defer first.Drop()
+	defer second.Drop()
+	if headWeight0(t, first) == headWeight0(t, second) {
+		t.Fatal("the two models should differ")
+	}
+	if err := c.save(hash, "model", first, &artifactMeta{Seconds: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.save(hash, "model", second, &artifactMeta{Seconds: 2}); err != nil {
+		t.Fatal(err)
+	}
+	got, meta, err := c.load(hash, gotch.CPU)
+	if err != nil {
+		t.Fatalf("after two saves: %v", err)
+	}
+	defer got.Drop()
+	if meta.Seconds != 1 || headWeight0(t, got) != headWeight0(t, first) {
+		t.Errorf("kept the second save (seconds %v), want the first", meta.Seconds)
+	}
+
+	// A stale file nobody vouches for.
+	if err := os.Remove(c.path(hash) + ".meta.json"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.save(hash, "model", second, &artifactMeta{Seconds: 3}); err != nil {
+		t.Fatal(err)
+	}
+	got2, meta2, err := c.load(hash, gotch.CPU)
+	if err != nil {
+		t.Fatalf("after replacing a stale file: %v", err)
+	}
+	defer got2.Drop()
+	if meta2.Seconds != 3 || headWeight0(t, got2) != headWeight0(t, second) {
+		t.Errorf("stale file not replaced (seconds %v)", meta2.Seconds)
+	}
+	if left, _ := os.ReadDir(c.dir + "/ab"); len(left) != 3 {
+		var names []string
+		for _, e := range left {
+			names = append(names, e.Name())
+		}
+		t.Errorf("cache holds %v, want the file, its config and its metadata", names)
+	}
+}
