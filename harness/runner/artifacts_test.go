@@ -25,6 +25,20 @@ func headWeight0(t *testing.T, m *vit.Model) float64 {
 	return m.Head.Weight.Float64Values()[0]
 }
 
+// assertCached checks that the artifact loads and is the save that took
+// wantSeconds and holds want's weights.
+func assertCached(t *testing.T, c cache, hash string, wantSeconds float64, want *vit.Model) {
+	t.Helper()
+	got, meta, err := c.load(hash, gotch.CPU)
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	defer got.Drop()
+	if meta.Seconds != wantSeconds || headWeight0(t, got) != headWeight0(t, want) {
+		t.Errorf("cached: the save of %v seconds, want the one of %v", meta.Seconds, wantSeconds)
+	}
+}
+
 // Two runs saving the same artifact: the first complete file and its
 // metadata stay, and the second save leaves them consistent. A file
 // without metadata (a run that died mid-save) is replaced.
@@ -43,14 +57,7 @@ func TestCacheFirstSaveWins(t *testing.T) {
 	if err := c.save(hash, "model", second, &artifactMeta{Seconds: 2}); err != nil {
 		t.Fatal(err)
 	}
-	got, meta, err := c.load(hash, gotch.CPU)
-	if err != nil {
-		t.Fatalf("after two saves: %v", err)
-	}
-	defer got.Drop()
-	if meta.Seconds != 1 || headWeight0(t, got) != headWeight0(t, first) {
-		t.Errorf("kept the second save (seconds %v), want the first", meta.Seconds)
-	}
+	assertCached(t, c, hash, 1, first)
 
 	// A stale file nobody vouches for.
 	if err := os.Remove(c.path(hash) + ".meta.json"); err != nil {
@@ -59,14 +66,7 @@ func TestCacheFirstSaveWins(t *testing.T) {
 	if err := c.save(hash, "model", second, &artifactMeta{Seconds: 3}); err != nil {
 		t.Fatal(err)
 	}
-	got2, meta2, err := c.load(hash, gotch.CPU)
-	if err != nil {
-		t.Fatalf("after replacing a stale file: %v", err)
-	}
-	defer got2.Drop()
-	if meta2.Seconds != 3 || headWeight0(t, got2) != headWeight0(t, second) {
-		t.Errorf("stale file not replaced (seconds %v)", meta2.Seconds)
-	}
+	assertCached(t, c, hash, 3, second)
 	if left, _ := os.ReadDir(c.dir + "/ab"); len(left) != 3 {
 		var names []string
 		for _, e := range left {
