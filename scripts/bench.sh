@@ -15,19 +15,11 @@
 # THREADS (all logical CPUs), ROUNDS (3), ITERS_SMALL/WARMUP_SMALL for
 # batches below 16 (100/20), ITERS_LARGE/WARMUP_LARGE for the others (10/2),
 # OUT (a folder to keep the raw JSON; default a temporary one),
-# OMP_WAIT_POLICY, MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_,
-# MALLOC_ARENA_MAX, MALLOC_MMAP_MAX_, OPENBLAS_THREAD_TIMEOUT (what
-# bench sets for itself when unset, see runtimeEnv in
-# cmd/bench/runtimeenv.go; exported here so
-# that both sides run under the same OpenMP and malloc settings).
+# and whatever bench sets for itself (`bench env --json`'s runtime_env:
+# OpenMP waiting, malloc, OpenBLAS's thread timeout and core type; see
+# cmd/bench/runtimeenv.go), exported here so that both sides run the same
+# kernels under the same OpenMP and malloc settings.
 set -euo pipefail
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
-export MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-33554432}
-export MALLOC_TRIM_THRESHOLD_=${MALLOC_TRIM_THRESHOLD_:-4294967296}
-export MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-1}
-export MALLOC_MMAP_MAX_=${MALLOC_MMAP_MAX_:-0}
-export OPENBLAS_THREAD_TIMEOUT=${OPENBLAS_THREAD_TIMEOUT:-4}
-
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
 GO=${GO:-go}
@@ -57,6 +49,9 @@ fi
 echo "building cmd/bench"
 $GO build -o "$out/bench" ./cmd/bench
 "$out/bench" env --json >"$out/env.json"
+eval "$($PY -c 'import json, shlex, sys
+for k, v in json.load(open(sys.argv[1]))["runtime_env"].items():
+    print("export %s=%s" % (k, shlex.quote(v)))' "$out/env.json")"
 # One set of weights for both sides, so that they compute on the same numbers.
 $PY scripts/bench_torch.py --arch "$ARCH" --save-weights "$out/weights.pth"
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -69,7 +70,10 @@ func runEnv(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 // (always an array, empty when all is well).
 type envJSON struct {
 	*sysinfo.Info
-	Warnings []string `json:"warnings"`
+	// RuntimeEnv is threadEnv as an object: scripts/bench.sh exports it
+	// to PyTorch's side so that both run the same kernels and allocator.
+	RuntimeEnv map[string]string `json:"runtime_env"`
+	Warnings   []string          `json:"warnings"`
 }
 
 func writeEnvJSON(w io.Writer, info *sysinfo.Info, warnings []string) error {
@@ -78,7 +82,12 @@ func writeEnvJSON(w io.Writer, info *sysinfo.Info, warnings []string) error {
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(envJSON{info, warnings})
+	vars := map[string]string{}
+	for _, kv := range threadEnvVars() {
+		k, v, _ := strings.Cut(kv, "=")
+		vars[k] = v
+	}
+	return enc.Encode(envJSON{info, vars, warnings})
 }
 
 // writeEnvText prints info as an aligned block, with any warnings framed
@@ -157,18 +166,26 @@ func writeEnvText(w io.Writer, info *sysinfo.Info, warnings []string) error {
 // OpenMP pool, the BLAS and malloc behave, as this process sees them
 // (bench sets some itself when they are unset; see runtimeEnv).
 func threadEnv() string {
+	kv := threadEnvVars()
+	if len(kv) == 0 {
+		return "none set"
+	}
+	return strings.Join(kv, " ")
+}
+
+// threadEnvVars is threadEnv's list as KEY=value strings.
+func threadEnvVars() []string {
 	var kv []string
-	keys := []string{"OMP_NUM_THREADS", "GOMP_SPINCOUNT", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"}
+	keys := []string{"OMP_NUM_THREADS", "GOMP_SPINCOUNT", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE", blasCoreChoice, "ATEN_CPU_CAPABILITY"}
 	for _, r := range runtimeEnv {
-		keys = append(keys, r.key)
+		if !slices.Contains(keys, r.key) {
+			keys = append(keys, r.key)
+		}
 	}
 	for _, k := range keys {
 		if v, ok := os.LookupEnv(k); ok {
 			kv = append(kv, k+"="+v)
 		}
 	}
-	if len(kv) == 0 {
-		return "none set"
-	}
-	return strings.Join(kv, " ")
+	return kv
 }

@@ -21,7 +21,7 @@ import (
 func TestMain(m *testing.M) {
 	if os.Getenv("VITBENCH_TEST_REEXEC") != "" {
 		reexecWithRuntimeEnv()
-		fmt.Print(os.Getenv("OMP_WAIT_POLICY") + "," + os.Getenv("MALLOC_TRIM_THRESHOLD_"))
+		fmt.Print(os.Getenv("OMP_WAIT_POLICY") + "," + os.Getenv("MALLOC_TRIM_THRESHOLD_") + "," + os.Getenv("OPENBLAS_CORETYPE"))
 		os.Exit(0)
 	}
 	if args := os.Getenv("VITBENCH_TEST_MAIN"); args != "" {

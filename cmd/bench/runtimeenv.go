@@ -1,8 +1,13 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"syscall"
+
+	"golang.org/x/sys/cpu"
 )
 
 // runtimeEnv is what bench sets for libgomp and glibc's malloc when the
@@ -57,10 +62,69 @@ var runtimeEnv = []struct{ key, value string }{
 // this one.
 const reexecMarker = "VITBENCH_ENV_REEXEC"
 
+// blasCoreChoice names the variable that decides blasCoreOverride: unset
+// for the automatic choice, "keep" to run with OPENBLAS_CORETYPE as it
+// is, any other value to run with that OpenBLAS core type.
+const blasCoreChoice = "VITBENCH_OPENBLAS_CORETYPE"
+
+// x86Features are the CPU features OpenBLAS's AVX-512 kernels need, as
+// golang.org/x/sys/cpu reports them (the CPU has them and the OS saves
+// the registers).
+type x86Features struct {
+	AVX512F, AVX512CD, AVX512BW, AVX512DQ, AVX512VL bool
+}
+
+func (f x86Features) avx512() bool {
+	return f.AVX512F && f.AVX512CD && f.AVX512BW && f.AVX512DQ && f.AVX512VL
+}
+
+func thisCPU() x86Features {
+	return x86Features{
+		AVX512F: cpu.X86.HasAVX512F, AVX512CD: cpu.X86.HasAVX512CD, AVX512BW: cpu.X86.HasAVX512BW,
+		AVX512DQ: cpu.X86.HasAVX512DQ, AVX512VL: cpu.X86.HasAVX512VL,
+	}
+}
+
+// avx512Cores are the x86-64 OpenBLAS core types whose float32 kernels use
+// AVX-512 (OpenBLAS 0.3.21; names are case-insensitive).
+var avx512Cores = []string{"skylakex", "cooperlake", "sapphirerapids"}
+
+// blasCoreOverride returns the OPENBLAS_CORETYPE bench runs with in place
+// of the environment's (current, set or not), or "" to leave the
+// environment as it is. OpenBLAS reads the variable once, when it loads.
+//
+// Unset, a DYNAMIC_ARCH OpenBLAS picks its kernels from the CPU, and
+// bench leaves it to that. Set to a core type without AVX-512 on a CPU that
+// has it, the variable is taken as a pool-wide default rather than a
+// choice made for this machine, and bench asks for SkylakeX instead (the
+// machines this was built on export OPENBLAS_CORETYPE=Haswell to every
+// process, on an AMD EPYC of family 26 with full-width AVX-512). There
+// the CIFAR ViT's training step (harness/train
+// BenchmarkTrainStep/workers=2, 40 steps, four alternating rounds) went
+// from 307-344 to 358-505 images/s, and bench env's 1024x1024 sgemm from
+// 79-84 to 102-108 GFLOP/s (five alternating pairs). Every run records
+// the core type OpenBLAS reports (the machine's BLAS detail), so runs
+// made with different kernels are never taken for the same machine.
+func blasCoreOverride(current string, set bool, choice string, f x86Features) string {
+	switch {
+	case choice == "keep":
+		return ""
+	case choice != "":
+		if set && strings.EqualFold(current, choice) {
+			return ""
+		}
+		return choice
+	case set && f.avx512() && !slices.Contains(avx512Cores, strings.ToLower(current)):
+		return "SkylakeX"
+	}
+	return ""
+}
+
 // reexecWithRuntimeEnv re-executes the running binary with runtimeEnv
-// added when any of its variables is unset. A user's own setting always
-// wins. It returns only when no re-exec was needed or it failed (then the
-// run goes on with the defaults).
+// added when any of its variables is unset, and with OPENBLAS_CORETYPE
+// replaced when blasCoreOverride says so (saying so on stderr). Otherwise
+// a user's own setting always wins. It returns only when no re-exec was
+// needed or it failed (then the run goes on with the defaults).
 func reexecWithRuntimeEnv() {
 	if os.Getenv(reexecMarker) != "" {
 		return
@@ -71,6 +135,15 @@ func reexecWithRuntimeEnv() {
 			add = append(add, kv.key+"="+kv.value)
 		}
 	}
+	env := os.Environ()
+	current, set := os.LookupEnv("OPENBLAS_CORETYPE")
+	if core := blasCoreOverride(current, set, os.Getenv(blasCoreChoice), thisCPU()); core != "" {
+		if set && os.Getenv(blasCoreChoice) == "" {
+			fmt.Fprintf(os.Stderr, "bench: OPENBLAS_CORETYPE=%s asks for kernels without AVX-512 on a CPU with it; running with %s (%s=keep keeps yours)\n", current, core, blasCoreChoice)
+		}
+		env = slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "OPENBLAS_CORETYPE=") })
+		add = append(add, "OPENBLAS_CORETYPE="+core)
+	}
 	if len(add) == 0 {
 		return
 	}
@@ -78,7 +151,7 @@ func reexecWithRuntimeEnv() {
 	if err != nil {
 		return
 	}
-	env := append(os.Environ(), add...)
+	env = append(env, add...)
 	env = append(env, reexecMarker+"=1")
 	_ = syscall.Exec(exe, os.Args, env)
 }

@@ -28,8 +28,22 @@ func (f fixedBatch) Batches(int) iter.Seq2[*ts.Tensor, *ts.Tensor] {
 }
 
 // BenchmarkTrainStep times one AdamW step of a 0.55M-parameter ViT
-// (patch 4, width 128, depth 4) at batch 128 on 32x32 images.
+// (patch 4, width 128, depth 4) at batch 128 on 32x32 images: on one
+// worker of 2 intra-op threads, and data-parallel on 2 workers of one
+// thread each, the runner's default on 2 CPUs.
 func BenchmarkTrainStep(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		opts Options
+	}{
+		{"workers=1", Options{}},
+		{"workers=2", Options{Workers: 2, WorkerThreads: 1}},
+	} {
+		b.Run(bc.name, func(b *testing.B) { benchmarkTrainStep(b, bc.opts) })
+	}
+}
+
+func benchmarkTrainStep(b *testing.B, opts Options) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	torchrt.SetNumThreads(2)
@@ -40,10 +54,16 @@ func BenchmarkTrainStep(b *testing.B) {
 	}
 	defer m.Drop()
 	r := Recipe{Epochs: 1, LR: 1e-3, WeightDecay: 0.05, Optimizer: "adamw", LabelSmoothing: 0.1, GradClip: 1}
-	Fit(context.Background(), m, fixedBatch{3}, r, Options{})
-	b.ResetTimer()
-	if _, err := Fit(context.Background(), m, fixedBatch{b.N}, r, Options{}); err != nil {
+	if _, err := Fit(context.Background(), m, fixedBatch{3}, r, opts); err != nil {
 		b.Fatal(err)
+	}
+	b.ResetTimer()
+	res, err := Fit(context.Background(), m, fixedBatch{b.N}, r, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if res.ParallelErr != nil {
+		b.Fatalf("data-parallel training fell back to one worker: %v", res.ParallelErr)
 	}
 	b.ReportMetric(float64(128*b.N)/b.Elapsed().Seconds(), "img/s")
 }
