@@ -16,16 +16,24 @@ import (
 func init() { commands["latency"] = runLatency }
 
 const latencyUsage = `usage: bench latency --arch NAME [--weights FILE] [--batch B] [--threads T]
-                     [--warmup N] [--iters N] [--device cpu|cuda] [--json]
+                     [--engine split|eager] [--warmup N] [--iters N]
+                     [--device cpu|cuda] [--json]
 
 Measures a ViT's forward pass the way timm's benchmark script does: random
 input of the model's shape, autograd off, --warmup untimed passes, then
 --iters timed ones; prints the median (p50), p90 and p99 wall time per
 batch and the throughput (batch / p50, images per second).
 
-The libtorch intra-op thread count is set before any tensor work, on the
-one OS thread that then runs every pass (OpenMP keeps the count per
-thread). --weights takes what 'bench inspect' takes.
+--engine says how a pass on the CPU uses its T threads. eager: one OS
+thread runs the pass with libtorch's intra-op pool of T threads (OpenMP
+for elementwise ops, OpenBLAS's pool for products), as PyTorch eager
+does. split: T threads of one intra-op thread each run a share of the
+pass, a batch of at least T images split by images and a smaller one by
+tokens, meeting once per block (a model that reduces tokens runs a
+batch smaller than T on one thread). The default is split when T > 1.
+The thread counts are set before any tensor work, on the OS threads that
+then run every pass (OpenMP keeps the count per thread). --weights takes
+what 'bench inspect' takes.
 
 Flags:
 `
@@ -41,6 +49,7 @@ type latencyResult struct {
 	P90ms      float64 `json:"p90_ms"`
 	P99ms      float64 `json:"p99_ms"`
 	Throughput float64 `json:"throughput_ips"` // images per second: batch / p50
+	Engine     string  `json:"engine"`         // split or eager (see latencyUsage)
 
 	Warmup int `json:"warmup"`
 	Iters  int `json:"iters"`
@@ -53,7 +62,8 @@ func runLatency(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var mf modelFlags
 	mf.register(fs)
 	batch := fs.Int("batch", 1, "images per forward pass")
-	threads := fs.Int("threads", 0, "libtorch intra-op threads (0 = all logical CPUs)")
+	threads := fs.Int("threads", 0, "CPU threads (0 = all logical CPUs)")
+	engine := fs.String("engine", "", "how a pass uses the threads: split or eager (default split when threads > 1)")
 	warmup := fs.Int("warmup", 10, "untimed passes first")
 	iters := fs.Int("iters", 50, "timed passes")
 	device := fs.String("device", "cpu", "cpu or cuda")
@@ -83,6 +93,10 @@ func runLatency(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return usageError{fmt.Errorf("latency: --threads %d: want >= 0 (0 = all logical CPUs)", *threads)}
 	case *device != "cpu" && *device != "cuda":
 		return usageError{fmt.Errorf("latency: --device %q: want cpu or cuda", *device)}
+	case *engine != "" && *engine != engineSplit && *engine != engineEager:
+		return usageError{fmt.Errorf("latency: --engine %q: want %s or %s", *engine, engineSplit, engineEager)}
+	case *engine == engineSplit && *device != "cpu":
+		return usageError{fmt.Errorf("latency: --engine split: CPU only (a CUDA pass is one stream of kernels)")}
 	}
 	if !mf.isArtifact() {
 		// Bad names fail before libtorch starts any work.
@@ -104,20 +118,29 @@ func runLatency(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		n = runtime.NumCPU()
 	}
 	torchrt.SetNumThreads(n)
+	eng := pickEngine(*engine, n, *device)
+	split := 0
+	if eng == engineSplit {
+		split = n
+	}
 
 	m, err := mf.load(dev)
 	if err != nil {
 		return fmt.Errorf("latency: %w", err)
 	}
 	defer m.Drop()
-	lat, err := measure.Forward(ctx, m, measure.Options{Batch: *batch, Warmup: *warmup, Iters: *iters, Device: dev})
+	lat, err := measure.Forward(ctx, m, measure.Options{Batch: *batch, Warmup: *warmup, Iters: *iters, Device: dev, Split: split})
 	if err != nil {
 		return fmt.Errorf("latency: %w", err)
 	}
 	res := latencyResult{
-		Arch: mf.label(m), Batch: lat.Batch, Threads: torchrt.NumThreads(), Device: *device,
+		Arch: mf.label(m), Batch: lat.Batch, Threads: n, Device: *device,
 		P50ms: 1e3 * lat.P50, P90ms: 1e3 * lat.P90, P99ms: 1e3 * lat.P99, Throughput: lat.Throughput,
-		Warmup: *warmup, Iters: *iters,
+		Engine: eng, Warmup: *warmup, Iters: *iters,
+	}
+	if eng == engineSplit && lat.Split == 0 {
+		// A token-reducing model at a batch below the thread count.
+		res.Engine = engineEager
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -127,9 +150,30 @@ func runLatency(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return writeLatencyText(stdout, res)
 }
 
+// The ways a pass may use several CPU threads (see latencyUsage).
+const (
+	engineSplit = "split"
+	engineEager = "eager"
+)
+
+// pickEngine returns the engine a latency measurement runs: the one asked
+// for, split by default on the CPU with more than one thread, and eager on
+// CUDA, where a pass is one stream of kernels.
+func pickEngine(asked string, threads int, device string) string {
+	switch {
+	case device != "cpu":
+		return engineEager
+	case asked != "":
+		return asked
+	case threads > 1:
+		return engineSplit
+	}
+	return engineEager
+}
+
 func writeLatencyText(w io.Writer, r latencyResult) error {
-	fmt.Fprintf(w, "%s on %s, batch %d, %d threads: %d warm-up + %d timed passes, no-grad\n",
-		r.Arch, r.Device, r.Batch, r.Threads, r.Warmup, r.Iters)
+	fmt.Fprintf(w, "%s on %s, batch %d, %d threads (%s): %d warm-up + %d timed passes, no-grad\n",
+		r.Arch, r.Device, r.Batch, r.Threads, r.Engine, r.Warmup, r.Iters)
 	rows := [][]string{
 		{"p50", fmt.Sprintf("%.2f ms", r.P50ms)},
 		{"p90", fmt.Sprintf("%.2f ms", r.P90ms)},

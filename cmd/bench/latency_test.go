@@ -18,10 +18,13 @@ func TestLatencyJSON(t *testing.T) {
 		arch    string
 		batch   int
 		threads int
+		engine  string
 	}{
-		{[]string{"--weights", art, "--batch", "3", "--threads", "1", "--warmup", "1", "--iters", "7"}, "tiny", 3, 1},
-		{[]string{"--weights", art, "--threads", "2", "--iters", "5"}, "tiny", 1, 2},
-		{[]string{"--arch", "deit_tiny_patch16_224", "--img-size", "32", "--num-classes", "10", "--batch", "2", "--threads", "1", "--warmup", "0", "--iters", "3"}, "deit_tiny_patch16_224", 2, 1},
+		{[]string{"--weights", art, "--batch", "3", "--threads", "1", "--warmup", "1", "--iters", "7"}, "tiny", 3, 1, "eager"},
+		{[]string{"--weights", art, "--threads", "2", "--iters", "5"}, "tiny", 1, 2, "split"},
+		{[]string{"--weights", art, "--batch", "3", "--threads", "2", "--iters", "5"}, "tiny", 3, 2, "split"},
+		{[]string{"--weights", art, "--threads", "2", "--engine", "eager", "--iters", "5"}, "tiny", 1, 2, "eager"},
+		{[]string{"--arch", "deit_tiny_patch16_224", "--img-size", "32", "--num-classes", "10", "--batch", "2", "--threads", "1", "--warmup", "0", "--iters", "3"}, "deit_tiny_patch16_224", 2, 1, "eager"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -35,7 +38,7 @@ func TestLatencyJSON(t *testing.T) {
 			if err := json.Unmarshal(stdout.Bytes(), &keys); err != nil {
 				t.Fatalf("not one JSON object: %v\n%s", err, stdout.String())
 			}
-			for _, k := range []string{"arch", "batch", "threads", "device", "p50_ms", "p90_ms", "p99_ms", "throughput_ips"} {
+			for _, k := range []string{"arch", "batch", "threads", "device", "p50_ms", "p90_ms", "p99_ms", "throughput_ips", "engine"} {
 				if _, ok := keys[k]; !ok {
 					t.Errorf("key %q missing:\n%s", k, stdout.String())
 				}
@@ -43,8 +46,9 @@ func TestLatencyJSON(t *testing.T) {
 			if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
 				t.Fatal(err)
 			}
-			if r.Arch != tt.arch || r.Batch != tt.batch || r.Threads != tt.threads || r.Device != "cpu" {
-				t.Errorf("arch %q batch %d threads %d device %q; want %q %d %d cpu", r.Arch, r.Batch, r.Threads, r.Device, tt.arch, tt.batch, tt.threads)
+			if r.Arch != tt.arch || r.Batch != tt.batch || r.Threads != tt.threads || r.Device != "cpu" || r.Engine != tt.engine {
+				t.Errorf("arch %q batch %d threads %d device %q engine %q; want %q %d %d cpu %q",
+					r.Arch, r.Batch, r.Threads, r.Device, r.Engine, tt.arch, tt.batch, tt.threads, tt.engine)
 			}
 			if !(r.P50ms > 0 && r.P50ms <= r.P90ms && r.P90ms <= r.P99ms) {
 				t.Errorf("percentiles not ordered and positive: p50 %g p90 %g p99 %g", r.P50ms, r.P90ms, r.P99ms)
@@ -63,7 +67,7 @@ func TestLatencyText(t *testing.T) {
 		t.Fatalf("%v\n%s", err, stderr.String())
 	}
 	s := stdout.String()
-	for _, want := range []string{"tiny on cpu, batch 1, 1 threads: 0 warm-up + 3 timed passes, no-grad\n", "\np50  ", "\np90  ", "\np99  ", " ms\n", "images/s (batch / p50)\n"} {
+	for _, want := range []string{"tiny on cpu, batch 1, 1 threads (eager): 0 warm-up + 3 timed passes, no-grad\n", "\np50  ", "\np90  ", "\np99  ", " ms\n", "images/s (batch / p50)\n"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("%q not in\n%s", want, s)
 		}
@@ -82,6 +86,8 @@ func TestLatencyErrors(t *testing.T) {
 		{[]string{"--arch", "deit_tiny_patch16_224", "--warmup", "-1"}, "--warmup -1: want >= 0"},
 		{[]string{"--arch", "deit_tiny_patch16_224", "--threads", "-2"}, "--threads -2"},
 		{[]string{"--arch", "deit_tiny_patch16_224", "--device", "tpu"}, `--device "tpu": want cpu or cuda`},
+		{[]string{"--arch", "deit_tiny_patch16_224", "--engine", "fast"}, `--engine "fast": want split or eager`},
+		{[]string{"--arch", "deit_tiny_patch16_224", "--engine", "split", "--device", "cuda"}, "--engine split: CPU only"},
 		{[]string{"--arch", "deit_tiny_patch16_224", "--weights", filepath.Join(t.TempDir(), "nope.pth")}, "no such file"},
 		{[]string{"--arch", "deit_tiny_patch16_224", "now"}, `unexpected argument "now"`},
 		{[]string{"--batch", "x"}, "invalid value"},

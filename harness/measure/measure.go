@@ -25,6 +25,12 @@ type Options struct {
 	Warmup int
 	Iters  int
 	Device gotch.Device
+	// Split, when above 1 on the CPU, runs each pass split over that many
+	// threads of one intra-op thread each (vit.Parallel), OpenBLAS's pool
+	// set to one thread meanwhile. Otherwise, and when the model cannot
+	// be split at this batch (vit.Splits), the pass runs on the caller's
+	// thread with its libtorch thread count, as PyTorch eager runs it.
+	Split int
 }
 
 // Latency is the outcome of a measurement.
@@ -35,7 +41,8 @@ type Latency struct {
 	P50        float64   `json:"p50_s"`
 	P90        float64   `json:"p90_s"`
 	P99        float64   `json:"p99_s"`
-	Throughput float64   `json:"throughput_ips"` // batch / median time
+	Throughput float64   `json:"throughput_ips"`  // batch / median time
+	Split      int       `json:"split,omitempty"` // threads each pass was split over (Options.Split); 0: not split
 }
 
 // Percentile returns the p-th percentile (0..100) of sorted values, by
@@ -65,7 +72,17 @@ func Forward(ctx context.Context, m *vit.Model, o Options) (*Latency, error) {
 	if err != nil {
 		return nil, err
 	}
-	return summarize(o, samples), nil
+	l := summarize(o, samples)
+	l.Split = splitOf(m, o)
+	return l, nil
+}
+
+// splitOf is the number of threads o splits a pass of m over, 0 for none.
+func splitOf(m *vit.Model, o Options) int {
+	if o.Device.IsCuda() || !vit.Splits(m, o.Batch, o.Split) {
+		return 0
+	}
+	return o.Split
 }
 
 func (o *Options) check() error {
@@ -85,8 +102,12 @@ func passes(ctx context.Context, m *vit.Model, o Options, warmup, iters int) ([]
 	c := m.Cfg
 	x := ts.MustRandn([]int64{int64(o.Batch), int64(c.InChans), int64(c.ImgSize), int64(c.ImgSize)}, gotch.Float, o.Device)
 	defer x.MustDrop()
+	forward, done, err := forwarder(m, o)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	samples := make([]float64, 0, iters)
-	var err error
 	pace := torchrt.NewPacer() // between passes too: see torchrt.Pacer
 	ts.NoGrad(func() {
 		for i := 0; i < warmup+iters; i++ {
@@ -94,7 +115,10 @@ func passes(ctx context.Context, m *vit.Model, o Options, warmup, iters int) ([]
 				return
 			}
 			start := time.Now()
-			y := m.Forward(x)
+			var y *ts.Tensor
+			if y, err = forward(x); err != nil {
+				return
+			}
 			if o.Device.IsCuda() {
 				// Kernels run asynchronously; reading a value waits for them.
 				_ = y.MustSum(gotch.Float, false).Float64Values(true)
@@ -108,6 +132,27 @@ func passes(ctx context.Context, m *vit.Model, o Options, warmup, iters int) ([]
 		}
 	})
 	return samples, err
+}
+
+// forwarder returns the forward pass o asks for and a function that
+// undoes its set-up. With o.Split it sets the calling thread's libtorch
+// thread count and OpenBLAS's pool to one thread until done.
+func forwarder(m *vit.Model, o Options) (forward func(*ts.Tensor) (*ts.Tensor, error), done func(), err error) {
+	if splitOf(m, o) == 0 {
+		return func(x *ts.Tensor) (*ts.Tensor, error) { return m.Forward(x), nil }, func() {}, nil
+	}
+	p, err := vit.NewParallel(m, o.Split)
+	if err != nil {
+		return nil, nil, err
+	}
+	threads, blas := torchrt.NumThreads(), torchrt.BLASThreads()
+	torchrt.SetNumThreads(1)
+	torchrt.SetBLASThreads(1)
+	return p.Forward, func() {
+		p.Close()
+		torchrt.SetNumThreads(threads)
+		torchrt.SetBLASThreads(blas)
+	}, nil
 }
 
 // collectGarbage collects the garbage earlier work left (a data set just
@@ -160,8 +205,10 @@ func Interleaved(ctx context.Context, n int, load func(i int) (*vit.Model, error
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	samples := make([][][]float64, n)
+	splits := make([][]int, n)
 	for i := range samples {
 		samples[i] = make([][]float64, len(opts))
+		splits[i] = make([]int, len(opts))
 	}
 	for r := 0; r < rounds; r++ {
 		for i := 0; i < n; i++ {
@@ -193,6 +240,7 @@ func Interleaved(ctx context.Context, n int, load func(i int) (*vit.Model, error
 					break
 				}
 				samples[i][j] = append(samples[i][j], s...)
+				splits[i][j] = splitOf(m, o)
 			}
 			m.Drop()
 		}
@@ -204,6 +252,7 @@ func Interleaved(ctx context.Context, n int, load func(i int) (*vit.Model, error
 		lats[i] = make([]*Latency, len(opts))
 		for j, o := range opts {
 			lats[i][j] = summarize(o, samples[i][j])
+			lats[i][j].Split = splits[i][j]
 		}
 	}
 	return lats, errs

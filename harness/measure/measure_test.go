@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"math"
+	"runtime"
 	"slices"
 	"testing"
 
 	"github.com/sugarme/gotch"
 	"github.com/vitbench/vitbench/harness/vit"
+	"github.com/vitbench/vitbench/internal/torchrt"
 )
 
 func TestPercentile(t *testing.T) {
@@ -54,23 +56,53 @@ func tinyModel(t *testing.T) *vit.Model {
 
 func TestForward(t *testing.T) {
 	m := tinyModel(t)
-	tests := []Options{
-		{Batch: 1, Warmup: 0, Iters: 1},
-		{Batch: 4, Warmup: 2, Iters: 9},
+	// A model that reduces tokens splits by images only.
+	img, patch, dim, depth, heads, classes := 16, 4, 32, 2, 2, 3
+	cfg, err := vit.Custom("", vit.Overrides{ImgSize: &img, PatchSize: &patch, EmbedDim: &dim,
+		Depth: &depth, NumHeads: &heads, NumClasses: &classes})
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, o := range tests {
-		l, err := Forward(context.Background(), m, o)
+	cfg = cfg.WithBlocks()
+	cfg.Blocks[0].MergeR = 4
+	tome, err := vit.New(cfg, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tome.Drop()
+	tests := []struct {
+		model     *vit.Model
+		o         Options
+		wantSplit int
+	}{
+		{m, Options{Batch: 1, Warmup: 0, Iters: 1}, 0},
+		{m, Options{Batch: 4, Warmup: 2, Iters: 9}, 0},
+		{m, Options{Batch: 1, Warmup: 1, Iters: 3, Split: 2}, 2},
+		{m, Options{Batch: 5, Warmup: 1, Iters: 3, Split: 2}, 2},
+		{tome, Options{Batch: 4, Warmup: 1, Iters: 3, Split: 2}, 2},
+		{tome, Options{Batch: 1, Warmup: 1, Iters: 3, Split: 2}, 0},
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	threads, blas := torchrt.NumThreads(), torchrt.BLASThreads()
+	for _, tt := range tests {
+		o := tt.o
+		l, err := Forward(context.Background(), tt.model, o)
 		if err != nil {
 			t.Fatalf("%+v: %v", o, err)
 		}
-		if len(l.Samples) != o.Iters || l.Batch != o.Batch || l.Device != gotch.CPU.Name {
-			t.Errorf("%+v: %d samples, batch %d, device %q", o, len(l.Samples), l.Batch, l.Device)
+		if len(l.Samples) != o.Iters || l.Batch != o.Batch || l.Device != gotch.CPU.Name || l.Split != tt.wantSplit {
+			t.Errorf("%+v: %d samples, batch %d, device %q, split %d; want split %d", o, len(l.Samples), l.Batch, l.Device, l.Split, tt.wantSplit)
 		}
 		if !(l.P50 > 0 && l.P50 <= l.P90 && l.P90 <= l.P99) {
 			t.Errorf("%+v: percentiles p50 %g p90 %g p99 %g", o, l.P50, l.P90, l.P99)
 		}
 		if want := float64(o.Batch) / l.P50; l.Throughput != want {
 			t.Errorf("%+v: throughput %g, want %g", o, l.Throughput, want)
+		}
+		// A split pass sets both pools to one thread while it runs.
+		if got, gotBLAS := torchrt.NumThreads(), torchrt.BLASThreads(); got != threads || gotBLAS != blas {
+			t.Errorf("%+v: left libtorch at %d threads and OpenBLAS at %d, were %d and %d", o, got, gotBLAS, threads, blas)
 		}
 	}
 }

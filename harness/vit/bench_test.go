@@ -129,3 +129,110 @@ func contextSwitches(b *testing.B) int64 {
 	}
 	return ru.Nvcsw + ru.Nivcsw
 }
+
+// BenchmarkForwardParallel compares deit_tiny_patch16_224's forward pass
+// on all cores run two ways: one pass with libtorch's intra-op threads and
+// OpenBLAS's pool at the core count (ways=1, as PyTorch eager runs), and
+// Parallel's data-parallel shards of one thread each (ways=cores, with
+// OpenBLAS's pool at one thread). csw/op counts the process's context
+// switches.
+//
+//	go test ./harness/vit -run '^$' -bench ForwardParallel -count 3 -benchtime 10x
+func BenchmarkForwardParallel(b *testing.B) {
+	cfg, err := Lookup("deit_tiny_patch16_224")
+	if err != nil {
+		b.Fatal(err)
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	m, err := New(cfg, gotch.CPU)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Drop()
+	cores := runtime.NumCPU()
+	blas := torchrt.BLASThreads()
+	for _, batch := range []int64{1, 64} {
+		for _, ways := range []int{1, cores} {
+			b.Run(fmt.Sprintf("batch=%d/ways=%d", batch, ways), func(b *testing.B) {
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				p, err := NewParallel(m, ways)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer p.Close()
+				if ways > 1 {
+					torchrt.SetNumThreads(1)
+					torchrt.SetBLASThreads(1)
+					defer torchrt.SetBLASThreads(blas)
+				} else {
+					torchrt.SetNumThreads(cores)
+				}
+				x := ts.MustRandn([]int64{batch, 3, 224, 224}, gotch.Float, gotch.CPU)
+				defer x.MustDrop()
+				var switches int64
+				torchrt.NoGrad(func() {
+					forward := func() {
+						y, err := p.Forward(x)
+						if err != nil {
+							b.Fatal(err)
+						}
+						y.MustDrop()
+					}
+					forward() // warm-up
+					b.ResetTimer()
+					start := contextSwitches(b)
+					for b.Loop() {
+						forward()
+					}
+					switches = contextSwitches(b) - start
+				})
+				b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N), "ms/op")
+				b.ReportMetric(float64(switches)/float64(b.N), "csw/op")
+			})
+		}
+	}
+}
+
+// BenchmarkForwardInPlace compares deit_tiny_patch16_224's no-grad forward
+// pass with its inference path (in-place residual adds and GELU, scale
+// applied while gathering q, k gathered untransposed) and without it (the
+// op sequence of an autograd pass, as PyTorch eager runs it), on all cores
+// with libtorch's intra-op pool.
+//
+//	go test ./harness/vit -run '^$' -bench ForwardInPlace -count 3 -benchtime 10x
+func BenchmarkForwardInPlace(b *testing.B) {
+	cfg, err := Lookup("deit_tiny_patch16_224")
+	if err != nil {
+		b.Fatal(err)
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	m, err := New(cfg, gotch.CPU)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Drop()
+	for _, batch := range []int64{1, 64} {
+		for _, inPlace := range []bool{false, true} {
+			b.Run(fmt.Sprintf("batch=%d/inplace=%v", batch, inPlace), func(b *testing.B) {
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				torchrt.SetNumThreads(runtime.NumCPU())
+				m.noInPlace = !inPlace
+				defer func() { m.noInPlace = false }()
+				x := ts.MustRandn([]int64{batch, 3, 224, 224}, gotch.Float, gotch.CPU)
+				defer x.MustDrop()
+				torchrt.NoGrad(func() {
+					m.Forward(x).MustDrop() // warm-up
+					b.ResetTimer()
+					for b.Loop() {
+						m.Forward(x).MustDrop()
+					}
+				})
+				b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N), "ms/op")
+			})
+		}
+	}
+}

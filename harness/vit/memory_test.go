@@ -59,19 +59,30 @@ func settledResident(t *testing.T) int64 {
 	return rss
 }
 
-// residentGrowth runs memWarmup forward passes, reads the resident set,
-// runs n more and reads it again. after, when not nil, sees every pass's
-// logits before they are freed.
-func residentGrowth(t *testing.T, m *Model, n int, after func(y *ts.Tensor)) (before, end int64) {
+// forwarder is a way to run a forward pass: Model.Forward, or
+// Parallel.Forward.
+type forwarder func(x *ts.Tensor) (*ts.Tensor, error)
+
+func plainForward(m *Model) forwarder {
+	return func(x *ts.Tensor) (*ts.Tensor, error) { return m.Forward(x), nil }
+}
+
+// residentGrowth runs memWarmup forward passes of batch images through
+// forward, reads the resident set, runs n more and reads it again. after,
+// when not nil, sees every pass's logits before they are freed.
+func residentGrowth(t *testing.T, m *Model, forward forwarder, batch int64, n int, after func(y *ts.Tensor)) (before, end int64) {
 	t.Helper()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	torchrt.SetNumThreads(1)
 	c := m.Cfg
-	x := ts.MustRandn([]int64{memBatch, int64(c.InChans), int64(c.ImgSize), int64(c.ImgSize)}, gotch.Float, gotch.CPU)
+	x := ts.MustRandn([]int64{batch, int64(c.InChans), int64(c.ImgSize), int64(c.ImgSize)}, gotch.Float, gotch.CPU)
 	defer x.MustDrop()
 	pass := func() {
-		y := m.Forward(x)
+		y, err := forward(x)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if after != nil {
 			after(y)
 		}
@@ -103,12 +114,13 @@ func liveTensors() int {
 // an unreachable tensor from a finalizer when a collection happens to run;
 // with collections off, only deterministic frees count. after, when not
 // nil, sees every pass's logits before they are freed.
-func tensorsLeftBehind(t *testing.T, m *Model, after func(y *ts.Tensor)) int {
+func tensorsLeftBehind(t *testing.T, m *Model, forward forwarder, batch int64, after func(y *ts.Tensor)) int {
 	t.Helper()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	torchrt.SetNumThreads(1)
 	c := m.Cfg
-	x := ts.MustRandn([]int64{memBatch, int64(c.InChans), int64(c.ImgSize), int64(c.ImgSize)}, gotch.Float, gotch.CPU)
+	x := ts.MustRandn([]int64{batch, int64(c.InChans), int64(c.ImgSize), int64(c.ImgSize)}, gotch.Float, gotch.CPU)
 	defer x.MustDrop()
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	// Let pending finalizers finish: the count must hold still.
@@ -124,7 +136,10 @@ func tensorsLeftBehind(t *testing.T, m *Model, after func(y *ts.Tensor)) int {
 	}
 	torchrt.NoGrad(func() {
 		for range countPasses {
-			y := m.Forward(x)
+			y, err := forward(x)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if after != nil {
 				after(y)
 			}
@@ -171,28 +186,42 @@ func TestResidentMemoryFlat(t *testing.T) {
 		l := x.MustNarrow(0, 0, 2, false).MustMulScalar(ts.FloatScalar(1), true)
 		leakTensor(l)
 	}
+	// The split engine (Parallel, two threads): by images at memBatch, by
+	// tokens at batch 1. Its replica lives through the test, so the
+	// tensor counts see only what passes leave.
+	par, err := NewParallel(m, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer par.Close()
+	defer torchrt.SetBLASThreads(torchrt.BLASThreads())
+	torchrt.SetBLASThreads(1)
 	tests := []struct {
 		name     string
+		forward  forwarder
+		batch    int64
 		after    func(y *ts.Tensor)
 		wantFlat bool
 		wantLeft int // tensors countPasses passes leave behind (beyond the model's own, for a deliberate leak)
 	}{
-		{"forward", nil, true, 0},
-		{"deliberate leak of 24 KiB per pass", leakInput, false, countPasses},
+		{"forward", plainForward(m), memBatch, nil, true, 0},
+		{"split by images", par.Forward, memBatch, nil, true, 0},
+		{"split by tokens", par.Forward, 1, nil, true, 0},
+		{"deliberate leak of 24 KiB per pass", plainForward(m), memBatch, leakInput, false, countPasses},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			x = ts.MustRandn([]int64{memBatch, 3, int64(img), int64(img)}, gotch.Float, gotch.CPU)
+			x = ts.MustRandn([]int64{tt.batch, 3, int64(img), int64(img)}, gotch.Float, gotch.CPU)
 			defer x.MustDrop()
-			left := tensorsLeftBehind(t, m, tt.after)
+			left := tensorsLeftBehind(t, m, tt.forward, tt.batch, tt.after)
 			if tt.after != nil {
 				// Count only what the deliberate leak adds.
-				left -= tensorsLeftBehind(t, m, nil)
+				left -= tensorsLeftBehind(t, m, tt.forward, tt.batch, nil)
 			}
 			if left != tt.wantLeft {
 				t.Errorf("%d forward passes left %d tensors to the garbage collector, want %d", countPasses, left, tt.wantLeft)
 			}
-			before, end := residentGrowth(t, m, memPasses, tt.after)
+			before, end := residentGrowth(t, m, tt.forward, tt.batch, memPasses, tt.after)
 			growth := end - before
 			t.Logf("resident set after %d warm-up passes %.1f MiB, after %d more %.1f MiB: %+.2f MiB (%+.0f bytes per pass)",
 				memWarmup, float64(before)/(1<<20), memPasses, float64(end)/(1<<20), float64(growth)/(1<<20), float64(growth)/memPasses)

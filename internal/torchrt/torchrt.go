@@ -126,3 +126,15 @@ func (p *Pacer) Tick() {
 	runtime.Gosched()
 	p.last = time.Now()
 }
+
+// GradEnabled reports whether autograd records operations on this OS
+// thread. libtorch's C API only sets the mode (returning the old one), so
+// this sets it and puts it back; the caller must be locked to its thread,
+// as every libtorch caller that depends on grad mode must be.
+func GradEnabled() bool {
+	was := ts.MustGradSetEnabled(false)
+	if was {
+		ts.MustGradSetEnabled(true)
+	}
+	return was
+}
