@@ -29,8 +29,8 @@ thread runs the pass with libtorch's intra-op pool of T threads (OpenMP
 for elementwise ops, OpenBLAS's pool for products), as PyTorch eager
 does. split: T threads of one intra-op thread each run a share of the
 pass, a batch of at least T images split by images and a smaller one by
-tokens, meeting once per block (a model that reduces tokens runs a
-batch smaller than T on one thread). The default is split when T > 1.
+tokens, meeting once per block (twice more at a token reduction). The
+default is split when T > 1.
 The thread counts are set before any tensor work, on the OS threads that
 then run every pass (OpenMP keeps the count per thread). --weights takes
 what 'bench inspect' takes.
@@ -137,10 +137,6 @@ func runLatency(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		Arch: mf.label(m), Batch: lat.Batch, Threads: n, Device: *device,
 		P50ms: 1e3 * lat.P50, P90ms: 1e3 * lat.P90, P99ms: 1e3 * lat.P99, Throughput: lat.Throughput,
 		Engine: eng, Warmup: *warmup, Iters: *iters,
-	}
-	if eng == engineSplit && lat.Split == 0 {
-		// A token-reducing model at a batch below the thread count.
-		res.Engine = engineEager
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)

@@ -27,9 +27,9 @@ type Options struct {
 	Device gotch.Device
 	// Split, when above 1 on the CPU, runs each pass split over that many
 	// threads of one intra-op thread each (vit.Parallel), OpenBLAS's pool
-	// set to one thread meanwhile. Otherwise, and when the model cannot
-	// be split at this batch (vit.Splits), the pass runs on the caller's
-	// thread with its libtorch thread count, as PyTorch eager runs it.
+	// set to one thread meanwhile. Otherwise the pass runs on the
+	// caller's thread with its libtorch thread count, as PyTorch eager
+	// runs it.
 	Split int
 }
 
@@ -73,13 +73,13 @@ func Forward(ctx context.Context, m *vit.Model, o Options) (*Latency, error) {
 		return nil, err
 	}
 	l := summarize(o, samples)
-	l.Split = splitOf(m, o)
+	l.Split = splitOf(o)
 	return l, nil
 }
 
-// splitOf is the number of threads o splits a pass of m over, 0 for none.
-func splitOf(m *vit.Model, o Options) int {
-	if o.Device.IsCuda() || !vit.Splits(m, o.Batch, o.Split) {
+// splitOf is the number of threads o splits a pass over, 0 for none.
+func splitOf(o Options) int {
+	if o.Device.IsCuda() || o.Split < 2 {
 		return 0
 	}
 	return o.Split
@@ -138,7 +138,7 @@ func passes(ctx context.Context, m *vit.Model, o Options, warmup, iters int) ([]
 // undoes its set-up. With o.Split it sets the calling thread's libtorch
 // thread count and OpenBLAS's pool to one thread until done.
 func forwarder(m *vit.Model, o Options) (forward func(*ts.Tensor) (*ts.Tensor, error), done func(), err error) {
-	if splitOf(m, o) == 0 {
+	if splitOf(o) == 0 {
 		return func(x *ts.Tensor) (*ts.Tensor, error) { return m.Forward(x), nil }, func() {}, nil
 	}
 	p, err := vit.NewParallel(m, o.Split)
@@ -240,7 +240,7 @@ func Interleaved(ctx context.Context, n int, load func(i int) (*vit.Model, error
 					break
 				}
 				samples[i][j] = append(samples[i][j], s...)
-				splits[i][j] = splitOf(m, o)
+				splits[i][j] = splitOf(o)
 			}
 			m.Drop()
 		}

@@ -213,6 +213,32 @@ func TestConcurrentGoroutines(t *testing.T) {
 	checkIntegrity(t, a)
 }
 
+// TestConcurrentCreate starts processes that race to create, switch to
+// WAL and migrate the same new file, round after round: SQLite fails one
+// side of that race at once with SQLITE_BUSY, without its busy handler
+// (each process holds a shared lock and wants an exclusive one), so Open
+// must retry rather than fail (it did, about one CI run in ten).
+func TestConcurrentCreate(t *testing.T) {
+	const rounds, procs = 8, 4
+	for round := range rounds {
+		path := filepath.Join(t.TempDir(), fmt.Sprint("r", round), "results.db")
+		var cmds []*exec.Cmd
+		for range procs {
+			cmd, _ := startChild(t, "write", path, 1)
+			cmds = append(cmds, cmd)
+		}
+		for i, cmd := range cmds {
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("round %d, child %d: %v", round, i, err)
+			}
+		}
+		db := openAt(t, path)
+		if got := count(t, db, `SELECT COUNT(*) FROM runs WHERE status = 'ok'`); got != procs {
+			t.Errorf("round %d: %d runs finished, want %d", round, got, procs)
+		}
+	}
+}
+
 func TestConcurrentProcesses(t *testing.T) {
 	const procs, n = 3, 40
 	// A fresh path: the children race to create the file and migrate it.

@@ -39,7 +39,7 @@ import (
 	"strconv"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+	"github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
 )
 
 //go:embed migrations/*.sql
@@ -166,12 +166,8 @@ func (db *DB) Open() (err error) {
 	// One writer connection per process: goroutines queue here rather than
 	// in SQLite's busy handler; other processes wait in the busy handler.
 	db.wdb.SetMaxOpenConns(1)
-	var mode string
-	if err := db.wdb.QueryRowContext(ctx, "PRAGMA journal_mode = wal").Scan(&mode); err != nil {
-		return fmt.Errorf("set journal mode: %w", err)
-	}
-	if mode != "wal" {
-		return fmt.Errorf("set journal mode: got %q, want \"wal\"", mode)
+	if err := db.setWAL(ctx); err != nil {
+		return err
 	}
 	if err := db.migrate(ctx); err != nil {
 		return err
@@ -183,6 +179,40 @@ func (db *DB) Open() (err error) {
 		return err
 	}
 	return nil
+}
+
+// setWAL switches the database to write-ahead logging. Processes opening
+// a new file at once each read it under a shared lock and then want the
+// exclusive lock the switch takes; SQLite fails all but one of them at
+// once with SQLITE_BUSY rather than calling the busy handler (waiting
+// could deadlock), so the switch is retried here, backing off, until the
+// busy timeout.
+func (db *DB) setWAL(ctx context.Context) error {
+	deadline := time.Now().Add(db.BusyTimeout)
+	for wait := 2 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		var mode string
+		err := db.wdb.QueryRowContext(ctx, "PRAGMA journal_mode = wal").Scan(&mode)
+		switch {
+		case err == nil && mode != "wal":
+			return fmt.Errorf("set journal mode: got %q, want \"wal\"", mode)
+		case err == nil:
+			return nil
+		case !isBusy(err) || time.Now().Add(wait).After(deadline):
+			return fmt.Errorf("set journal mode: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("set journal mode: %w", ctx.Err())
+		case <-time.After(wait):
+		}
+	}
+}
+
+// isBusy reports whether err is SQLite's "database is locked" or "table
+// is locked".
+func isBusy(err error) bool {
+	var se sqlite3.Error
+	return errors.As(err, &se) && (se.Code == sqlite3.ErrBusy || se.Code == sqlite3.ErrLocked)
 }
 
 // Close closes the database.

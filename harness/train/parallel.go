@@ -180,14 +180,8 @@ func (p *parallel) gradients(x, y *ts.Tensor) (float64, error) {
 		parts = n
 	}
 	shards := make([]shard, parts)
-	var start int64
-	for i := range parts {
-		size := n / parts
-		if i < n%parts {
-			size++
-		}
-		shards[i] = shard{x.MustNarrow(0, start, size, false), y.MustNarrow(0, start, size, false), float64(size) / float64(n)}
-		start += size
+	for i, s := range vit.EvenSpans(n, parts) {
+		shards[i] = shard{x.MustNarrow(0, s.Start, s.Size, false), y.MustNarrow(0, s.Start, s.Size, false), float64(s.Size) / float64(n)}
 	}
 	x.MustDrop()
 	y.MustDrop()

@@ -81,43 +81,112 @@ func BenchmarkForward(b *testing.B) {
 //
 //	go test ./harness/vit -run '^$' -bench ForwardPaced -count 5
 func BenchmarkForwardPaced(b *testing.B) {
+	m := deitTiny(b)
+	for _, batch := range []int64{1, 8} {
+		for _, unpaced := range []bool{true, false} {
+			b.Run(fmt.Sprintf("batch=%d/paced=%v", batch, !unpaced), func(b *testing.B) {
+				m.unpaced = unpaced
+				defer func() { m.unpaced = false }()
+				timePasses(b, batch, runtime.NumCPU(), plainForward(m))
+			})
+		}
+	}
+}
+
+// BenchmarkForwardInPlace compares deit_tiny_patch16_224's no-grad forward
+// pass with its inference path (in-place residual adds and GELU) and
+// without it (the op sequence of an autograd pass, as PyTorch eager runs
+// it), on all cores with libtorch's intra-op pool.
+//
+//	go test ./harness/vit -run '^$' -bench ForwardInPlace -count 3 -benchtime 10x
+func BenchmarkForwardInPlace(b *testing.B) {
+	m := deitTiny(b)
+	for _, batch := range []int64{1, 64} {
+		for _, inPlace := range []bool{false, true} {
+			b.Run(fmt.Sprintf("batch=%d/inplace=%v", batch, inPlace), func(b *testing.B) {
+				m.noInPlace = !inPlace
+				defer func() { m.noInPlace = false }()
+				timePasses(b, batch, runtime.NumCPU(), plainForward(m))
+			})
+		}
+	}
+}
+
+// BenchmarkForwardParallel compares deit_tiny_patch16_224's forward pass
+// on all cores run two ways: one pass with libtorch's intra-op threads and
+// OpenBLAS's pool at the core count (ways=1, as PyTorch eager runs it),
+// and Parallel's shares of one thread each (ways=cores, OpenBLAS's pool at
+// one thread), by images at batch 64 and by tokens at batch 1.
+//
+//	go test ./harness/vit -run '^$' -bench ForwardParallel -count 3 -benchtime 10x
+func BenchmarkForwardParallel(b *testing.B) {
+	m := deitTiny(b)
+	cores := runtime.NumCPU()
+	blas := torchrt.BLASThreads()
+	for _, batch := range []int64{1, 64} {
+		for _, ways := range []int{1, cores} {
+			b.Run(fmt.Sprintf("batch=%d/ways=%d", batch, ways), func(b *testing.B) {
+				p, err := NewParallel(m, ways)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer p.Close()
+				threads := cores
+				if ways > 1 {
+					threads = 1
+					torchrt.SetBLASThreads(1)
+					defer torchrt.SetBLASThreads(blas)
+				}
+				timePasses(b, batch, threads, p.Forward)
+			})
+		}
+	}
+}
+
+// deitTiny builds deit_tiny_patch16_224 with random weights for the
+// forward benchmarks, freed when b ends.
+func deitTiny(b *testing.B) *Model {
 	cfg, err := Lookup("deit_tiny_patch16_224")
 	if err != nil {
 		b.Fatal(err)
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	m, err := New(cfg, gotch.CPU)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer m.Drop()
-	for _, batch := range []int64{1, 8} {
-		for _, unpaced := range []bool{true, false} {
-			name := fmt.Sprintf("batch=%d/paced=%v", batch, !unpaced)
-			b.Run(name, func(b *testing.B) {
-				runtime.LockOSThread()
-				defer runtime.UnlockOSThread()
-				torchrt.SetNumThreads(runtime.NumCPU())
-				m.unpaced = unpaced
-				defer func() { m.unpaced = false }()
-				x := ts.MustRandn([]int64{batch, 3, 224, 224}, gotch.Float, gotch.CPU)
-				defer x.MustDrop()
-				var switches int64
-				torchrt.NoGrad(func() {
-					m.Forward(x).MustDrop() // warm-up
-					b.ResetTimer()
-					start := contextSwitches(b)
-					for b.Loop() {
-						m.Forward(x).MustDrop()
-					}
-					switches = contextSwitches(b) - start
-				})
-				b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N), "ms/op")
-				b.ReportMetric(float64(switches)/float64(b.N), "csw/op")
-			})
+	b.Cleanup(m.Drop)
+	return m
+}
+
+// timePasses times forward on batch random images under no-grad, on this
+// goroutine locked to its OS thread with threads libtorch threads, after
+// one untimed pass, and reports ms/op and the process's context switches
+// per pass (csw/op).
+func timePasses(b *testing.B, batch int64, threads int, forward forwarder) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	torchrt.SetNumThreads(threads)
+	x := ts.MustRandn([]int64{batch, 3, 224, 224}, gotch.Float, gotch.CPU)
+	defer x.MustDrop()
+	pass := func() {
+		y, err := forward(x)
+		if err != nil {
+			b.Fatal(err)
 		}
+		y.MustDrop()
 	}
+	var switches int64
+	torchrt.NoGrad(func() {
+		pass() // warm-up
+		b.ResetTimer()
+		start := contextSwitches(b)
+		for b.Loop() {
+			pass()
+		}
+		switches = contextSwitches(b) - start
+	})
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N), "ms/op")
+	b.ReportMetric(float64(switches)/float64(b.N), "csw/op")
 }
 
 // contextSwitches is the process's voluntary and involuntary context
@@ -128,111 +197,4 @@ func contextSwitches(b *testing.B) int64 {
 		b.Fatal(err)
 	}
 	return ru.Nvcsw + ru.Nivcsw
-}
-
-// BenchmarkForwardParallel compares deit_tiny_patch16_224's forward pass
-// on all cores run two ways: one pass with libtorch's intra-op threads and
-// OpenBLAS's pool at the core count (ways=1, as PyTorch eager runs), and
-// Parallel's data-parallel shards of one thread each (ways=cores, with
-// OpenBLAS's pool at one thread). csw/op counts the process's context
-// switches.
-//
-//	go test ./harness/vit -run '^$' -bench ForwardParallel -count 3 -benchtime 10x
-func BenchmarkForwardParallel(b *testing.B) {
-	cfg, err := Lookup("deit_tiny_patch16_224")
-	if err != nil {
-		b.Fatal(err)
-	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	m, err := New(cfg, gotch.CPU)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer m.Drop()
-	cores := runtime.NumCPU()
-	blas := torchrt.BLASThreads()
-	for _, batch := range []int64{1, 64} {
-		for _, ways := range []int{1, cores} {
-			b.Run(fmt.Sprintf("batch=%d/ways=%d", batch, ways), func(b *testing.B) {
-				runtime.LockOSThread()
-				defer runtime.UnlockOSThread()
-				p, err := NewParallel(m, ways)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer p.Close()
-				if ways > 1 {
-					torchrt.SetNumThreads(1)
-					torchrt.SetBLASThreads(1)
-					defer torchrt.SetBLASThreads(blas)
-				} else {
-					torchrt.SetNumThreads(cores)
-				}
-				x := ts.MustRandn([]int64{batch, 3, 224, 224}, gotch.Float, gotch.CPU)
-				defer x.MustDrop()
-				var switches int64
-				torchrt.NoGrad(func() {
-					forward := func() {
-						y, err := p.Forward(x)
-						if err != nil {
-							b.Fatal(err)
-						}
-						y.MustDrop()
-					}
-					forward() // warm-up
-					b.ResetTimer()
-					start := contextSwitches(b)
-					for b.Loop() {
-						forward()
-					}
-					switches = contextSwitches(b) - start
-				})
-				b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N), "ms/op")
-				b.ReportMetric(float64(switches)/float64(b.N), "csw/op")
-			})
-		}
-	}
-}
-
-// BenchmarkForwardInPlace compares deit_tiny_patch16_224's no-grad forward
-// pass with its inference path (in-place residual adds and GELU, scale
-// applied while gathering q, k gathered untransposed) and without it (the
-// op sequence of an autograd pass, as PyTorch eager runs it), on all cores
-// with libtorch's intra-op pool.
-//
-//	go test ./harness/vit -run '^$' -bench ForwardInPlace -count 3 -benchtime 10x
-func BenchmarkForwardInPlace(b *testing.B) {
-	cfg, err := Lookup("deit_tiny_patch16_224")
-	if err != nil {
-		b.Fatal(err)
-	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	m, err := New(cfg, gotch.CPU)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer m.Drop()
-	for _, batch := range []int64{1, 64} {
-		for _, inPlace := range []bool{false, true} {
-			b.Run(fmt.Sprintf("batch=%d/inplace=%v", batch, inPlace), func(b *testing.B) {
-				runtime.LockOSThread()
-				defer runtime.UnlockOSThread()
-				torchrt.SetNumThreads(runtime.NumCPU())
-				m.noInPlace = !inPlace
-				defer func() { m.noInPlace = false }()
-				x := ts.MustRandn([]int64{batch, 3, 224, 224}, gotch.Float, gotch.CPU)
-				defer x.MustDrop()
-				torchrt.NoGrad(func() {
-					m.Forward(x).MustDrop() // warm-up
-					b.ResetTimer()
-					for b.Loop() {
-						m.Forward(x).MustDrop()
-					}
-				})
-				b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N), "ms/op")
-			})
-		}
-	}
 }

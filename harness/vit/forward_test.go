@@ -83,8 +83,9 @@ func TestInferencePathMatchesAutograd(t *testing.T) {
 // TestParallelMatchesOnePass checks that Parallel gives the logits of one
 // pass over the batch, split by images (evenly, unevenly) and by tokens
 // (16 patches and 1 or 2 prefix tokens over 2 or 3 threads; pruned and
-// factored blocks), and with a token reducer, whose per-pass state each
-// replica must keep to itself and which keeps a batch of one on one thread.
+// factored blocks), with token reducers too: by images each replica keeps
+// the reducers' per-pass state to itself, by tokens the threads share one
+// model whose state thread 0 updates between barriers.
 func TestParallelMatchesOnePass(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -104,7 +105,21 @@ func TestParallelMatchesOnePass(t *testing.T) {
 			b.Ranks = map[string]int{"qkv": 8, "fc2": 6}
 		}},
 		{"tome, images", 6, 2, false, func(i int, b *BlockConfig) { b.MergeR = 3 }},
-		{"tome, batch 1 (one thread)", 1, 2, false, func(i int, b *BlockConfig) { b.MergeR = 3 }},
+		{"tome, tokens", 1, 2, false, func(i int, b *BlockConfig) { b.MergeR = 3 }},
+		{"tome, tokens, distilled, three ways", 1, 3, true, func(i int, b *BlockConfig) { b.MergeR = 3 }},
+		{"tome from block 2, tokens", 1, 2, false, func(i int, b *BlockConfig) {
+			if i >= 2 {
+				b.MergeR = 5
+			}
+		}},
+		{"evit, tokens", 1, 2, true, func(i int, b *BlockConfig) {
+			if i == 1 {
+				b.KeepRate = 0.5
+			}
+		}},
+		{"evit down to 3 tokens on 4 threads", 1, 4, false, func(i int, b *BlockConfig) {
+			b.KeepRate = 0.1
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

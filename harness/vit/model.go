@@ -382,6 +382,21 @@ func (b *Block) queryKeyValue(x *ts.Tensor) (q, k, v *ts.Tensor) {
 // they attend to: attention, projection, token reduction, MLP, both
 // residual adds. It frees x and q, and k and v when own is set.
 func (b *Block) attendAndMLP(x, q, k, v *ts.Tensor, inference, own bool) *ts.Tensor {
+	wantReduce := b.Reducer != nil && b.Reducer.NeedsAttention()
+	x, keys, clsAttn := b.attend(x, q, k, v, inference, own, wantReduce)
+	if b.Reducer != nil {
+		x = b.reduce(x, keys, clsAttn)
+	}
+	return b.mlp(x, inference)
+}
+
+// attend runs the attention half of the block on x: attention of q over
+// k, v, projection, residual add. It frees x and q, and k and v when own
+// is set. With wantReduce it also returns what the token reducer reads:
+// the keys averaged over heads [B,N,hd] and the attention of q's first
+// token (the class token, when x starts at the first token) averaged
+// over heads [B,N].
+func (b *Block) attend(x, q, k, v *ts.Tensor, inference, own, wantReduce bool) (out, keys, clsAttn *ts.Tensor) {
 	size := x.MustSize()
 	bs, n := size[0], size[1]
 	inner := int64(b.Heads * b.HeadDim)
@@ -390,9 +405,7 @@ func (b *Block) attendAndMLP(x, q, k, v *ts.Tensor, inference, own bool) *ts.Ten
 	kt.MustDrop()
 	attn = attn.MustSoftmax(-1, gotch.Float, true)
 	attn = applyTap(b.Taps[SiteAttnMap], attn, true)
-
-	var keys, clsAttn *ts.Tensor
-	if b.Reducer != nil && b.Reducer.NeedsAttention() {
+	if wantReduce {
 		keys = k.MustMeanDim([]int64{1}, false, gotch.Float, false)                              // [B,N,hd]
 		clsAttn = attn.MustSelect(2, 0, false).MustMeanDim([]int64{1}, false, gotch.Float, true) // [B,N]
 	}
@@ -405,20 +418,27 @@ func (b *Block) attendAndMLP(x, q, k, v *ts.Tensor, inference, own bool) *ts.Ten
 	o = applyTap(b.Taps[SiteProjIn], o, true)
 	p := b.Proj.Forward(o)
 	o.MustDrop()
-	x = residual(x, p, inference)
+	return residual(x, p, inference), keys, clsAttn
+}
 
-	if b.Reducer != nil {
-		r := b.Reducer.Reduce(x, keys, clsAttn)
-		if r != x {
-			x.MustDrop()
-		}
-		x = r
-		if keys != nil {
-			keys.MustDrop()
-			clsAttn.MustDrop()
-		}
+// reduce applies the block's token reducer to x, freeing x (unless the
+// reducer kept it as it is) and keys and clsAttn (nil when the reducer
+// reads no attention).
+func (b *Block) reduce(x, keys, clsAttn *ts.Tensor) *ts.Tensor {
+	r := b.Reducer.Reduce(x, keys, clsAttn)
+	if r != x {
+		x.MustDrop()
 	}
+	if keys != nil {
+		keys.MustDrop()
+		clsAttn.MustDrop()
+	}
+	return r
+}
 
+// mlp runs the MLP half of the block on x: norm, MLP, residual add. It
+// frees x (or, in inference, adds into it and returns it).
+func (b *Block) mlp(x *ts.Tensor, inference bool) *ts.Tensor {
 	h := ts.MustLayerNorm(x, b.embedShape, b.Norm2W, b.Norm2B, b.eps, false)
 	h = applyTap(b.Taps[SiteFC1In], h, true)
 	f := b.FC1.Forward(h)

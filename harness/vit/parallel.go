@@ -18,9 +18,10 @@ import (
 // a smaller one (latency at batch 1) is split by tokens: every thread
 // computes queries, keys and values of its tokens, the threads meet once
 // per block so that each sees every token's keys and values, and each
-// then attends from its own tokens and runs the MLP on them. Both splits
-// compute the logits of one pass, up to the order in which BLAS sums
-// within a product (TestParallelMatchesOnePass).
+// then attends from its own tokens and runs the MLP on them; at a token
+// reduction they meet twice more while thread 0 reduces the sequence.
+// Both splits compute the logits of one pass, up to the order in which
+// BLAS sums within a product (TestParallelMatchesOnePass).
 //
 // Why: on few cores libtorch spends much of a pass keeping its threads in
 // step. Every op is its own OpenMP region and every GEMM its own job for
@@ -39,10 +40,6 @@ type Parallel struct {
 	models  []*Model // models[0] is the caller's; the others are replicas
 	jobs    []chan job
 	results chan jobResult
-	// byTokens says whether a batch smaller than the thread count may be
-	// split by tokens: not when a block reduces tokens, since the reducer
-	// needs every token of its image.
-	byTokens bool
 }
 
 // job is one thread's share of a pass, run on that thread's model.
@@ -58,7 +55,7 @@ type jobResult struct {
 // autograd off. n < 2 makes a Parallel that runs m alone. Replicas, not m
 // shared, because a token reducer keeps per-pass state in its model.
 func NewParallel(m *Model, n int) (*Parallel, error) {
-	p := &Parallel{models: []*Model{m}, results: make(chan jobResult), byTokens: Splits(m, 1, 2)}
+	p := &Parallel{models: []*Model{m}, results: make(chan jobResult)}
 	for i := 1; i < n; i++ {
 		rep, err := m.Replicate()
 		if err != nil {
@@ -71,24 +68,6 @@ func NewParallel(m *Model, n int) (*Parallel, error) {
 		go p.work(i, rep, jobs)
 	}
 	return p, nil
-}
-
-// Splits reports whether n-way Parallel would split a pass of m over a
-// batch of batch images, rather than run it on one thread: n > 1 and
-// there are two images or more, or m reduces no tokens.
-func Splits(m *Model, batch, n int) bool {
-	if n < 2 {
-		return false
-	}
-	if batch >= 2 {
-		return true
-	}
-	for _, b := range m.Blocks {
-		if b.Reducer != nil {
-			return false
-		}
-	}
-	return true
 }
 
 func (p *Parallel) work(i int, m *Model, jobs <-chan job) {
@@ -124,8 +103,8 @@ func (p *Parallel) Forward(x *ts.Tensor) (*ts.Tensor, error) {
 		var y *ts.Tensor
 		err := run(func(m *Model) error { y = m.Forward(x); return nil }, p.models[0])
 		return y, err
-	case n >= ways || !p.byTokens:
-		return p.forwardImages(x, min(n, ways))
+	case n >= ways:
+		return p.forwardImages(x, ways)
 	default:
 		return p.forwardTokens(x)
 	}
@@ -143,9 +122,9 @@ func (p *Parallel) forwardImages(x *ts.Tensor, ways int64) (*ts.Tensor, error) {
 		}
 	}()
 	jobs := make([]job, ways)
-	for i, r := range split(n, ways) {
+	for i, r := range EvenSpans(n, ways) {
 		jobs[i] = func(m *Model) error {
-			shard := x.MustNarrow(0, r.start, r.size, false)
+			shard := x.MustNarrow(0, r.Start, r.Size, false)
 			defer shard.MustDrop()
 			outs[i] = m.Forward(shard)
 			return nil
@@ -158,65 +137,145 @@ func (p *Parallel) forwardImages(x *ts.Tensor, ways int64) (*ts.Tensor, error) {
 }
 
 // forwardTokens splits x's tokens over the threads, block by block (see
-// Parallel).
+// Parallel). Every thread runs the caller's model: a token reducer's
+// per-pass state must be the one the pass's reductions update.
 func (p *Parallel) forwardTokens(x *ts.Tensor) (*ts.Tensor, error) {
 	m := p.models[0]
-	seq := m.embed(x) // [B, N, D], a small share of the pass: one thread
-	defer seq.MustDrop()
-	size := seq.MustSize()
-	bs, tokens := size[0], size[1]
-	ways := min(int64(len(p.models)), tokens)
-	// Every token's keys and values, per block, filled by all threads.
-	keys := make([]*ts.Tensor, len(m.Blocks))
-	values := make([]*ts.Tensor, len(m.Blocks))
-	defer func() {
-		for i := range keys {
-			keys[i].MustDrop()
-			values[i].MustDrop()
-		}
-	}()
-	dtype, dev := seq.DType(), seq.MustDevice()
-	for i, b := range m.Blocks {
-		shape := []int64{bs, int64(b.Heads), tokens, int64(b.HeadDim)}
-		keys[i] = ts.MustEmpty(shape, dtype, dev)
-		values[i] = ts.MustEmpty(shape, dtype, dev)
-	}
-	bar := newBarrier(int(ways))
+	ways := len(p.models)
+	tp := &tokenPass{seq: m.embed(x)} // a small share of the pass: one thread
+	defer tp.free()
+	tp.layout(m, 0, ways)
+	bar := newBarrier(ways)
 	jobs := make([]job, ways)
-	for w, r := range split(tokens, ways) {
-		jobs[w] = func(m *Model) error {
-			// In inference the blocks add in place, so x stays this view
-			// of seq from block to block.
-			x := seq.MustNarrow(1, r.start, r.size, false)
-			defer x.MustDrop()
-			for i, b := range m.Blocks {
-				q, k, v := b.queryKeyValue(x)
-				fill(keys[i], k, r)
-				fill(values[i], v, r)
-				if !bar.wait() {
-					q.MustDrop()
-					return errAborted
-				}
-				if y := b.attendAndMLP(x, q, keys[i], values[i], true, false); y != x {
-					y.MustDrop()
-					return fmt.Errorf("block %d did not update its tokens in place", i)
-				}
-			}
-			return nil
-		}
+	for w := range jobs {
+		jobs[w] = func(*Model) error { return tp.run(m, w, bar) }
 	}
 	if err := p.runAll(jobs, bar); err != nil {
 		return nil, err
 	}
-	f := m.finalNorm(seq)
+	f := m.finalNorm(tp.seq)
 	defer f.MustDrop()
 	return averageHeads(m.heads(f)), nil
 }
 
+// tokenPass is what the threads of a pass split by tokens share. Thread 0
+// changes it (a token reduction) only while the others wait at a barrier.
+type tokenPass struct {
+	seq   *ts.Tensor // [B,N,D], the residual stream
+	spans []Span     // the tokens of seq each thread owns
+	// Every token's keys and values, per block, filled by all threads:
+	// [B,heads,N,hd] for the N tokens entering the block.
+	keys, values []*ts.Tensor
+}
+
+// layout splits seq's tokens over ways threads and makes the key and
+// value buffers of blocks from on for seq's token count.
+func (tp *tokenPass) layout(m *Model, from, ways int) {
+	size := tp.seq.MustSize()
+	bs, tokens := size[0], size[1]
+	tp.spans = EvenSpans(tokens, int64(ways))
+	if tp.keys == nil {
+		tp.keys = make([]*ts.Tensor, len(m.Blocks))
+		tp.values = make([]*ts.Tensor, len(m.Blocks))
+	}
+	dtype, dev := tp.seq.DType(), tp.seq.MustDevice()
+	for i := from; i < len(m.Blocks); i++ {
+		b := m.Blocks[i]
+		shape := []int64{bs, int64(b.Heads), tokens, int64(b.HeadDim)}
+		for _, t := range []**ts.Tensor{&tp.keys[i], &tp.values[i]} {
+			if *t != nil {
+				(*t).MustDrop()
+			}
+			*t = ts.MustEmpty(shape, dtype, dev)
+		}
+	}
+}
+
+func (tp *tokenPass) free() {
+	tp.seq.MustDrop()
+	for i := range tp.keys {
+		tp.keys[i].MustDrop()
+		tp.values[i].MustDrop()
+	}
+}
+
+// run is thread w's share of the pass. In inference the blocks add in
+// place, so the thread's tokens stay one view of seq from block to block,
+// until a reduction makes a new seq.
+func (tp *tokenPass) run(m *Model, w int, bar *barrier) error {
+	r := tp.spans[w]
+	x := tp.seq.MustNarrow(1, r.Start, r.Size, false)
+	defer func() { x.MustDrop() }()
+	inPlace := func(i int, y *ts.Tensor) error {
+		if y != x {
+			y.MustDrop()
+			return fmt.Errorf("block %d did not update its tokens in place", i)
+		}
+		return nil
+	}
+	for i, b := range m.Blocks {
+		var q *ts.Tensor
+		if r.Size > 0 {
+			var k, v *ts.Tensor
+			q, k, v = b.queryKeyValue(x)
+			fill(tp.keys[i], k, r)
+			fill(tp.values[i], v, r)
+		}
+		if !bar.wait() {
+			if q != nil {
+				q.MustDrop()
+			}
+			return errAborted
+		}
+		if b.Reducer == nil {
+			if r.Size > 0 {
+				if err := inPlace(i, b.attendAndMLP(x, q, tp.keys[i], tp.values[i], true, false)); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		// The reducer reads the class token's attention: thread 0's
+		// first query, as thread 0's tokens start at the first.
+		lead := w == 0
+		var keys, clsAttn *ts.Tensor
+		if r.Size > 0 {
+			var y *ts.Tensor
+			y, keys, clsAttn = b.attend(x, q, tp.keys[i], tp.values[i], true, false, lead && b.Reducer.NeedsAttention())
+			if err := inPlace(i, y); err != nil {
+				return err
+			}
+		}
+		if !bar.wait() {
+			if keys != nil {
+				keys.MustDrop()
+				clsAttn.MustDrop()
+			}
+			return errAborted
+		}
+		if lead {
+			tp.seq = b.reduce(tp.seq, keys, clsAttn)
+			tp.layout(m, i+1, len(tp.spans))
+		}
+		if !bar.wait() {
+			return errAborted
+		}
+		x.MustDrop()
+		r = tp.spans[w]
+		x = tp.seq.MustNarrow(1, r.Start, r.Size, false)
+		if r.Size > 0 {
+			if err := inPlace(i, b.mlp(x, true)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // fill copies src, the keys or values of the tokens in r, into their
 // place in all, and frees src.
-func fill(all, src *ts.Tensor, r span) {
-	dst := all.MustNarrow(2, r.start, r.size, false)
+func fill(all, src *ts.Tensor, r Span) {
+	dst := all.MustNarrow(2, r.Start, r.Size, false)
 	dst.Copy_(src)
 	dst.MustDrop()
 	src.MustDrop()
@@ -260,19 +319,20 @@ func (p *Parallel) runAll(jobs []job, bar *barrier) error {
 	return nil
 }
 
-// span is a range of indices along one dimension.
-type span struct{ start, size int64 }
+// Span is a range of indices along one dimension.
+type Span struct{ Start, Size int64 }
 
-// split divides n into ways contiguous spans as even as can be.
-func split(n, ways int64) []span {
-	spans := make([]span, ways)
+// EvenSpans divides n indices into ways contiguous spans as even as can
+// be, the first ones one longer when ways does not divide n.
+func EvenSpans(n, ways int64) []Span {
+	spans := make([]Span, ways)
 	var start int64
 	for i := range ways {
 		size := n / ways
 		if i < n%ways {
 			size++
 		}
-		spans[i] = span{start, size}
+		spans[i] = Span{start, size}
 		start += size
 	}
 	return spans
