@@ -30,8 +30,8 @@ import (
 // the CPU time of a batch-64 pass went to the scheduler (perf: __schedule,
 // sched_yield), in PyTorch as in gotch. Threads that each own their share
 // of a pass meet once per block, or never: deit_tiny on 2 threads took
-// 0.71 (batch 1) and 0.80 (batch 64) of PyTorch eager's time, where one
-// pass on libtorch's 2-thread pool took 0.91 and 1.00 (make bench, five
+// 0.71 (batch 1) and 0.82 (batch 64) of PyTorch eager's time, where one
+// pass on libtorch's 2-thread pool took 0.96 and 1.01 (make bench, five
 // alternating rounds).
 //
 // Parallel is for inference of a finished model: taps that record
