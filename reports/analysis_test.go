@@ -326,3 +326,23 @@ func TestSweptKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestLatencySetupSeparatesEngines checks that runs differing only in how
+// their passes used the threads are not one latency set-up (their timings
+// are not comparable), and that a run from before the engine was recorded
+// counts as eager.
+func TestLatencySetupSeparatesEngines(t *testing.T) {
+	m := store.Machine{Hostname: "vm", CPU: "AMD EPYC", Cores: 2, Threads: 2}
+	run := func(engine string) *store.Run {
+		mm := m
+		mm.Engine = engine
+		return &store.Run{Machine: mm, Device: "cpu"}
+	}
+	split, eager, old := latencySetup(run(store.EngineSplit)), latencySetup(run(store.EngineEager)), latencySetup(run(""))
+	if split == eager {
+		t.Errorf("split and eager runs share the latency set-up %q", split)
+	}
+	if old != eager {
+		t.Errorf("a run without an engine has set-up %q, want the eager one %q", old, eager)
+	}
+}

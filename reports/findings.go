@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/vitbench/vitbench/harness/metrics"
+	"github.com/vitbench/vitbench/harness/store"
 )
 
 // budgetFractions are the cost budgets findings are stated at, as
@@ -77,8 +78,8 @@ func computeFindings(g *group) findings {
 			continue
 		}
 		if a == axisLatency && b != nil {
-			f.Sentences = append(f.Sentences, fmt.Sprintf("Latency statements compare experiments measured on the baseline's set-up, %s with %d threads; other machines are on the machines page.",
-				runLabel(b.run), threadsOf(b)))
+			f.Sentences = append(f.Sentences, fmt.Sprintf("Latency statements compare experiments measured on the baseline's set-up, %s with %d threads (%s engine); other machines are on the machines page.",
+				runLabel(b.run), threadsOf(b), engineOfRow(b)))
 		}
 		if b != nil {
 			if bc, ok := a.value(b); ok {
@@ -254,6 +255,13 @@ func isAre(n int) string {
 		return "is"
 	}
 	return "are"
+}
+
+func engineOfRow(r *row) string {
+	if r.run == nil {
+		return store.EngineEager
+	}
+	return engineOf(r.run)
 }
 
 func threadsOf(r *row) int {

@@ -305,12 +305,21 @@ func (g *group) points(a *costAxis) []point {
 }
 
 // latencySetup identifies what a measured latency depends on: the
-// machine, the threads libtorch used and the device.
+// machine, the threads, the way a pass used them and the device.
 func latencySetup(r *store.Run) string {
 	if r == nil {
 		return ""
 	}
-	return fmt.Sprintf("%s/%d/%s", store.Fingerprint(r.Machine), r.Machine.Threads, r.Device)
+	return fmt.Sprintf("%s/%d/%s/%s", store.Fingerprint(r.Machine), r.Machine.Threads, engineOf(r), r.Device)
+}
+
+// engineOf is how r's timed passes used their threads; runs stored before
+// the engine was recorded timed eagerly.
+func engineOf(r *store.Run) string {
+	if r.Machine.Engine == "" {
+		return store.EngineEager
+	}
+	return r.Machine.Engine
 }
 
 func (g *group) Title() string {

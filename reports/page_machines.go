@@ -99,6 +99,7 @@ func fingerprintTable(runs []*store.Run) table {
 	t := table{
 		Empty: "No runs recorded.",
 		Head: []headCell{{Text: "run"}, {Text: "host"}, {Text: "CPU"}, {Text: "cores", Num: true}, {Text: "threads", Num: true},
+			{Text: "engine", Title: "how a timed CPU pass used its threads: split (a share per thread) or eager (libtorch's intra-op pool)"},
 			{Text: "memory (GiB)", Num: true}, {Text: "GPU"}, {Text: "device"}, {Text: "OS"}, {Text: "libtorch"}, {Text: "BLAS"},
 			{Text: "sgemm (GFLOP/s)", Num: true, Title: "1024×1024 fp32 matrix multiply through libtorch"}, {Text: "gotch"}, {Text: "Go"}, {Text: "commit"}},
 	}
@@ -120,7 +121,7 @@ func fingerprintTable(runs []*store.Run) table {
 			{Text: fmt.Sprintf("#%d", r.ID), Title: r.UUID},
 			orMissing(m.Hostname, "not recorded"),
 			orMissing(m.CPU, "not recorded"),
-			intCell(m.Cores), intCell(m.Threads), mem, gpu,
+			intCell(m.Cores), intCell(m.Threads), {Text: engineOf(r)}, mem, gpu,
 			orMissing(r.Device, "not recorded"),
 			orMissing(m.OS, "not recorded"),
 			orMissing(m.Libtorch, "not recorded"),

@@ -84,6 +84,7 @@ func runsTable(v *view) table {
 	t := table{
 		Empty: "No runs recorded.",
 		Head: []headCell{{Text: "run"}, {Text: "suite"}, {Text: "machine"}, {Text: "device"}, {Text: "threads", Num: true},
+			{Text: "engine", Title: "how a timed CPU pass used its threads: split (a share per thread) or eager (libtorch's intra-op pool)"},
 			{Text: "started"}, {Text: "duration"}, {Text: "status"}, {Text: "experiments", Num: true}, {Text: "failed", Num: true}, {Text: "commit"}},
 	}
 	count := map[int64][2]int{}
@@ -115,6 +116,7 @@ func runsTable(v *view) table {
 			{Text: machineLabel(r), Title: r.Machine.CPU, Href: "machines.html"},
 			orMissing(r.Device, "not recorded"),
 			{Text: strconv.Itoa(r.Machine.Threads), Class: "num"},
+			{Text: engineOf(r)},
 			{Text: fmtTime(r.Started)},
 			dur,
 			status,

@@ -9,6 +9,7 @@ import (
 	"io"
 	"runtime"
 
+	"github.com/vitbench/vitbench/harness/config"
 	"github.com/vitbench/vitbench/harness/measure"
 	"github.com/vitbench/vitbench/internal/torchrt"
 )
@@ -93,9 +94,9 @@ func runLatency(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return usageError{fmt.Errorf("latency: --threads %d: want >= 0 (0 = all logical CPUs)", *threads)}
 	case *device != "cpu" && *device != "cuda":
 		return usageError{fmt.Errorf("latency: --device %q: want cpu or cuda", *device)}
-	case *engine != "" && *engine != engineSplit && *engine != engineEager:
-		return usageError{fmt.Errorf("latency: --engine %q: want %s or %s", *engine, engineSplit, engineEager)}
-	case *engine == engineSplit && *device != "cpu":
+	case *engine != "" && *engine != config.EngineSplit && *engine != config.EngineEager:
+		return usageError{fmt.Errorf("latency: --engine %q: want %s or %s", *engine, config.EngineSplit, config.EngineEager)}
+	case *engine == config.EngineSplit && *device != "cpu":
 		return usageError{fmt.Errorf("latency: --engine split: CPU only (a CUDA pass is one stream of kernels)")}
 	}
 	if !mf.isArtifact() {
@@ -120,7 +121,7 @@ func runLatency(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	torchrt.SetNumThreads(n)
 	eng := pickEngine(*engine, n, *device)
 	split := 0
-	if eng == engineSplit {
+	if eng == config.EngineSplit {
 		split = n
 	}
 
@@ -146,25 +147,19 @@ func runLatency(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return writeLatencyText(stdout, res)
 }
 
-// The ways a pass may use several CPU threads (see latencyUsage).
-const (
-	engineSplit = "split"
-	engineEager = "eager"
-)
-
 // pickEngine returns the engine a latency measurement runs: the one asked
 // for, split by default on the CPU with more than one thread, and eager on
 // CUDA, where a pass is one stream of kernels.
 func pickEngine(asked string, threads int, device string) string {
 	switch {
 	case device != "cpu":
-		return engineEager
+		return config.EngineEager
 	case asked != "":
 		return asked
 	case threads > 1:
-		return engineSplit
+		return config.EngineSplit
 	}
-	return engineEager
+	return config.EngineEager
 }
 
 func writeLatencyText(w io.Writer, r latencyResult) error {

@@ -127,7 +127,8 @@ func writeListText(w io.Writer, s *store.Snapshot) error {
 	return tw.Flush()
 }
 
-// machineLabel names the machine of r: host, CPU, threads and device.
+// machineLabel names the machine of r: host, CPU, threads, engine and
+// device.
 func machineLabel(r store.Run) string {
 	m := r.Machine
 	parts := []string{m.CPU}
@@ -135,6 +136,9 @@ func machineLabel(r store.Run) string {
 		parts = append(parts, m.GPU)
 	}
 	parts = append(parts, fmt.Sprintf("%d threads", m.Threads))
+	if m.Engine != "" {
+		parts = append(parts, m.Engine)
+	}
 	if r.Device != "" {
 		parts = append(parts, r.Device)
 	}
@@ -214,6 +218,7 @@ type (
 		CPU         string   `json:"cpu"`
 		Cores       int      `json:"cores"`
 		Threads     int      `json:"threads"`
+		Engine      string   `json:"engine"`
 		MemoryBytes int64    `json:"memory_bytes"`
 		GPU         string   `json:"gpu"`
 		CUDA        bool     `json:"cuda"`
@@ -257,7 +262,7 @@ func writeListJSON(w io.Writer, s *store.Snapshot) error {
 			Started: r.Started, Ended: timeOrNil(r.Ended), Status: r.Status,
 			Machine: listMachine{
 				Fingerprint: store.Fingerprint(m), Hostname: m.Hostname, CPU: m.CPU, Cores: m.Cores,
-				Threads: m.Threads, MemoryBytes: m.MemoryBytes, GPU: m.GPU, CUDA: m.CUDA, OS: m.OS,
+				Threads: m.Threads, Engine: m.Engine, MemoryBytes: m.MemoryBytes, GPU: m.GPU, CUDA: m.CUDA, OS: m.OS,
 				Libtorch: m.Libtorch, BLAS: m.BLAS, SgemmGFLOPS: finiteOrNil(m.SgemmGFLOPS),
 				Gotch: m.Gotch, Go: m.Go,
 			},

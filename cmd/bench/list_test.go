@@ -67,7 +67,7 @@ func TestListText(t *testing.T) {
 	for _, want := range []string{
 		"run " + r.UUID[:8] + " ",
 		r.Started.Local().Format("2006-01-02 15:04:05"),
-		"lab-1 (AMD EPYC 7B13, 2 threads, cpu)",
+		"lab-1 (AMD EPYC 7B13, 2 threads, eager, cpu)",
 		"suite smoke",
 		"failed  1 ok / 1 failed",
 		"EXPERIMENT",

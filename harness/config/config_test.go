@@ -272,6 +272,8 @@ func TestErrors(t *testing.T) {
 				`17: experiment[1].name: "ok" is already declared`, "19: experiment[1].pipeline[0]: weight_bits must be in 2..8, got 9"}},
 		{"measure ranges", strings.Replace(base, "name = \"x\"", "name = \"x\"\nmeasure = { iters = 0, threads = -1, latency_batch = \"1\" }", 1), Options{},
 			[]string{"3: suite.measure.iters: must be > 0", `3: suite.measure.latency_batch: want an integer, got string "1"`, "3: suite.measure.threads: must be >= 0"}},
+		{"measure engine", strings.Replace(base, "name = \"x\"", "name = \"x\"\nmeasure = { engine = \"fast\" }", 1), Options{},
+			[]string{`3: suite.measure.engine: want "split" or "eager", got "fast"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -425,5 +427,22 @@ func TestReadFileMissing(t *testing.T) {
 	_, err := ReadFile(filepath.Join(t.TempDir(), "none.toml"), Options{})
 	if !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("got %v, want a wrapped not-exist error", err)
+	}
+}
+
+func TestMeasureEngine(t *testing.T) {
+	for _, tt := range []struct{ line, want string }{
+		{"", EngineSplit},
+		{"engine = \"split\"\n", EngineSplit},
+		{"engine = \"eager\"\n", EngineEager},
+	} {
+		src := strings.Replace(validSuite, "iters = 20\n", "iters = 20\n"+tt.line, 1)
+		s, err := parseString(t, src, Options{})
+		if err != nil {
+			t.Fatalf("%q: %v", tt.line, err)
+		}
+		if s.Measure.Engine != tt.want {
+			t.Errorf("%q: engine %q, want %q", tt.line, s.Measure.Engine, tt.want)
+		}
 	}
 }

@@ -442,6 +442,7 @@ func (d *fileDecoder) measure(p keyPath, v any) Measure {
 		"iters":            d.setInt(&ms.Iters, nil),
 		"threads":          d.setInt(&ms.Threads, nil),
 		"eval_batch":       d.setInt(&ms.EvalBatch, nil),
+		"engine":           d.setString(&ms.Engine, nil),
 	})
 	d.check(ms.LatencyBatch > 0, p.key("latency_batch"), "must be > 0, got %d", ms.LatencyBatch)
 	d.check(ms.ThroughputBatch > 0, p.key("throughput_batch"), "must be > 0, got %d", ms.ThroughputBatch)
@@ -449,6 +450,8 @@ func (d *fileDecoder) measure(p keyPath, v any) Measure {
 	d.check(ms.Iters > 0, p.key("iters"), "must be > 0, got %d", ms.Iters)
 	d.check(ms.Threads >= 0, p.key("threads"), "must be >= 0 (0 = all cores), got %d", ms.Threads)
 	d.check(ms.EvalBatch > 0, p.key("eval_batch"), "must be > 0, got %d", ms.EvalBatch)
+	d.check(ms.Engine == EngineSplit || ms.Engine == EngineEager, p.key("engine"),
+		"want %q or %q, got %q", EngineSplit, EngineEager, ms.Engine)
 	return ms
 }
 

@@ -89,7 +89,21 @@ type Measure struct {
 	Iters           int `json:"iters"`            // timed iterations
 	Threads         int `json:"threads"`          // libtorch threads; 0 = all cores
 	EvalBatch       int `json:"eval_batch"`       // batch size of accuracy evaluation
+	// Engine is how a timed pass on the CPU uses its threads: EngineSplit
+	// or EngineEager (bench latency --engine).
+	Engine string `json:"engine"`
 }
+
+// The ways a timed CPU pass may use several threads.
+const (
+	// EngineSplit runs each thread's share of the pass on that thread
+	// alone (vit.Parallel): by images, or below one image per thread by
+	// tokens.
+	EngineSplit = "split"
+	// EngineEager runs the pass on one thread with libtorch's intra-op
+	// pool, as PyTorch eager does.
+	EngineEager = "eager"
+)
 
 // DefaultMeasure returns the measurement settings a suite starts from.
 func DefaultMeasure() Measure {
@@ -99,6 +113,7 @@ func DefaultMeasure() Measure {
 		Warmup:          DefaultWarmup,
 		Iters:           DefaultIters,
 		EvalBatch:       DefaultEvalBatch,
+		Engine:          EngineSplit,
 	}
 }
 

@@ -57,6 +57,7 @@ type Runner struct {
 	curves  map[string][]store.Point     // model node hash -> training curve
 
 	workers, workerThreads int // resolved TrainWorkers and threads of each
+	split                  int // threads a timed pass is split over (measure.Options.Split); 0: eager
 }
 
 // Summary is what a run did.
@@ -83,6 +84,13 @@ func (r *Runner) Execute(ctx context.Context) (*Summary, error) {
 		r.Device = gotch.CPU
 	}
 	r.Run.Device = strings.ToLower(r.Device.Name)
+	// A CUDA pass is one stream of kernels, and one thread has nothing to
+	// split: both time eagerly, and the run says so.
+	r.Run.Machine.Engine = store.EngineEager
+	if r.Device == gotch.CPU && threads >= 2 && r.Plan.Suite.Measure.Engine == config.EngineSplit {
+		r.Run.Machine.Engine = store.EngineSplit
+		r.split = threads
+	}
 	r.workers = r.TrainWorkers
 	if r.workers <= 0 {
 		r.workers = 1
@@ -507,11 +515,11 @@ func (r *Runner) timeGraphs(ctx context.Context, evals []*evaluation) {
 	}
 	ms := r.Plan.Suite.Measure
 	opts := []measure.Options{
-		{Batch: ms.LatencyBatch, Warmup: ms.Warmup, Iters: ms.Iters, Device: r.Device},
-		{Batch: ms.ThroughputBatch, Warmup: max(1, ms.Warmup/5), Iters: max(3, ms.Iters/5), Device: r.Device},
+		{Batch: ms.LatencyBatch, Warmup: ms.Warmup, Iters: ms.Iters, Device: r.Device, Split: r.split},
+		{Batch: ms.ThroughputBatch, Warmup: max(1, ms.Warmup/5), Iters: max(3, ms.Iters/5), Device: r.Device, Split: r.split},
 	}
-	fmt.Fprintf(r.Log, "timing %d distinct graphs for %d experiments: batch %d x %d and batch %d x %d passes each, in %d interleaved rounds\n",
-		len(graphs), countOK(evals), opts[0].Batch, opts[0].Iters, opts[1].Batch, opts[1].Iters, timingRounds)
+	fmt.Fprintf(r.Log, "timing %d distinct graphs for %d experiments: batch %d x %d and batch %d x %d passes each, in %d interleaved rounds, engine %s\n",
+		len(graphs), countOK(evals), opts[0].Batch, opts[0].Iters, opts[1].Batch, opts[1].Iters, timingRounds, r.Run.Machine.Engine)
 	loads := 0
 	load := func(i int) (*vit.Model, error) {
 		if r.Progress != nil {

@@ -131,8 +131,13 @@ func newFixture(t *testing.T, suite string) *fixture {
 
 func (f *fixture) run(t *testing.T) (*Summary, string) {
 	t.Helper()
+	return f.runThreads(t, 1)
+}
+
+func (f *fixture) runThreads(t *testing.T, threads int) (*Summary, string) {
+	t.Helper()
 	var log bytes.Buffer
-	r := &Runner{Plan: f.plan, DB: f.db, Threads: 1, Log: &log, Run: store.Run{SuiteName: "runner-test"}}
+	r := &Runner{Plan: f.plan, DB: f.db, Threads: threads, Log: &log, Run: store.Run{SuiteName: "runner-test"}}
 	sum, err := r.Execute(context.Background())
 	if err != nil {
 		t.Fatalf("Execute: %v\n%s", err, log.String())
@@ -295,5 +300,50 @@ pipeline = [ { technique = "merge" } ]
 	}
 	if e := find(t, es, "simulated"); e.Executed != vit.ExecutedSimulated {
 		t.Errorf("simulated experiment stored as executed %q", e.Executed)
+	}
+}
+
+// TestTimingEngine checks which engine times a suite's graphs, that the
+// run records it, and that a token-merging graph is timed under either.
+func TestTimingEngine(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		threads int
+		setting string // a line for [suite.measure]
+		want    string
+	}{
+		{"one thread", 1, "", store.EngineEager},
+		{"default, two threads", 2, "", store.EngineSplit},
+		{"eager asked for", 2, "engine = \"eager\"\n", store.EngineEager},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			suite := strings.Replace(testSuite, "[suite.measure]\n", "[suite.measure]\n"+tt.setting, 1) + `
+[[experiment]]
+name = "merged"
+model = "tiny"
+pipeline = [ { technique = "merge" } ]
+`
+			f := newFixture(t, suite)
+			sum, log := f.runThreads(t, tt.threads)
+			if !strings.Contains(log, "engine "+tt.want+"\n") {
+				t.Errorf("log does not name engine %s:\n%s", tt.want, log)
+			}
+			runs, err := f.db.Runs(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(runs) != 1 || runs[0].Machine.Engine != tt.want {
+				t.Fatalf("run recorded engine %q, want %q", runs[0].Machine.Engine, tt.want)
+			}
+			es, err := f.db.Experiments(context.Background(), sum.RunID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, name := range []string{"tiny", "merged"} {
+				if v, ok := metric(find(t, es, name), metrics.LatencyP50); !ok || !(v > 0) {
+					t.Errorf("%s: latency p50 %v (present %v)", name, v, ok)
+				}
+			}
+		})
 	}
 }

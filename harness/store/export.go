@@ -49,7 +49,7 @@ var StandardMetrics = []string{
 // fixedColumns are the export columns before the metrics: the run, its
 // machine, then the experiment.
 var fixedColumns = []string{
-	"run_uuid", "suite", "hostname", "cpu", "cores", "gpu", "libtorch", "blas", "threads", "device",
+	"run_uuid", "suite", "hostname", "cpu", "cores", "gpu", "libtorch", "blas", "threads", "engine", "device",
 	"run_started", "experiment", "group", "model", "dataset", "baseline", "pipeline", "families",
 	"status", "executed", "error",
 }
@@ -118,7 +118,7 @@ func flatten(s *Snapshot) table {
 		}
 		row := []any{
 			r.UUID, r.SuiteName, m.Hostname, m.CPU, int64(m.Cores), m.GPU, m.Libtorch, m.BLAS,
-			int64(m.Threads), r.Device, started,
+			int64(m.Threads), m.Engine, r.Device, started,
 			e.Name, e.Group, e.Model, e.Dataset, e.Baseline, e.Pipeline, strings.Join(e.Families, "+"),
 			e.Status, e.Executed, e.Error,
 		}

@@ -63,11 +63,16 @@ func (db *DB) BeginRun(ctx context.Context, r *Run) error {
 			return err
 		}
 		m := r.Machine
+		engine := m.Engine
+		if engine == "" {
+			engine = EngineEager
+		}
+		r.Machine.Engine = engine
 		err = tx.QueryRowContext(ctx, `INSERT INTO runs (
-	uuid, machine_id, threads, sgemm_gflops, cuda, suite_name, suite_path, suite_hash,
+	uuid, machine_id, threads, engine, sgemm_gflops, cuda, suite_name, suite_path, suite_hash,
 	git_commit, args, device, started, ended, status, pid, pid_start, host
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?) RETURNING id`,
-			r.UUID, mid, m.Threads, nullFloat(m.SgemmGFLOPS), m.CUDA, r.SuiteName, r.SuitePath, r.SuiteHash,
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?) RETURNING id`,
+			r.UUID, mid, m.Threads, engine, nullFloat(m.SgemmGFLOPS), m.CUDA, r.SuiteName, r.SuitePath, r.SuiteHash,
 			r.GitCommit, string(args), r.Device, formatTime(r.Started), StatusRunning,
 			pid, int64(processStart(pid)), db.host,
 		).Scan(&id)
@@ -147,7 +152,7 @@ func (db *DB) Runs(ctx context.Context) ([]Run, error) {
 	return runs, nil
 }
 
-const runColumns = `r.id, r.uuid, r.threads, r.sgemm_gflops, r.cuda, r.suite_name, r.suite_path,
+const runColumns = `r.id, r.uuid, r.threads, r.engine, r.sgemm_gflops, r.cuda, r.suite_name, r.suite_path,
 	r.suite_hash, r.git_commit, r.args, r.device, r.started, r.ended, r.status, r.pid, r.host,
 	m.hostname, m.cpu, m.cores, m.memory_bytes, m.gpu, m.os, m.libtorch, m.blas, m.gotch, m.go`
 
@@ -168,7 +173,7 @@ ORDER BY r.started, r.id`)
 			args           string
 			started, ended sql.NullString
 		)
-		if err := rows.Scan(&r.ID, &r.UUID, &m.Threads, &sgemm, &m.CUDA, &r.SuiteName, &r.SuitePath,
+		if err := rows.Scan(&r.ID, &r.UUID, &m.Threads, &m.Engine, &sgemm, &m.CUDA, &r.SuiteName, &r.SuitePath,
 			&r.SuiteHash, &r.GitCommit, &args, &r.Device, &started, &ended, &r.Status, &r.PID, &r.Host,
 			&m.Hostname, &m.CPU, &m.Cores, &m.MemoryBytes, &m.GPU, &m.OS, &m.Libtorch, &m.BLAS, &m.Gotch, &m.Go,
 		); err != nil {

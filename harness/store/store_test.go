@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -719,5 +720,52 @@ func TestFinishRunInterruptsRunningExperiments(t *testing.T) {
 	}
 	if want := []string{StatusOK, StatusInterrupted, StatusFailed}; !reflect.DeepEqual(got, want) {
 		t.Errorf("statuses after FinishRun = %v, want %v", got, want)
+	}
+}
+
+// TestRunEngine checks that a run's engine is stored and read back, and
+// that a database from before the engine column reads its runs as eager
+// once opened read-write (and is refused read-only until then).
+func TestRunEngine(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "results.db")
+	db := openAt(t, path)
+	old := testRun()
+	old.Machine.Engine = EngineSplit
+	if err := db.BeginRun(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	// Back to the schema of 0001: the run forgets its engine.
+	for _, q := range []string{
+		`ALTER TABLE runs DROP COLUMN engine`,
+		`DELETE FROM migrations WHERE name = '0002_run_engine.sql'`,
+	} {
+		if _, err := db.wdb.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+	if _, err := OpenReadOnly(path); !errors.Is(err, ErrOlderSchema) {
+		t.Errorf("OpenReadOnly before the migration: err = %v, want ErrOlderSchema", err)
+	}
+
+	db = openAt(t, path)
+	plain, split := testRun(), testRun()
+	split.Machine.Engine = EngineSplit
+	for _, r := range []*Run{plain, split} {
+		if err := db.BeginRun(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runs, err := db.Runs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range runs {
+		got = append(got, r.Machine.Engine)
+	}
+	if want := []string{EngineEager, EngineEager, EngineSplit}; !slices.Equal(got, want) {
+		t.Errorf("engines read back %q, want %q (a run from before the column, an unset one, a split one)", got, want)
 	}
 }

@@ -10,10 +10,13 @@ import (
 // several machines are compared side by side, so everything that changes
 // a measured latency belongs here.
 type Machine struct {
-	Hostname    string
-	CPU         string // model name
-	Cores       int
-	Threads     int // threads libtorch was allowed to use
+	Hostname string
+	CPU      string // model name
+	Cores    int
+	Threads  int // threads libtorch was allowed to use
+	// Engine is how a CPU pass used Threads when it was timed: EngineEager
+	// or EngineSplit (see bench latency --engine). Empty reads as eager.
+	Engine      string
 	MemoryBytes int64
 	GPU         string // empty when none
 	CUDA        bool
@@ -24,6 +27,12 @@ type Machine struct {
 	Gotch       string
 	Go          string
 }
+
+// The ways a timed CPU pass uses its threads (Machine.Engine).
+const (
+	EngineEager = "eager" // one pass on libtorch's intra-op pool, as PyTorch eager runs it
+	EngineSplit = "split" // each thread a share of the pass (vit.Parallel)
+)
 
 // Run is one invocation of `bench run` on one suite.
 type Run struct {

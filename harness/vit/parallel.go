@@ -37,9 +37,10 @@ import (
 // Parallel is for inference of a finished model: taps that record
 // (calibration observers) would see only their own thread's share.
 type Parallel struct {
-	models  []*Model // models[0] is the caller's; the others are replicas
-	jobs    []chan job
-	results chan jobResult
+	models   []*Model // the model each thread runs; models[0] is the caller's
+	replicas []*Model // those of models made for this Parallel
+	jobs     []chan job
+	results  chan jobResult
 }
 
 // job is one thread's share of a pass, run on that thread's model.
@@ -50,24 +51,41 @@ type jobResult struct {
 	err    error
 }
 
-// NewParallel prepares n-way inference of m: n-1 replicas of m, each on
-// its own goroutine locked to an OS thread with one intra-op thread and
-// autograd off. n < 2 makes a Parallel that runs m alone. Replicas, not m
-// shared, because a token reducer keeps per-pass state in its model.
+// NewParallel prepares n-way inference of m: n-1 goroutines, each locked
+// to an OS thread with one intra-op thread and autograd off. n < 2 makes a
+// Parallel that runs m alone. The threads share m's tensors, which a pass
+// only reads, except when m reduces tokens: a token reducer keeps per-pass
+// state in its model, so for image shards every thread then gets a
+// replica of its own (split by tokens they all run m, whose state thread 0
+// updates between barriers).
 func NewParallel(m *Model, n int) (*Parallel, error) {
 	p := &Parallel{models: []*Model{m}, results: make(chan jobResult)}
 	for i := 1; i < n; i++ {
-		rep, err := m.Replicate()
-		if err != nil {
-			p.Close()
-			return nil, fmt.Errorf("parallel inference: %w", err)
+		w := m
+		if m.reducesTokens() {
+			rep, err := m.Replicate()
+			if err != nil {
+				p.Close()
+				return nil, fmt.Errorf("parallel inference: %w", err)
+			}
+			p.replicas = append(p.replicas, rep)
+			w = rep
 		}
 		jobs := make(chan job)
-		p.models = append(p.models, rep)
+		p.models = append(p.models, w)
 		p.jobs = append(p.jobs, jobs)
-		go p.work(i, rep, jobs)
+		go p.work(i, w, jobs)
 	}
 	return p, nil
+}
+
+func (m *Model) reducesTokens() bool {
+	for _, b := range m.Blocks {
+		if b.Reducer != nil {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *Parallel) work(i int, m *Model, jobs <-chan job) {
@@ -383,14 +401,16 @@ func (b *barrier) abort() {
 	}
 }
 
-// Close stops the workers and frees the replicas (not the caller's model).
+// Close stops the workers and frees the replicas, if any (not the
+// caller's model).
 func (p *Parallel) Close() {
 	for _, j := range p.jobs {
 		close(j)
 	}
 	p.jobs = nil
-	for _, m := range p.models[1:] {
+	for _, m := range p.replicas {
 		m.Drop()
 	}
+	p.replicas = nil
 	p.models = p.models[:1]
 }
