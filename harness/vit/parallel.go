@@ -35,7 +35,8 @@ import (
 // alternating rounds).
 //
 // Parallel is for inference of a finished model: taps that record
-// (calibration observers) would see only their own thread's share.
+// (calibration observers) would be called from several threads at once,
+// each seeing only its share.
 type Parallel struct {
 	models   []*Model // the model each thread runs; models[0] is the caller's
 	replicas []*Model // those of models made for this Parallel
