@@ -119,7 +119,7 @@ func runLatency(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		n = runtime.NumCPU()
 	}
 	torchrt.SetNumThreads(n)
-	eng := pickEngine(*engine, n, *device)
+	eng := config.ResolveEngine(*engine, n, *device == "cpu")
 	split := 0
 	if eng == config.EngineSplit {
 		split = n
@@ -145,21 +145,6 @@ func runLatency(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return enc.Encode(res)
 	}
 	return writeLatencyText(stdout, res)
-}
-
-// pickEngine returns the engine a latency measurement runs: the one asked
-// for, split by default on the CPU with more than one thread, and eager on
-// CUDA, where a pass is one stream of kernels.
-func pickEngine(asked string, threads int, device string) string {
-	switch {
-	case device != "cpu":
-		return config.EngineEager
-	case asked != "":
-		return asked
-	case threads > 1:
-		return config.EngineSplit
-	}
-	return config.EngineEager
 }
 
 func writeLatencyText(w io.Writer, r latencyResult) error {

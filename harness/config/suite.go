@@ -105,6 +105,16 @@ const (
 	EngineEager = "eager"
 )
 
+// ResolveEngine returns the engine a timing runs with, given the one asked
+// for ("" for the default, split): eager on CUDA, where a pass is one
+// stream of kernels, and on one thread, which has nothing to split.
+func ResolveEngine(asked string, threads int, cpu bool) string {
+	if !cpu || threads < 2 || asked == EngineEager {
+		return EngineEager
+	}
+	return EngineSplit
+}
+
 // DefaultMeasure returns the measurement settings a suite starts from.
 func DefaultMeasure() Measure {
 	return Measure{

@@ -72,9 +72,7 @@ func Forward(ctx context.Context, m *vit.Model, o Options) (*Latency, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := summarize(o, samples)
-	l.Split = splitOf(o)
-	return l, nil
+	return summarize(o, samples), nil
 }
 
 // splitOf is the number of threads o splits a pass over, 0 for none.
@@ -145,13 +143,10 @@ func forwarder(m *vit.Model, o Options) (forward func(*ts.Tensor) (*ts.Tensor, e
 	if err != nil {
 		return nil, nil, err
 	}
-	threads, blas := torchrt.NumThreads(), torchrt.BLASThreads()
-	torchrt.SetNumThreads(1)
-	torchrt.SetBLASThreads(1)
+	restore := torchrt.UseThreads(1)
 	return p.Forward, func() {
 		p.Close()
-		torchrt.SetNumThreads(threads)
-		torchrt.SetBLASThreads(blas)
+		restore()
 	}, nil
 }
 
@@ -167,6 +162,7 @@ func summarize(o Options, samples []float64) *Latency {
 	l := &Latency{Batch: o.Batch, Device: o.Device.Name, Samples: samples,
 		P50: Percentile(sorted, 50), P90: Percentile(sorted, 90), P99: Percentile(sorted, 99)}
 	l.Throughput = float64(o.Batch) / l.P50
+	l.Split = splitOf(o)
 	return l
 }
 
@@ -205,10 +201,8 @@ func Interleaved(ctx context.Context, n int, load func(i int) (*vit.Model, error
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	samples := make([][][]float64, n)
-	splits := make([][]int, n)
 	for i := range samples {
 		samples[i] = make([][]float64, len(opts))
-		splits[i] = make([]int, len(opts))
 	}
 	for r := 0; r < rounds; r++ {
 		for i := 0; i < n; i++ {
@@ -240,7 +234,6 @@ func Interleaved(ctx context.Context, n int, load func(i int) (*vit.Model, error
 					break
 				}
 				samples[i][j] = append(samples[i][j], s...)
-				splits[i][j] = splitOf(o)
 			}
 			m.Drop()
 		}
@@ -252,7 +245,6 @@ func Interleaved(ctx context.Context, n int, load func(i int) (*vit.Model, error
 		lats[i] = make([]*Latency, len(opts))
 		for j, o := range opts {
 			lats[i][j] = summarize(o, samples[i][j])
-			lats[i][j].Split = splits[i][j]
 		}
 	}
 	return lats, errs

@@ -84,11 +84,8 @@ func (r *Runner) Execute(ctx context.Context) (*Summary, error) {
 		r.Device = gotch.CPU
 	}
 	r.Run.Device = strings.ToLower(r.Device.Name)
-	// A CUDA pass is one stream of kernels, and one thread has nothing to
-	// split: both time eagerly, and the run says so.
-	r.Run.Machine.Engine = store.EngineEager
-	if r.Device == gotch.CPU && threads >= 2 && r.Plan.Suite.Measure.Engine == config.EngineSplit {
-		r.Run.Machine.Engine = store.EngineSplit
+	r.Run.Machine.Engine = config.ResolveEngine(r.Plan.Suite.Measure.Engine, threads, r.Device == gotch.CPU)
+	if r.Run.Machine.Engine == config.EngineSplit {
 		r.split = threads
 	}
 	r.workers = r.TrainWorkers

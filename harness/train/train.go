@@ -170,15 +170,9 @@ func Fit(ctx context.Context, m *vit.Model, src Source, r Recipe, o Options) (*R
 		} else {
 			defer dp.close()
 			res.Workers = len(dp.workers) + 1
-			prev := torchrt.NumThreads()
-			torchrt.SetNumThreads(dp.threads)
-			defer torchrt.SetNumThreads(prev)
 			// OpenBLAS's pool is process-wide: each worker's GEMMs run on
 			// their caller's thread alone rather than contend for it.
-			if prevBLAS := torchrt.BLASThreads(); prevBLAS > 0 {
-				torchrt.SetBLASThreads(dp.threads)
-				defer torchrt.SetBLASThreads(prevBLAS)
-			}
+			defer torchrt.UseThreads(dp.threads)()
 		}
 	}
 	start := time.Now()

@@ -13,7 +13,7 @@ import (
 // Parallel runs a finished model's inference forward pass on several OS
 // threads, each computing its share alone: libtorch intra-op threads 1 on
 // every one of them, and the caller sets OpenBLAS's pool to one thread
-// while it uses Parallel (torchrt.SetBLASThreads). A batch at least as
+// while it uses Parallel (torchrt.UseThreads). A batch at least as
 // large as the thread count is split into data-parallel shards of images;
 // a smaller one (latency at batch 1) is split by tokens: every thread
 // computes queries, keys and values of its tokens, the threads meet once
@@ -306,20 +306,20 @@ var errAborted = errors.New("aborted: another thread failed")
 // workers, and returns the first error. A failing job breaks bar, if any,
 // so that the others stop waiting for it.
 func (p *Parallel) runAll(jobs []job, bar *barrier) error {
-	for i := 1; i < len(jobs); i++ {
-		p.jobs[i-1] <- func(m *Model) error {
-			err := run(jobs[i], m)
+	guarded := func(j job) job {
+		return func(m *Model) error {
+			err := run(j, m)
 			if err != nil && bar != nil {
 				bar.abort()
 			}
 			return err
 		}
 	}
+	for i := 1; i < len(jobs); i++ {
+		p.jobs[i-1] <- guarded(jobs[i])
+	}
 	var errs []error
-	if err := run(jobs[0], p.models[0]); err != nil {
-		if bar != nil {
-			bar.abort()
-		}
+	if err := guarded(jobs[0])(p.models[0]); err != nil {
 		errs = append(errs, fmt.Errorf("thread 0: %w", err))
 	}
 	for range len(jobs) - 1 {

@@ -81,6 +81,24 @@ func SetBLASThreads(n int) bool {
 	return C.torchrt_blas_set(C.int(n)) != 0
 }
 
+// UseThreads sets the calling thread's libtorch intra-op thread count and
+// OpenBLAS's pool (process-wide, when the BLAS is OpenBLAS) to n, and
+// returns a function that puts both back. The caller must stay locked to
+// its OS thread until then.
+func UseThreads(n int) (restore func()) {
+	threads, blas := NumThreads(), BLASThreads()
+	SetNumThreads(n)
+	if blas > 0 {
+		SetBLASThreads(n)
+	}
+	return func() {
+		SetNumThreads(threads)
+		if blas > 0 {
+			SetBLASThreads(blas)
+		}
+	}
+}
+
 // NoGrad runs fn with autograd off. libtorch's grad mode is per OS thread
 // while goroutines move between threads, so the goroutine is pinned to its
 // thread for the duration; gotch's ts.NoGrad alone is not enough and fails
