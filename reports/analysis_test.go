@@ -332,13 +332,11 @@ func TestSweptKeys(t *testing.T) {
 // are not comparable), and that a run from before the engine was recorded
 // counts as eager.
 func TestLatencySetupSeparatesEngines(t *testing.T) {
-	m := store.Machine{Hostname: "vm", CPU: "AMD EPYC", Cores: 2, Threads: 2}
+	m := store.Machine{Hostname: "vm", CPU: "AMD EPYC", Cores: 2}
 	run := func(engine string) *store.Run {
-		mm := m
-		mm.Engine = engine
-		return &store.Run{Machine: mm, Device: "cpu"}
+		return &store.Run{Machine: m, Threads: 2, Engine: engine, Device: "cpu"}
 	}
-	split, eager, old := latencySetup(run(store.EngineSplit)), latencySetup(run(store.EngineEager)), latencySetup(run(""))
+	split, eager, old := latencySetup(run("split")), latencySetup(run("eager")), latencySetup(run(""))
 	if split == eager {
 		t.Errorf("split and eager runs share the latency set-up %q", split)
 	}

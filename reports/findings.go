@@ -259,14 +259,14 @@ func isAre(n int) string {
 
 func engineOfRow(r *row) string {
 	if r.run == nil {
-		return store.EngineEager
+		return new(store.Run).TimedEngine()
 	}
-	return engineOf(r.run)
+	return r.run.TimedEngine()
 }
 
 func threadsOf(r *row) int {
 	if r.run == nil {
 		return 0
 	}
-	return r.run.Machine.Threads
+	return r.run.Threads
 }

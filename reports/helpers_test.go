@@ -20,6 +20,7 @@ type exp struct {
 	name, group, pipeline string
 	families              []string
 	params                map[string]string
+	settings              []store.Setting
 	top1                  float64
 	macs, size, lat       float64 // fractions of the baseline
 	executed              string
@@ -37,7 +38,7 @@ const (
 func makeExperiment(runID int64, dataset, model string, e exp, latScale float64) store.Experiment {
 	x := store.Experiment{
 		RunID: runID, Name: e.name, Group: e.group, Model: model, Dataset: dataset,
-		Families: e.families, Pipeline: e.pipeline, Params: e.params, Status: store.StatusOK,
+		Families: e.families, Pipeline: e.pipeline, Params: e.params, Settings: e.settings, Status: store.StatusOK,
 		Executed: e.executed, Hash: fmt.Sprintf("%064x", len(e.name)),
 		SpecJSON: fmt.Sprintf(`{"name":%q,"model":%q,"pipeline":[]}`, e.name, model),
 		Started:  t0, Ended: t0.Add(time.Minute),
@@ -84,17 +85,27 @@ func makeExperiment(runID int64, dataset, model string, e exp, latScale float64)
 // failed experiment and one without latency.
 var suiteExperiments = []exp{
 	{name: "baseline", top1: 80, macs: 1, size: 1, lat: 1},
-	{name: "ptq/w8a8", group: "ptq", pipeline: "quantize(w8a8, minmax)", families: []string{"quantize"}, params: map[string]string{"weight_bits": "8", "act_bits": "8"}, top1: 79.6, macs: 1, size: 0.25, lat: 0.7, executed: "int8"},
-	{name: "ptq/w6a6", group: "ptq", pipeline: "quantize(w6a6, minmax)", families: []string{"quantize"}, params: map[string]string{"weight_bits": "6", "act_bits": "6"}, top1: 77.0, macs: 1, size: 0.19, lat: 1.3, executed: "simulated"},
-	{name: "ptq/w4a4", group: "ptq", pipeline: "quantize(w4a4, minmax)", families: []string{"quantize"}, params: map[string]string{"weight_bits": "4", "act_bits": "4"}, top1: 60.0, macs: 1, size: 0.13, lat: 1.3, executed: "simulated"},
+	{name: "ptq/w8a8", group: "ptq", pipeline: "quantize(w8a8, minmax)", families: []string{"quantize"}, params: map[string]string{"weight_bits": "8", "act_bits": "8"}, settings: quantSettings(0, "8", "8", true), top1: 79.6, macs: 1, size: 0.25, lat: 0.7, executed: "int8"},
+	{name: "ptq/w6a6", group: "ptq", pipeline: "quantize(w6a6, minmax)", families: []string{"quantize"}, params: map[string]string{"weight_bits": "6", "act_bits": "6"}, settings: quantSettings(0, "6", "6", true), top1: 77.0, macs: 1, size: 0.19, lat: 1.3, executed: "simulated"},
+	{name: "ptq/w4a4", group: "ptq", pipeline: "quantize(w4a4, minmax)", families: []string{"quantize"}, params: map[string]string{"weight_bits": "4", "act_bits": "4"}, settings: quantSettings(0, "4", "4", true), top1: 60.0, macs: 1, size: 0.13, lat: 1.3, executed: "simulated"},
 	{name: "lowrank/r50", group: "lowrank", pipeline: "lowrank(ratio=0.5)", families: []string{"lowrank"}, params: map[string]string{"rank_ratio": "0.5"}, top1: 76.0, macs: 0.6, size: 0.6, lat: 0.65},
 	{name: "lowrank/r25", group: "lowrank", pipeline: "lowrank(ratio=0.25)", families: []string{"lowrank"}, params: map[string]string{"rank_ratio": "0.25"}, top1: 70.0, macs: 0.35, size: 0.35, lat: 0.45},
 	{name: "kd/tiny", group: "kd", pipeline: "distill(T=4, student=tiny)", families: []string{"distill"}, params: map[string]string{"student": "tiny"}, top1: 74.0, macs: 0.3, size: 0.3, lat: 0.35},
 	{name: "prune/heads-0.5", group: "prune", pipeline: "prune(heads=0.5)", families: []string{"prune"}, params: map[string]string{"amount": "0.5"}, top1: 75.5, macs: 0.55, size: 0.6, lat: 0.6},
 	{name: "prune/heads-0.25", group: "prune", pipeline: "prune(heads=0.25)", families: []string{"prune"}, params: map[string]string{"amount": "0.25"}, top1: 78.0, macs: 0.8, size: 0.8, lat: 0.8},
 	{name: "prune/tokens", group: "prune", pipeline: "prune(tokens=0.7)", families: []string{"prune"}, failed: true},
-	{name: "combo/prune-kd-int8", group: "combo", pipeline: "prune(heads=0.5) → distill(T=4) → quantize(w8a8)", families: []string{"prune", "distill", "quantize"}, top1: 77.5, macs: 0.5, size: 0.14, lat: 0.4, executed: "int8"},
-	{name: "combo/lowrank-int8", group: "combo2", pipeline: "lowrank(0.5) → quantize(w8a8)", families: []string{"lowrank", "quantize"}, top1: 75.0, macs: 0.6, size: 0.15, lat: 0.5, noLatency: true},
+	{name: "combo/prune-kd-int8", group: "combo", pipeline: "prune(heads=0.5) → distill(T=4) → quantize(w8a8)", families: []string{"prune", "distill", "quantize"}, settings: quantSettings(2, "8", "8", false), top1: 77.5, macs: 0.5, size: 0.14, lat: 0.4, executed: "int8"},
+	{name: "combo/lowrank-int8", group: "combo2", pipeline: "lowrank(0.5) → quantize(w8a8)", families: []string{"lowrank", "quantize"}, settings: quantSettings(1, "8", "8", false), top1: 75.0, macs: 0.6, size: 0.15, lat: 0.5, noLatency: true},
+}
+
+// quantSettings are the settings of a quantize stage at index stage with
+// the given bit widths, swept or fixed, and a default calibrator.
+func quantSettings(stage int, weightBits, actBits string, swept bool) []store.Setting {
+	return []store.Setting{
+		{Name: "quantize.weight_bits", Stage: stage, Technique: "quantize", Key: "weight_bits", Value: weightBits, Swept: swept},
+		{Name: "quantize.act_bits", Stage: stage, Technique: "quantize", Key: "act_bits", Value: actBits, Swept: swept},
+		{Name: "quantize.calibrator", Stage: stage, Technique: "quantize", Key: "calibrator", Value: "minmax"},
+	}
 }
 
 // synthSnapshot has two runs on two machines over the same suite (the
@@ -102,13 +113,17 @@ var suiteExperiments = []exp{
 func synthSnapshot() *store.Snapshot {
 	snap := &store.Snapshot{}
 	machines := []store.Machine{
-		{Hostname: "laptop", CPU: "Intel Core i7-1165G7", Cores: 4, Threads: 2, MemoryBytes: 16 << 30, OS: "linux", Libtorch: "1.13.1", BLAS: "openblas-pthread", SgemmGFLOPS: 120, Gotch: "v0.9.1", Go: "go1.26"},
-		{Hostname: "server", CPU: "AMD EPYC 7763", Cores: 64, Threads: 16, MemoryBytes: 256 << 30, GPU: "NVIDIA H100", CUDA: true, OS: "linux", Libtorch: "2.1.0", BLAS: "mkl", SgemmGFLOPS: 2400, Gotch: "v0.9.1", Go: "go1.26"},
+		{Hostname: "laptop", CPU: "Intel Core i7-1165G7", Cores: 4, MemoryBytes: 16 << 30, OS: "linux", Libtorch: "1.13.1", BLAS: "openblas-pthread", Gotch: "v0.9.1", Go: "go1.26"},
+		{Hostname: "server", CPU: "AMD EPYC 7763", Cores: 64, MemoryBytes: 256 << 30, GPU: "NVIDIA H100", OS: "linux", Libtorch: "2.1.0", BLAS: "mkl", Gotch: "v0.9.1", Go: "go1.26"},
 	}
+	// What each run found of its machine: threads, sgemm speed, CUDA use.
+	facts := []store.Run{{Threads: 2, SgemmGFLOPS: 120}, {Threads: 16, SgemmGFLOPS: 2400, CUDA: true}}
 	for i, m := range machines {
 		id := int64(i + 1)
 		snap.Runs = append(snap.Runs, store.Run{
-			ID: id, UUID: fmt.Sprintf("uuid-%d", id), Machine: m, SuiteName: "cifar10-vit", SuitePath: "experiments/quick.toml",
+			ID: id, UUID: fmt.Sprintf("uuid-%d", id), Machine: m,
+			Threads: facts[i].Threads, SgemmGFLOPS: facts[i].SgemmGFLOPS, CUDA: facts[i].CUDA,
+			SuiteName: "cifar10-vit", SuitePath: "experiments/quick.toml",
 			SuiteHash: "abcdef0123456789", GitCommit: "0123456789abcdef", Device: "cpu",
 			Started: t0.Add(time.Duration(i) * time.Hour), Ended: t0.Add(time.Duration(i)*time.Hour + 20*time.Minute), Status: store.StatusOK,
 		})

@@ -7,7 +7,6 @@ import (
 	"io"
 	"math"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -472,27 +471,31 @@ func sourceName(s *Source) string {
 	return s.ID
 }
 
-// weightBits is the weight bit width of a quantized experiment, from its
-// swept parameters or, failing that, its layers.
+// Stage parameters (store.Setting flat keys) the literature charts read.
+const (
+	settingWeightBits = "quantize.weight_bits"
+	settingPrecision  = "quantize.precision"
+)
+
+// weightBits is the weight bit width of a quantized experiment: the
+// weight_bits parameter of its first quantize stage, as the runner stored
+// it with every other resolved parameter (swept or fixed, defaults
+// included). An experiment without it (stored before settings existed),
+// one whose quantize stage casts to a float precision (precision other
+// than "int"), or one whose weights stay float (16 or 32 bits) has none.
 func weightBits(r *row) (float64, bool) {
-	for _, k := range []string{"weight_bits", "w_bits", "bits", "wbits"} {
-		if v, ok := r.exp.Params[k]; ok {
-			if b, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && b > 0 {
-				return b, true
-			}
-		}
-	}
-	var bits []int
-	for _, l := range r.exp.Layers {
-		if l.Bits > 0 {
-			bits = append(bits, l.Bits)
-		}
-	}
-	if len(bits) == 0 {
+	if p, ok := r.exp.Setting(settingPrecision); ok && p != "int" {
 		return 0, false
 	}
-	sort.Ints(bits)
-	return float64(bits[len(bits)/2]), true
+	v, ok := r.exp.Setting(settingWeightBits)
+	if !ok {
+		return 0, false
+	}
+	b, err := strconv.ParseFloat(v, 64)
+	if err != nil || b <= 0 || b >= 16 {
+		return 0, false
+	}
+	return b, true
 }
 
 // throughputGain is throughput / baseline throughput, else the batch-1

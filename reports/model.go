@@ -310,16 +310,7 @@ func latencySetup(r *store.Run) string {
 	if r == nil {
 		return ""
 	}
-	return fmt.Sprintf("%s/%d/%s/%s", store.Fingerprint(r.Machine), r.Machine.Threads, engineOf(r), r.Device)
-}
-
-// engineOf is how r's timed passes used their threads; runs stored before
-// the engine was recorded timed eagerly.
-func engineOf(r *store.Run) string {
-	if r.Machine.Engine == "" {
-		return store.EngineEager
-	}
-	return r.Machine.Engine
+	return fmt.Sprintf("%s/%d/%s/%s", store.Fingerprint(r.Machine), r.Threads, r.TimedEngine(), r.Device)
 }
 
 func (g *group) Title() string {

@@ -16,13 +16,14 @@ import (
 )
 
 type experimentBody struct {
-	Facts   table
-	Error   string
-	Metrics table
-	Missing []error
-	Charts  []chartBlock
-	Layers  table
-	Spec    string
+	Facts    table
+	Error    string
+	Settings table
+	Metrics  table
+	Missing  []error
+	Charts   []chartBlock
+	Layers   table
+	Spec     string
 }
 
 // expected are the metrics every successful experiment should have; the
@@ -35,6 +36,7 @@ func (s *site) experiments() error {
 		var cs chartSet
 		b := experimentBody{Error: r.exp.Error, Spec: prettyJSON(r.exp.SpecJSON)}
 		b.Facts = factsTable(r)
+		b.Settings = settingsTable(r.exp)
 		b.Metrics = metricsTable(r)
 		for _, name := range expected {
 			if _, ok := r.get(name); !ok {
@@ -203,6 +205,25 @@ func metricRank(name string) int {
 		}
 	}
 	return len(order)
+}
+
+// settingsTable lists every parameter of every stage, in pipeline order,
+// the swept ones marked.
+func settingsTable(e *store.Experiment) table {
+	t := table{
+		Empty: "No stage parameters were stored: the experiment is a baseline, or was run before parameters were recorded (its resolved spec below has them).",
+		Head: []headCell{{Text: "stage", Num: true, Title: "position in the pipeline"}, {Text: "technique"}, {Text: "parameter"},
+			{Text: "value"}, {Text: "swept"}, {Text: "key", Title: "flat key: bench export's column param:KEY"}},
+	}
+	for _, s := range e.Settings {
+		value, swept := cell{Text: s.Value}, cell{}
+		if s.Swept {
+			value.Class, swept.Text = "swept", "swept"
+		}
+		t.Rows = append(t.Rows, []cell{{Text: strconv.Itoa(s.Stage + 1), Class: "num"}, {Text: s.Technique}, {Text: s.Key},
+			value, swept, {Text: s.Name}})
+	}
+	return t
 }
 
 func layersTable(layers []store.Layer) table {

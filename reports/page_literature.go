@@ -131,10 +131,53 @@ func literatureChart(p *litPlot, rows []*row) (*charts.Scatter, []string) {
 	if !p.Relative || p.measured == nil {
 		return c, notes
 	}
-	type key struct{ machine, dataset string }
-	bySeries := map[key][]item{}
-	var order []key
-	missing := 0
+	measured, missing := measuredSeries(p, rows)
+	green := []string{"#047857", "#65a30d", "#0f766e", "#15803d"}
+	for i, ms := range measured {
+		var items []item
+		for _, pt := range ms.Points {
+			r := pt.Row
+			top1, _ := r.get(metrics.Top1)
+			items = append(items, item{
+				Value: []float64{round(pt.X), round(pt.Y)},
+				Tip: tip(fmt.Sprintf("%s (%s, %s)", measuredLabel, ms.Machine, ms.Dataset), r.exp.Name, "pipeline: "+pipelineText(r),
+					fmt.Sprintf("top-1 %s (%s pts vs baseline)", fmtMetric(metrics.Top1, top1, ""), fmtSigned(pt.Y)),
+					fmt.Sprintf("%s: %s", p.XLabel, fmtNum(pt.X))),
+			})
+		}
+		c.MultiSeries = append(c.MultiSeries, series(fmt.Sprintf("%s (%s, %s)", measuredLabel, ms.Machine, ms.Dataset), "scatter", items,
+			charts.WithItemStyleOpts(opts.ItemStyle{Color: green[i%len(green)]}),
+			func(s *charts.SingleSeries) { s.Symbol = "diamond"; s.SymbolSize = 13 }))
+	}
+	switch {
+	case len(measured) == 0 && missing == 0:
+		notes = append(notes, fmt.Sprintf("No measured %s experiment yet: only published points are shown.", p.family))
+	case missing > 0:
+		notes = append(notes, fmt.Sprintf("%d measured %s experiments lack the values for these axes and are not shown.", missing, p.family))
+	}
+	return c, notes
+}
+
+// measuredPoint is a measured experiment on a literature chart.
+type measuredPoint struct {
+	X, Y float64
+	Row  *row
+}
+
+// measuredGroup is the measured points of one (machine, data set).
+type measuredGroup struct {
+	Machine, Dataset string
+	Points           []measuredPoint
+}
+
+// measuredSeries places the successful experiments of the plot's family
+// in its terms, one group per (machine, data set) ordered by data set and
+// machine, and counts those that lack a value for either axis.
+func measuredSeries(p *litPlot, rows []*row) (groups []measuredGroup, missing int) {
+	if p.measured == nil || p.measuredY == nil {
+		return nil, 0
+	}
+	at := map[[2]string]int{}
 	for _, r := range rows {
 		if r.fam != p.family || !r.ok() {
 			continue
@@ -145,35 +188,20 @@ func literatureChart(p *litPlot, rows []*row) (*charts.Scatter, []string) {
 			missing++
 			continue
 		}
-		k := key{machineLabel(r.run), r.exp.Dataset}
-		if _, ok := bySeries[k]; !ok {
-			order = append(order, k)
+		k := [2]string{machineLabel(r.run), r.exp.Dataset}
+		i, ok := at[k]
+		if !ok {
+			i = len(groups)
+			at[k] = i
+			groups = append(groups, measuredGroup{Machine: k[0], Dataset: k[1]})
 		}
-		top1, _ := r.get(metrics.Top1)
-		bySeries[k] = append(bySeries[k], item{
-			Value: []float64{round(x), round(y)},
-			Tip: tip(fmt.Sprintf("%s (%s, %s)", measuredLabel, k.machine, k.dataset), r.exp.Name, "pipeline: "+pipelineText(r),
-				fmt.Sprintf("top-1 %s (%s pts vs baseline)", fmtMetric(metrics.Top1, top1, ""), fmtSigned(y)),
-				fmt.Sprintf("%s: %s", p.XLabel, fmtNum(x))),
-		})
+		groups[i].Points = append(groups[i].Points, measuredPoint{X: x, Y: y, Row: r})
 	}
-	sort.SliceStable(order, func(i, j int) bool {
-		if order[i].dataset != order[j].dataset {
-			return order[i].dataset < order[j].dataset
+	sort.SliceStable(groups, func(i, j int) bool {
+		if groups[i].Dataset != groups[j].Dataset {
+			return groups[i].Dataset < groups[j].Dataset
 		}
-		return order[i].machine < order[j].machine
+		return groups[i].Machine < groups[j].Machine
 	})
-	green := []string{"#047857", "#65a30d", "#0f766e", "#15803d"}
-	for i, k := range order {
-		c.MultiSeries = append(c.MultiSeries, series(fmt.Sprintf("%s (%s, %s)", measuredLabel, k.machine, k.dataset), "scatter", bySeries[k],
-			charts.WithItemStyleOpts(opts.ItemStyle{Color: green[i%len(green)]}),
-			func(s *charts.SingleSeries) { s.Symbol = "diamond"; s.SymbolSize = 13 }))
-	}
-	switch {
-	case len(order) == 0 && missing == 0:
-		notes = append(notes, fmt.Sprintf("No measured %s experiment yet: only published points are shown.", p.family))
-	case missing > 0:
-		notes = append(notes, fmt.Sprintf("%d measured %s experiments lack the values for these axes and are not shown.", missing, p.family))
-	}
-	return c, notes
+	return groups, missing
 }

@@ -106,7 +106,7 @@ func fingerprintTable(runs []*store.Run) table {
 	for _, r := range runs {
 		m := r.Machine
 		gpu := orMissing(m.GPU, "none")
-		if m.CUDA && m.GPU != "" {
+		if r.CUDA && m.GPU != "" {
 			gpu.Text += " (CUDA)"
 		}
 		mem := cell{Text: "—", Class: "num missing"}
@@ -114,14 +114,14 @@ func fingerprintTable(runs []*store.Run) table {
 			mem = cell{Text: fmtNum(float64(m.MemoryBytes) / (1 << 30)), Class: "num"}
 		}
 		sg := cell{Text: "—", Class: "num missing", Title: "not measured"}
-		if m.SgemmGFLOPS > 0 {
-			sg = cell{Text: fmtNum(m.SgemmGFLOPS), Class: "num"}
+		if r.SgemmGFLOPS > 0 {
+			sg = cell{Text: fmtNum(r.SgemmGFLOPS), Class: "num"}
 		}
 		t.Rows = append(t.Rows, []cell{
 			{Text: fmt.Sprintf("#%d", r.ID), Title: r.UUID},
 			orMissing(m.Hostname, "not recorded"),
 			orMissing(m.CPU, "not recorded"),
-			intCell(m.Cores), intCell(m.Threads), {Text: engineOf(r)}, mem, gpu,
+			intCell(m.Cores), intCell(r.Threads), {Text: r.TimedEngine()}, mem, gpu,
 			orMissing(r.Device, "not recorded"),
 			orMissing(m.OS, "not recorded"),
 			orMissing(m.Libtorch, "not recorded"),

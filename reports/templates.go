@@ -34,6 +34,7 @@ tfoot td { background: #f9fafb; font-style: italic; }
 .missing { color: #6b7280; font-style: italic; }
 .note { color: #4b5563; font-size: 13px; }
 .failed { color: #b91c1c; }
+.swept { font-weight: 600; }
 .label-published { color: #7c3aed; font-weight: 600; } .label-measured { color: #047857; font-weight: 600; }
 figure.chart-box { background: #fff; border: 1px solid #e5e7eb; margin: 12px 0; padding: 8px; }
 figure.chart-box figcaption { font-weight: 600; }
@@ -185,6 +186,9 @@ var pageTemplates = map[string]string{
 	"experiment": `{{define "content"}}{{with .Body}}
 {{template "table" .Facts}}
 {{if .Error}}<h2 class="failed">Error</h2><pre>{{.Error}}</pre>{{end}}
+<h2>Parameters</h2>
+<p class="note">Every parameter of every stage as the experiment ran it, defaults included; <span class="swept">bold</span> values were swept (chosen by the experiment's grid). The key is the column name in <code>bench export</code> after <code>param:</code>.</p>
+{{template "table" .Settings}}
 <h2>Metrics</h2>
 {{template "table" .Metrics}}
 {{template "warnings" .Missing}}

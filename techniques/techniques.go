@@ -1,101 +1,73 @@
-// Package techniques is the registry of compression techniques.
+// Package techniques is the schema of vitbench's compression techniques:
+// each technique's name, family and parameters (a Config decoded from a
+// TOML pipeline stage, with its defaults, validation and the models it
+// references), and the fine-tune block they share. It links no libtorch,
+// so a suite can be parsed, checked and planned without it.
 //
-// Each technique lives in its own sub-package (quantize, lowrank, distill,
-// prune) and registers itself from init, the way database/sql drivers do;
-// cmd/bench imports them for that side effect. A technique has three parts,
-// kept apart as in Intel Neural Compressor: a Config decoded from a TOML
-// pipeline stage (a plain struct with toml tags, defaults and Validate),
-// the algorithm that sees only its own Config and the model, and the entry
-// registered here that joins the two. Techniques know nothing of the CLI,
-// the database or the report.
+// The apply half lives apart, as in Intel Neural Compressor 3.x, where
+// configs, the algorithm registry and the algorithms are three layers:
+// package techniques/compress registers what applies each technique to a
+// model, and techniques/quantize, lowrank, prune and distill hold the
+// algorithms, which see plain arguments. Nothing here knows the CLI, the
+// database or the report.
 package techniques
 
 import (
-	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
-
-	"github.com/sugarme/gotch"
-	"github.com/sugarme/gotch/ts"
-	"github.com/vitbench/vitbench/harness/vit"
 )
 
 // Config is the decoded parameters of one pipeline stage. Implementations
-// are pointers to structs whose exported fields carry `toml:"key"` tags;
-// the suite loader uses those tags to reject unknown keys, to type-check
-// values and to expand list-valued parameters into a grid. NewConfig fills
-// in the defaults; Validate checks ranges after decoding.
+// are pointers to structs whose exported fields carry `toml:"key"` tags
+// (embedded structs, such as FineTune, are flattened); the suite loader
+// uses those tags to reject unknown keys, to type-check values and to
+// expand list-valued parameters into a grid. NewConfig fills in the
+// defaults; Validate checks ranges after decoding.
 type Config interface {
 	Validate() error
 }
 
-// Technique is one registered compression technique.
+// Technique is the schema of one technique.
 type Technique struct {
 	Name      string        // the `technique = "..."` of a stage
 	Family    string        // "quantize", "lowrank", "distill", "prune"
 	NewConfig func() Config // a fresh config holding the defaults
-	// Apply compresses m according to cfg and returns the compressed
-	// model, which may be m itself (changed in place) or a new model (then
-	// the caller drops m).
-	Apply func(ctx context.Context, cfg Config, m *vit.Model, env Env) (*vit.Model, error)
+	// Renamed maps keys the technique once had to the keys that replaced
+	// them, so that an old suite gets an error naming the new key.
+	Renamed map[string]string
 }
 
-// Env is what a technique may use beyond its config and the model.
-type Env interface {
-	Device() gotch.Device
-	Seed() int64
-	// Calibration returns up to n normalised images from the validation
-	// carve-out of the training split, in batches; the caller frees them.
-	Calibration(ctx context.Context, n int) ([]*ts.Tensor, error)
-	// FineTune trains m on the training split with the model's recipe,
-	// scaled to the given epochs and learning rate (0 keeps the recipe's).
-	FineTune(ctx context.Context, m *vit.Model, ft FineTune) error
-	// Model returns a trained model or experiment output of the suite
-	// (a teacher), built or loaded from the cache; the caller drops it.
-	Model(ctx context.Context, name string) (*vit.Model, error)
-	Logf(format string, args ...any)
-}
-
-// FineTune asks for a short training run.
-type FineTune struct {
-	Epochs float64
-	LR     float64
-	// Loss, when set, replaces cross-entropy (e.g. a distillation loss);
-	// it has train.Loss's method.
-	Loss interface {
-		Loss(m *vit.Model, x, y *ts.Tensor) *ts.Tensor
-	}
-	// AfterStep runs after each optimizer step under no-grad.
-	AfterStep func()
-}
-
-var (
-	mu         sync.RWMutex
-	registered = map[string]Technique{}
-)
+// registry holds the techniques by name. Go's database/sql keeps its
+// drivers the same way; tests register fakes.
+var registry = struct {
+	sync.RWMutex
+	byName map[string]Technique
+}{byName: map[string]Technique{}}
 
 // Register makes a technique available by name. It panics on a duplicate
 // name or an incomplete entry: both are programming errors.
 func Register(t Technique) {
-	if t.Name == "" || t.Family == "" || t.NewConfig == nil || t.Apply == nil {
+	if t.Name == "" || t.Family == "" || t.NewConfig == nil {
 		panic(fmt.Sprintf("techniques: incomplete registration %+v", t))
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if _, dup := registered[t.Name]; dup {
+	registry.Lock()
+	defer registry.Unlock()
+	if _, dup := registry.byName[t.Name]; dup {
 		panic("techniques: Register called twice for " + t.Name)
 	}
-	registered[t.Name] = t
+	registry.byName[t.Name] = t
 }
 
 // Lookup returns the technique registered under name, or an error that
 // lists the registered names.
 func Lookup(name string) (Technique, error) {
-	mu.RLock()
-	defer mu.RUnlock()
-	t, ok := registered[name]
+	registry.RLock()
+	defer registry.RUnlock()
+	t, ok := registry.byName[name]
 	if !ok {
 		return Technique{}, fmt.Errorf("unknown technique %q (registered: %s)", name, strings.Join(namesLocked(), ", "))
 	}
@@ -104,16 +76,81 @@ func Lookup(name string) (Technique, error) {
 
 // Names returns the registered technique names, sorted.
 func Names() []string {
-	mu.RLock()
-	defer mu.RUnlock()
+	registry.RLock()
+	defer registry.RUnlock()
 	return namesLocked()
 }
 
 func namesLocked() []string {
-	names := make([]string, 0, len(registered))
-	for n := range registered {
+	names := make([]string, 0, len(registry.byName))
+	for n := range registry.byName {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	return names
+}
+
+func init() {
+	Register(Technique{Name: Quantize, Family: Quantize, NewConfig: func() Config { return NewQuantizeConfig() },
+		Renamed: map[string]string{"qat_epochs": "finetune_epochs"}})
+	Register(Technique{Name: LowRank, Family: LowRank, NewConfig: func() Config { return NewLowRankConfig() }})
+	Register(Technique{Name: Prune, Family: Prune, NewConfig: func() Config { return NewPruneConfig() },
+		Renamed: map[string]string{"temperature": "kd_temperature", "alpha": "kd_alpha"}})
+	Register(Technique{Name: Distill, Family: Distill, NewConfig: func() Config { return NewDistillConfig() },
+		Renamed: map[string]string{"epochs": "finetune_epochs", "temperature": "kd_temperature", "alpha": "kd_alpha", "kind": "kd_kind"}})
+}
+
+// The registered technique names (each its own family).
+const (
+	Quantize = "quantize"
+	LowRank  = "lowrank"
+	Prune    = "prune"
+	Distill  = "distill"
+)
+
+// ErrInvalid is wrapped by every Validate error.
+var ErrInvalid = errors.New("invalid parameters")
+
+// invalid collects a Validate's complaints.
+type invalid []string
+
+func (v *invalid) add(format string, args ...any) { *v = append(*v, fmt.Sprintf(format, args...)) }
+
+// err wraps the complaints in ErrInvalid, naming the technique, or
+// returns nil when there are none.
+func (v invalid) err(technique string) error {
+	if len(v) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w of %s: %s", ErrInvalid, technique, strings.Join(v, "; "))
+}
+
+// oneOf complains unless v is one of allowed.
+func (v *invalid) oneOf(key, got string, allowed ...string) {
+	if slices.Contains(allowed, got) {
+		return
+	}
+	v.add("%s %q: want %s", key, got, strings.Join(allowed, ", "))
+}
+
+// layers complains about an empty list, an unknown group or a repeat,
+// and returns the set of groups listed. rejected maps groups that exist
+// but cannot be chosen to the reason.
+func (v *invalid) layers(list, known []string, rejected map[string]string) map[string]bool {
+	if len(list) == 0 {
+		v.add("layers is empty")
+	}
+	seen := map[string]bool{}
+	for _, l := range list {
+		switch {
+		case rejected[l] != "":
+			v.add("layers: %s", rejected[l])
+		case !slices.Contains(known, l):
+			v.add("layers: unknown group %q (known: %s)", l, strings.Join(known, ", "))
+		case seen[l]:
+			v.add("layers: %q listed twice", l)
+		}
+		seen[l] = true
+	}
+	return seen
 }

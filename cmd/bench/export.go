@@ -40,9 +40,12 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 Writes one row per experiment: the run (uuid, suite, start), its machine
 (hostname, cpu, cores, gpu, libtorch, blas, threads, device), the experiment
 (name, group, model, dataset, baseline, pipeline, families, status,
-executed, error), then one column per metric in normalised units (seconds,
-bytes, percent, counts). CSV leaves a missing metric empty; JSON is an array
-of objects with the same keys, metrics as numbers or null.
+executed, error), then one column per stage parameter of any experiment,
+defaults included ("param:quantize.weight_bits"; "param:quantize#2.KEY"
+for a pipeline's second quantize stage), then one column per metric in
+normalised units (seconds, bytes, percent, counts). CSV leaves a missing
+value empty; JSON is an array of objects with the same keys, parameters
+as strings or null, metrics as numbers or null.
 
 `)
 		fset.PrintDefaults()

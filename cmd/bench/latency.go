@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 
-	"github.com/vitbench/vitbench/harness/config"
 	"github.com/vitbench/vitbench/harness/measure"
 	"github.com/vitbench/vitbench/internal/torchrt"
 )
@@ -94,9 +94,9 @@ func runLatency(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return usageError{fmt.Errorf("latency: --threads %d: want >= 0 (0 = all logical CPUs)", *threads)}
 	case *device != "cpu" && *device != "cuda":
 		return usageError{fmt.Errorf("latency: --device %q: want cpu or cuda", *device)}
-	case *engine != "" && *engine != config.EngineSplit && *engine != config.EngineEager:
-		return usageError{fmt.Errorf("latency: --engine %q: want %s or %s", *engine, config.EngineSplit, config.EngineEager)}
-	case *engine == config.EngineSplit && *device != "cpu":
+	case *engine != "" && !slices.Contains(measure.Engines, *engine):
+		return usageError{fmt.Errorf("latency: --engine %q: want %s or %s", *engine, measure.EngineSplit, measure.EngineEager)}
+	case *engine == measure.EngineSplit && *device != "cpu":
 		return usageError{fmt.Errorf("latency: --engine split: CPU only (a CUDA pass is one stream of kernels)")}
 	}
 	if !mf.isArtifact() {
@@ -119,11 +119,8 @@ func runLatency(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		n = runtime.NumCPU()
 	}
 	torchrt.SetNumThreads(n)
-	eng := config.ResolveEngine(*engine, n, *device == "cpu")
-	split := 0
-	if eng == config.EngineSplit {
-		split = n
-	}
+	eng := measure.ResolveEngine(*engine, n, *device == "cpu")
+	split := measure.SplitFor(eng, n)
 
 	m, err := mf.load(dev)
 	if err != nil {

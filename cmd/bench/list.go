@@ -135,9 +135,9 @@ func machineLabel(r store.Run) string {
 	if m.GPU != "" {
 		parts = append(parts, m.GPU)
 	}
-	parts = append(parts, fmt.Sprintf("%d threads", m.Threads))
-	if m.Engine != "" {
-		parts = append(parts, m.Engine)
+	parts = append(parts, fmt.Sprintf("%d threads", r.Threads))
+	if r.Engine != "" {
+		parts = append(parts, r.Engine)
 	}
 	if r.Device != "" {
 		parts = append(parts, r.Device)
@@ -212,6 +212,9 @@ type (
 		Failed      int              `json:"failed"`
 		Experiments []listExperiment `json:"experiments"`
 	}
+	// listMachine is the machine a run executed on. Threads, engine, CUDA
+	// and sgemm speed are facts of the run (store.Run); they stay in this
+	// object, where consumers of the JSON have always found them.
 	listMachine struct {
 		Fingerprint string   `json:"fingerprint"`
 		Hostname    string   `json:"hostname"`
@@ -237,7 +240,8 @@ type (
 		Baseline string              `json:"baseline"`
 		Families []string            `json:"families"`
 		Pipeline string              `json:"pipeline"`
-		Params   map[string]string   `json:"params"`
+		Params   map[string]string   `json:"params"`   // the swept parameters
+		Settings []listSetting       `json:"settings"` // every parameter of every stage, in pipeline order
 		Hash     string              `json:"hash"`
 		Status   string              `json:"status"`
 		Error    string              `json:"error"`
@@ -246,6 +250,14 @@ type (
 		Ended    *time.Time          `json:"ended"`
 		Metrics  map[string]*float64 `json:"metrics"` // null when not finite
 		Units    map[string]string   `json:"units"`
+	}
+	listSetting struct {
+		Name      string `json:"name"` // flat key, e.g. "quantize.weight_bits"; bench export's column "param:" + name
+		Stage     int    `json:"stage"`
+		Technique string `json:"technique"`
+		Key       string `json:"key"`
+		Value     string `json:"value"`
+		Swept     bool   `json:"swept"`
 	}
 )
 
@@ -262,8 +274,8 @@ func writeListJSON(w io.Writer, s *store.Snapshot) error {
 			Started: r.Started, Ended: timeOrNil(r.Ended), Status: r.Status,
 			Machine: listMachine{
 				Fingerprint: store.Fingerprint(m), Hostname: m.Hostname, CPU: m.CPU, Cores: m.Cores,
-				Threads: m.Threads, Engine: m.Engine, MemoryBytes: m.MemoryBytes, GPU: m.GPU, CUDA: m.CUDA, OS: m.OS,
-				Libtorch: m.Libtorch, BLAS: m.BLAS, SgemmGFLOPS: finiteOrNil(m.SgemmGFLOPS),
+				Threads: r.Threads, Engine: r.Engine, MemoryBytes: m.MemoryBytes, GPU: m.GPU, CUDA: r.CUDA, OS: m.OS,
+				Libtorch: m.Libtorch, BLAS: m.BLAS, SgemmGFLOPS: finiteOrNil(r.SgemmGFLOPS),
 				Gotch: m.Gotch, Go: m.Go,
 			},
 			OK:          counts[r.ID][store.StatusOK],
@@ -281,10 +293,14 @@ func writeListJSON(w io.Writer, s *store.Snapshot) error {
 			Families: nonNilStrings(e.Families), Pipeline: e.Pipeline, Params: e.Params, Hash: e.Hash,
 			Status: e.Status, Error: e.Error, Executed: e.Executed,
 			Started: timeOrNil(e.Started), Ended: timeOrNil(e.Ended),
-			Metrics: map[string]*float64{}, Units: map[string]string{},
+			Settings: []listSetting{},
+			Metrics:  map[string]*float64{}, Units: map[string]string{},
 		}
 		if le.Params == nil {
 			le.Params = map[string]string{}
+		}
+		for _, st := range e.Settings {
+			le.Settings = append(le.Settings, listSetting(st))
 		}
 		for _, m := range e.Metrics {
 			le.Metrics[m.Name] = finiteOrNil(m.Value)

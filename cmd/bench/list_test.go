@@ -27,8 +27,9 @@ func resultsDB(t *testing.T, host string) (string, store.Run) {
 	}
 	defer db.Close()
 	r := &store.Run{
-		Machine: store.Machine{Hostname: host, CPU: "AMD EPYC 7B13", Cores: 2, Threads: 2,
-			Libtorch: "1.13.1", BLAS: "openblas", SgemmGFLOPS: 120},
+		Machine: store.Machine{Hostname: host, CPU: "AMD EPYC 7B13", Cores: 2,
+			Libtorch: "1.13.1", BLAS: "openblas"},
+		Threads: 2, SgemmGFLOPS: 120,
 		SuiteName: "smoke", SuitePath: "experiments/smoke.toml", Device: "cpu",
 		Args:    []string{"run", "experiments/smoke.toml"},
 		Started: time.Date(2025, 5, 6, 7, 8, 9, 0, time.UTC),

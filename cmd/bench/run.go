@@ -22,12 +22,6 @@ import (
 	"github.com/vitbench/vitbench/harness/sysinfo"
 	"github.com/vitbench/vitbench/harness/vit"
 	"github.com/vitbench/vitbench/reports"
-
-	// Techniques register themselves when imported.
-	_ "github.com/vitbench/vitbench/techniques/distill"
-	_ "github.com/vitbench/vitbench/techniques/lowrank"
-	_ "github.com/vitbench/vitbench/techniques/prune"
-	_ "github.com/vitbench/vitbench/techniques/quantize"
 )
 
 func init() { commands["run"] = runRun }
@@ -116,18 +110,15 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	defer sdb.Close()
 	abs, _ := filepath.Abs(files[0])
+	run := info.Run() // the runner sets Threads and Engine to what it times with
+	run.SuiteName, run.SuitePath, run.SuiteHash = suite.Name, abs, suiteHash(p)
+	run.GitCommit = info.GitCommit
+	run.Args = append([]string{"bench", "run"}, args...)
 	r := &runner.Runner{
-		Plan:   p,
-		DB:     sdb,
-		Device: dev,
-		Run: store.Run{
-			Machine:   info.Machine(),
-			SuiteName: suite.Name,
-			SuitePath: abs,
-			SuiteHash: suiteHash(p),
-			GitCommit: info.GitCommit,
-			Args:      append([]string{"bench", "run"}, args...),
-		},
+		Plan:         p,
+		DB:           sdb,
+		Device:       dev,
+		Run:          run,
 		Threads:      *threads,
 		TrainWorkers: *trainWorkers,
 		Log:          stdout,

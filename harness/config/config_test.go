@@ -247,7 +247,18 @@ func TestErrors(t *testing.T) {
 		{"duplicate experiment", base + "[[experiment]]\nname = \"ok\"\nmodel = \"m\"\n", Options{}, []string{`13: experiment[1].name: "ok" is already declared as an experiment at suite.toml:9`}},
 		{"experiment named like a model", base + "[[experiment]]\nname = \"m\"\nmodel = \"m\"\n", Options{}, []string{`13: experiment[1].name: "m" is already declared as a model at suite.toml:3`}},
 		{"experiment as a table", strings.TrimSuffix(base, "[[experiment]]\nname = \"ok\"\nmodel = \"m\"\n") + "[experiment]\nname = \"e\"\n", Options{}, []string{"9: experiment: want an array of tables"}},
-		{"unknown technique", base + "pipeline = [{ technique = \"quantise\" }]\n", Options{}, []string{`12: experiment[0].pipeline[0].technique: unknown technique "quantise" (registered: fd, fp, fq)`}},
+		{"unknown technique", base + "pipeline = [{ technique = \"quantise\" }]\n", Options{}, []string{`12: experiment[0].pipeline[0].technique: unknown technique "quantise" (registered: distill, fd, fp, fq, lowrank, prune, quantize)`}},
+		// The fine-tune block's keys replaced older spellings; each old key
+		// names its replacement, at its own line.
+		{"renamed fine-tune keys", base + "pipeline = [\n  { technique = \"quantize\", qat_epochs = 1 },\n  { technique = \"distill\", teacher = \"m\",\n    epochs = 1, temperature = 2.0, alpha = 0.3, kind = \"hard\" },\n  { technique = \"prune\", temperature = 2.0 },\n]\n", Options{},
+			[]string{
+				"13: experiment[0].pipeline[0].qat_epochs: renamed: technique quantize now spells it finetune_epochs",
+				"15: experiment[0].pipeline[1].alpha: renamed: technique distill now spells it kd_alpha",
+				"15: experiment[0].pipeline[1].epochs: renamed: technique distill now spells it finetune_epochs",
+				"15: experiment[0].pipeline[1].kind: renamed: technique distill now spells it kd_kind",
+				"15: experiment[0].pipeline[1].temperature: renamed: technique distill now spells it kd_temperature",
+				"16: experiment[0].pipeline[2].temperature: renamed: technique prune now spells it kd_temperature",
+			}},
 		{"missing technique", base + "pipeline = [{ weight_bits = 8 }]\n", Options{}, []string{"12: experiment[0].pipeline[0].technique: missing"}},
 		{"unknown parameter", base + "pipeline = [\n  { technique = \"fq\",\n    weight_bit = 8 },\n]\n", Options{}, []string{"14: experiment[0].pipeline[0].weight_bit: unknown parameter of technique fq (known: weight_bits, act_bits"}},
 		{"parameter wrong type", base + "pipeline = [{ technique = \"fq\", weight_bits = \"8\" }]\n", Options{}, []string{`12: experiment[0].pipeline[0].weight_bits: want an integer, got string "8"`}},

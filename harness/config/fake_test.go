@@ -1,12 +1,10 @@
 package config
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"slices"
 
-	"github.com/vitbench/vitbench/harness/vit"
 	"github.com/vitbench/vitbench/techniques"
 )
 
@@ -65,18 +63,13 @@ func (c *fakeDistill) Validate() error {
 func (c *fakeDistill) References() []string { return []string{c.Teacher} }
 
 func init() {
-	techniques.Register(techniques.Technique{Name: "fq", Family: "quantize", Apply: fakeApply, NewConfig: func() techniques.Config {
+	techniques.Register(techniques.Technique{Name: "fq", Family: "quantize", NewConfig: func() techniques.Config {
 		return &fakeQuant{WeightBits: 8, ActBits: 8, Calibrator: "minmax", Percentile: 99.9}
 	}})
-	techniques.Register(techniques.Technique{Name: "fp", Family: "prune", Apply: fakeApply, NewConfig: func() techniques.Config {
+	techniques.Register(techniques.Technique{Name: "fp", Family: "prune", NewConfig: func() techniques.Config {
 		return &fakePrune{Kind: "heads", Amount: 0.5}
 	}})
-	techniques.Register(techniques.Technique{Name: "fd", Family: "distill", Apply: fakeApply, NewConfig: func() techniques.Config {
+	techniques.Register(techniques.Technique{Name: "fd", Family: "distill", NewConfig: func() techniques.Config {
 		return &fakeDistill{Temperature: 4, Alpha: 0.5, Epochs: 1}
 	}})
-}
-
-// fakeApply is never called: these tests plan, they do not run.
-func fakeApply(context.Context, techniques.Config, *vit.Model, techniques.Env) (*vit.Model, error) {
-	return nil, errors.New("fake technique")
 }

@@ -125,6 +125,11 @@ func (s *Stage) expand() ([]Point, ErrorList) {
 	for _, p := range s.Params {
 		key := s.Key + "." + renderKey(p.Key)
 		f, ok := byKey[p.Key]
+		if newKey, renamed := tech.Renamed[p.Key]; renamed {
+			errs = append(errs, &Error{File: s.File, Line: p.Line, Key: key,
+				Msg: fmt.Sprintf("renamed: technique %s now spells it %s (every fine-tune shares the keys of techniques.FineTune)", tech.Name, newKey)})
+			continue
+		}
 		if !ok {
 			errs = append(errs, &Error{File: s.File, Line: p.Line, Key: key,
 				Msg: fmt.Sprintf("unknown parameter of technique %s (known: %s)", tech.Name, strings.Join(known, ", "))})

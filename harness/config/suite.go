@@ -90,30 +90,23 @@ type Measure struct {
 	Threads         int `json:"threads"`          // libtorch threads; 0 = all cores
 	EvalBatch       int `json:"eval_batch"`       // batch size of accuracy evaluation
 	// Engine is how a timed pass on the CPU uses its threads: EngineSplit
-	// or EngineEager (bench latency --engine).
+	// or EngineEager (bench latency --engine); measure.ResolveEngine says
+	// which one a timing runs with.
 	Engine string `json:"engine"`
 }
 
-// The ways a timed CPU pass may use several threads.
+// The values the [suite.measure] engine key accepts. They name the
+// engines of harness/measure (measure.EngineSplit, measure.EngineEager),
+// where the rule that picks one lives (measure.ResolveEngine); config
+// keeps its own copy of the names so that parsing a suite does not link
+// the timing code. A test checks that the two lists agree.
 const (
-	// EngineSplit runs each thread's share of the pass on that thread
-	// alone (vit.Parallel): by images, or below one image per thread by
-	// tokens.
-	EngineSplit = "split"
-	// EngineEager runs the pass on one thread with libtorch's intra-op
-	// pool, as PyTorch eager does.
-	EngineEager = "eager"
+	EngineSplit = "split" // each thread a share of the pass (the default)
+	EngineEager = "eager" // one pass on libtorch's intra-op pool
 )
 
-// ResolveEngine returns the engine a timing runs with, given the one asked
-// for ("" for the default, split): eager on CUDA, where a pass is one
-// stream of kernels, and on one thread, which has nothing to split.
-func ResolveEngine(asked string, threads int, cpu bool) string {
-	if !cpu || threads < 2 || asked == EngineEager {
-		return EngineEager
-	}
-	return EngineSplit
-}
+// Engines lists the accepted engine names, the default first.
+var Engines = []string{EngineSplit, EngineEager}
 
 // DefaultMeasure returns the measurement settings a suite starts from.
 func DefaultMeasure() Measure {

@@ -88,6 +88,33 @@ type Swept struct {
 	Value     any // as TOML decoded it
 }
 
+// Setting is one resolved parameter of one stage of an experiment: every
+// parameter of the stage's technique Config (config.Settings), defaults
+// included, not only the ones the suite wrote.
+type Setting struct {
+	// Name is the parameter's flat key, unique within the experiment (see
+	// SettingName): "quantize.weight_bits", "quantize#2.weight_bits".
+	Name      string
+	Stage     int // index in the pipeline
+	Technique string
+	Key       string // the parameter's name in the technique's Config
+	Value     string // config.FormatValue of the resolved value
+	Swept     bool   // chosen by the experiment's grid (the key was a list of alternatives)
+}
+
+// SettingName is the flat key of a stage parameter: "technique.key" for
+// the first stage of a technique in the pipeline (occurrence 1), and
+// "technique#N.key" for its Nth, so that "quantize.weight_bits" names the
+// weight width of an experiment's first quantize stage whatever precedes
+// it, and a key stays the same when stages of other techniques are added
+// or removed around it.
+func SettingName(technique string, occurrence int, key string) string {
+	if occurrence > 1 {
+		return fmt.Sprintf("%s#%d.%s", technique, occurrence, key)
+	}
+	return technique + "." + key
+}
+
 // Experiment is one concrete experiment: a baseline model and a pipeline
 // with every parameter fixed.
 type Experiment struct {
@@ -100,6 +127,7 @@ type Experiment struct {
 	Stages      []*Stage
 	Swept       []Swept           // the swept parameters, in pipeline order
 	Params      map[string]string // the swept parameters as text, for sweep curves; keys are "key", or "technique.key" where a key is swept in several stages
+	Settings    []Setting         // every parameter of every stage, defaults included, in pipeline and field order; nil for baselines
 	Nodes       []string          // hashes: the model node, then one per stage
 	Pipeline    string            // labels joined by " → "; "baseline" for an empty pipeline
 	Families    []string          // technique families in pipeline order
@@ -385,14 +413,25 @@ func (b *builder) experiment(ce *config.Experiment, root string, points [][]conf
 	}
 	upstream := root
 	var labels []string
+	occurrence := map[string]int{}
 	for i, st := range ce.Stages {
 		pt := points[i][at[i]]
 		stage, ok := b.stage(st, pt.Config, upstream)
 		if !ok {
 			return nil, false
 		}
+		swept := map[string]bool{}
 		for _, sw := range pt.Swept {
 			e.Swept = append(e.Swept, Swept{Stage: i, Technique: st.Technique, Key: sw.Key, Value: sw.Value})
+			swept[sw.Key] = true
+		}
+		occurrence[st.Technique]++
+		for _, s := range config.Settings(pt.Config) {
+			e.Settings = append(e.Settings, Setting{
+				Name:  SettingName(st.Technique, occurrence[st.Technique], s.Key),
+				Stage: i, Technique: st.Technique, Key: s.Key,
+				Value: config.FormatValue(s.Value), Swept: swept[s.Key],
+			})
 		}
 		e.Stages = append(e.Stages, stage)
 		e.Nodes = append(e.Nodes, stage.Hash)

@@ -2,7 +2,6 @@ package plan
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/vitbench/vitbench/harness/config"
-	"github.com/vitbench/vitbench/harness/vit"
 	"github.com/vitbench/vitbench/techniques"
 )
 
@@ -40,7 +38,7 @@ type pruneConfig struct {
 	Amount float64 `toml:"amount"`
 	Kind   string  `toml:"kind"`
 	Epochs float64 `toml:"epochs"`
-	Steps  int     `toml:"steps"` // like prune's iterative schedule: a count of pruning steps, not a cap on training
+	Steps  int     `toml:"steps"` // like fprune's iterative schedule: a count of pruning steps, not a cap on training
 }
 
 func (c *pruneConfig) Validate() error {
@@ -79,16 +77,16 @@ func (c *distillConfig) Validate() error {
 func (c *distillConfig) References() []string { return []string{c.Teacher} }
 
 func init() {
-	techniques.Register(techniques.Technique{Name: "quantize", Family: "quantize", Apply: fakeApply, NewConfig: func() techniques.Config {
+	techniques.Register(techniques.Technique{Name: "fquantize", Family: "quantize", NewConfig: func() techniques.Config {
 		return &quantConfig{WeightBits: 8, ActBits: 8, Calibrator: "minmax"}
 	}})
-	techniques.Register(techniques.Technique{Name: "prune", Family: "prune", Apply: fakeApply, NewConfig: func() techniques.Config {
+	techniques.Register(techniques.Technique{Name: "fprune", Family: "prune", NewConfig: func() techniques.Config {
 		return &pruneConfig{Amount: 0.5, Kind: "heads", Steps: 4}
 	}})
-	techniques.Register(techniques.Technique{Name: "distill", Family: "distill", Apply: fakeApply, NewConfig: func() techniques.Config {
+	techniques.Register(techniques.Technique{Name: "fdistill", Family: "distill", NewConfig: func() techniques.Config {
 		return &distillConfig{Temperature: 4, Alpha: 0.5, Epochs: 1}
 	}})
-	techniques.Register(techniques.Technique{Name: "lowrank", Family: "lowrank", Apply: fakeApply, NewConfig: func() techniques.Config {
+	techniques.Register(techniques.Technique{Name: "flowrank", Family: "lowrank", NewConfig: func() techniques.Config {
 		return &lowrankConfig{RankRatio: 0.5}
 	}})
 }
@@ -137,14 +135,14 @@ data = "cifar10"
 [[experiment]]
 name = "ptq"
 model = "vit"
-pipeline = [{ technique = "quantize", weight_bits = [8, 4], act_bits = [8, 4], calibrator = ["minmax", "omse", "percentile"] }]
+pipeline = [{ technique = "fquantize", weight_bits = [8, 4], act_bits = [8, 4], calibrator = ["minmax", "omse", "percentile"] }]
 
 [[experiment]]
 name = "combo"
 model = "small"
 pipeline = [
-  { technique = "prune", amount = [0.25, 0.5] },
-  { technique = "quantize", weight_bits = 4 },
+  { technique = "fprune", amount = [0.25, 0.5] },
+  { technique = "fquantize", weight_bits = 4 },
 ]
 
 [[experiment]]
@@ -173,15 +171,15 @@ model = "vit"
 	if want := map[string]string{"weight_bits": "8", "act_bits": "4", "calibrator": "minmax"}; !reflect.DeepEqual(e.Params, want) {
 		t.Errorf("Params = %v, want %v", e.Params, want)
 	}
-	if e.Pipeline != "quantize(act_bits=4)" {
+	if e.Pipeline != "fquantize(act_bits=4)" {
 		t.Errorf("Pipeline = %q (only non-default parameters)", e.Pipeline)
 	}
 	c := p.Experiments[len(p.Experiments)-2]
-	if c.Pipeline != "prune → quantize(weight_bits=4)" || !slices.Equal(c.Families, []string{"prune", "quantize"}) {
+	if c.Pipeline != "fprune → fquantize(weight_bits=4)" || !slices.Equal(c.Families, []string{"prune", "quantize"}) {
 		t.Errorf("combo: pipeline %q families %v", c.Pipeline, c.Families)
 	}
 	if got := c.Stages[0].Config.(*pruneConfig).Amount; got != 0.5 {
-		t.Errorf("combo/a0.5 prune amount %g", got)
+		t.Errorf("combo/a0.5 fprune amount %g", got)
 	}
 	if same := p.Experiments[len(p.Experiments)-1]; same.Hash() != base.Hash() {
 		t.Error("an experiment with an empty pipeline is not its baseline's artifact")
@@ -194,19 +192,19 @@ func TestNames(t *testing.T) {
 		pipeline string
 		want     []string
 	}{
-		{"nothing swept", `{ technique = "quantize", weight_bits = 4 }`, []string{"g"}},
-		{"one value swept", `{ technique = "quantize", weight_bits = [4] }`, []string{"g/w4"}},
-		{"initials on a clash", `{ technique = "quantize", weight_bits = [4, 8], act_bits = 8 }, { technique = "distill", teacher = "vit", temperature = [2.0, 0.5] }`,
+		{"nothing swept", `{ technique = "fquantize", weight_bits = 4 }`, []string{"g"}},
+		{"one value swept", `{ technique = "fquantize", weight_bits = [4] }`, []string{"g/w4"}},
+		{"initials on a clash", `{ technique = "fquantize", weight_bits = [4, 8], act_bits = 8 }, { technique = "fdistill", teacher = "vit", temperature = [2.0, 0.5] }`,
 			[]string{"g/w4-t2", "g/w4-t0.5", "g/w8-t2", "g/w8-t0.5"}},
-		{"booleans and lists", `{ technique = "quantize", per_channel = [true, false], groups = [["qkv", "proj"], ["fc1"]] }`,
+		{"booleans and lists", `{ technique = "fquantize", per_channel = [true, false], groups = [["qkv", "proj"], ["fc1"]] }`,
 			[]string{"g/per_channel-qkv_proj", "g/per_channel-fc1", "g/no-per_channel-qkv_proj", "g/no-per_channel-fc1"}},
-		{"same key in two stages", `{ technique = "prune", epochs = [1, 2] }, { technique = "distill", teacher = "vit", epochs = [3] }`,
-			[]string{"g/prune.epochs1-distill.epochs3", "g/prune.epochs2-distill.epochs3"}},
-		{"same technique twice", `{ technique = "prune", amount = [0.1] }, { technique = "prune", amount = [0.2, 0.3] }`,
+		{"same key in two stages", `{ technique = "fprune", epochs = [1, 2] }, { technique = "fdistill", teacher = "vit", epochs = [3] }`,
+			[]string{"g/fprune.epochs1-distill.epochs3", "g/fprune.epochs2-distill.epochs3"}},
+		{"same technique twice", `{ technique = "fprune", amount = [0.1] }, { technique = "fprune", amount = [0.2, 0.3] }`,
 			[]string{"g/s0.amount0.1-s1.amount0.2", "g/s0.amount0.1-s1.amount0.3"}},
-		{"unsafe characters", `{ technique = "prune", kind = ["a b/c", "ü"] }`, []string{"g/a_b_c", "g/_"}},
-		{"collisions get a suffix", `{ technique = "prune", kind = ["a/b", "a b"] }`, []string{"g/a_b", "g/a_b-2"}},
-		{"a suffix never takes another point's name", `{ technique = "prune", kind = ["a/b", "a b", "a_b-2"] }`, []string{"g/a_b", "g/a_b-3", "g/a_b-2"}},
+		{"unsafe characters", `{ technique = "fprune", kind = ["a b/c", "ü"] }`, []string{"g/a_b_c", "g/_"}},
+		{"collisions get a suffix", `{ technique = "fprune", kind = ["a/b", "a b"] }`, []string{"g/a_b", "g/a_b-2"}},
+		{"a suffix never takes another point's name", `{ technique = "fprune", kind = ["a/b", "a b", "a_b-2"] }`, []string{"g/a_b", "g/a_b-3", "g/a_b-2"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -224,17 +222,17 @@ func TestHashSharing(t *testing.T) {
 [[experiment]]
 name = "a"
 model = "vit"
-pipeline = [{ technique = "prune", amount = 0.25 }, { technique = "quantize" }]
+pipeline = [{ technique = "fprune", amount = 0.25 }, { technique = "fquantize" }]
 
 [[experiment]]
 name = "b"
 model = "vit"
-pipeline = [{ technique = "prune", amount = 0.25, kind = "heads" }, { technique = "quantize", weight_bits = [8, 4] }]
+pipeline = [{ technique = "fprune", amount = 0.25, kind = "heads" }, { technique = "fquantize", weight_bits = [8, 4] }]
 
 [[experiment]]
 name = "c"
 model = "vit"
-pipeline = [{ technique = "prune", amount = [0.25, 0.75] }]
+pipeline = [{ technique = "fprune", amount = [0.25, 0.75] }]
 `)
 	byName := map[string]*Experiment{}
 	for _, e := range p.Experiments {
@@ -250,7 +248,7 @@ pipeline = [{ technique = "prune", amount = [0.25, 0.75] }]
 	if b4.Hash() == b8.Hash() || c75.Hash() == c25.Hash() {
 		t.Error("different parameters share a hash")
 	}
-	// vit, prune 0.25, quantize 8, quantize 4, prune 0.75
+	// vit, fprune 0.25, fquantize 8, fquantize 4, fprune 0.75
 	if len(p.Nodes) != 5 {
 		t.Errorf("got %d nodes, want 5", len(p.Nodes))
 	}
@@ -271,17 +269,17 @@ teacher = "tuned"
 [[experiment]]
 name = "kd"
 model = "vit"
-pipeline = [{ technique = "distill", teacher = "ptq/w4" }]
+pipeline = [{ technique = "fdistill", teacher = "ptq/w4" }]
 
 [[experiment]]
 name = "ptq"
 model = "vit"
-pipeline = [{ technique = "quantize", weight_bits = [8, 4] }]
+pipeline = [{ technique = "fquantize", weight_bits = [8, 4] }]
 
 [[experiment]]
 name = "tuned"
 model = "vit"
-pipeline = [{ technique = "prune" }]
+pipeline = [{ technique = "fprune" }]
 `)
 	pos := map[string]int{}
 	for i, n := range p.Nodes {
@@ -316,7 +314,7 @@ pipeline = [{ technique = "prune" }]
 }
 
 func TestReferenceErrors(t *testing.T) {
-	grid := header + "[[experiment]]\nname = \"ptq\"\nmodel = \"vit\"\npipeline = [{ technique = \"quantize\", weight_bits = [8, 4] }]\n[[experiment]]\nname = \"kd\"\nmodel = \"vit\"\n"
+	grid := header + "[[experiment]]\nname = \"ptq\"\nmodel = \"vit\"\npipeline = [{ technique = \"fquantize\", weight_bits = [8, 4] }]\n[[experiment]]\nname = \"kd\"\nmodel = \"vit\"\n"
 	tests := []struct {
 		teacher string
 		want    string
@@ -325,7 +323,7 @@ func TestReferenceErrors(t *testing.T) {
 		{"ptq/w2", `suite.toml:15: experiment[1].pipeline[0]: no experiment "ptq/w2": ptq expands to ptq/w8, ptq/w4`},
 	}
 	for _, tt := range tests {
-		_, err := tryBuild(t, grid+"pipeline = [{ technique = \"distill\", teacher = \""+tt.teacher+"\" }]\n", "v1")
+		_, err := tryBuild(t, grid+"pipeline = [{ technique = \"fdistill\", teacher = \""+tt.teacher+"\" }]\n", "v1")
 		var list config.ErrorList
 		if !errors.As(err, &list) || len(list) != 1 {
 			t.Fatalf("teacher %q: got %v, want one config error", tt.teacher, err)
@@ -358,7 +356,7 @@ weights = "w.pth"
 [[experiment]]
 name = "e"
 model = "vit"
-pipeline = [{ technique = "prune", amount = 0.25 }, { technique = "distill", teacher = "teach" }]
+pipeline = [{ technique = "fprune", amount = 0.25 }, { technique = "fdistill", teacher = "teach" }]
 `
 
 // hashes builds src (with w.pth written next to it) and returns the hash
@@ -465,17 +463,17 @@ func filterSuite(t *testing.T) *Plan {
 [[experiment]]
 name = "ptq"
 model = "vit"
-pipeline = [{ technique = "quantize", weight_bits = [8, 6, 4, 3, 2] }]
+pipeline = [{ technique = "fquantize", weight_bits = [8, 6, 4, 3, 2] }]
 
 [[experiment]]
-name = "prune"
+name = "fprune"
 model = "vit"
-pipeline = [{ technique = "prune", amount = [0.1, 0.2, 0.3, 0.4] }]
+pipeline = [{ technique = "fprune", amount = [0.1, 0.2, 0.3, 0.4] }]
 
 [[experiment]]
 name = "kd"
 model = "vit"
-pipeline = [{ technique = "distill", teacher = "ptq/w8" }]
+pipeline = [{ technique = "fdistill", teacher = "ptq/w8" }]
 `)
 }
 
@@ -489,9 +487,9 @@ func TestFilterOnly(t *testing.T) {
 		{"", experimentNames(p), len(p.Nodes)},
 		{"ptq", []string{"ptq/w8", "ptq/w6", "ptq/w4", "ptq/w3", "ptq/w2"}, 6},
 		{"ptq/w[68]", []string{"ptq/w8", "ptq/w6"}, 3},
-		{"prune/a0.1, vit", []string{"vit", "prune/a0.1"}, 2},
+		{"fprune/a0.1, vit", []string{"vit", "fprune/a0.1"}, 2},
 		{"kd", []string{"kd"}, 3}, // the baseline and ptq/w8 stay as nodes
-		{"*/*4", []string{"ptq/w4", "prune/a0.4"}, 3},
+		{"*/*4", []string{"ptq/w4", "fprune/a0.4"}, 3},
 	}
 	for _, tt := range tests {
 		f, err := p.Filter(tt.only, "")
@@ -567,7 +565,7 @@ func TestDescribe(t *testing.T) {
 [[experiment]]
 name = "pq"
 model = "vit"
-pipeline = [{ technique = "prune", amount = 0.25, epochs = 1.5 }, { technique = "quantize", weight_bits = [8, 4] }]
+pipeline = [{ technique = "fprune", amount = 0.25, epochs = 1.5 }, { technique = "fquantize", weight_bits = [8, 4] }]
 `)
 	cachedHash := p.Nodes[0].Hash
 	var buf bytes.Buffer
@@ -579,11 +577,11 @@ pipeline = [{ technique = "prune", amount = 0.25, epochs = 1.5 }, { technique = 
 		`suite "t" (seed 1, code v1)`,
 		"3 experiments; 4 artifacts: 1 cached, 0 to train, 0 to load, 3 to compress",
 		"#1        " + cachedHash[:12] + "  cached    ~20",
-		"compress  ~15    #1     prune(amount=0.25, epochs=1.5)",
-		"compress  -      #2     quantize(weight_bits=4)",
-		"#3        " + p.Nodes[2].Hash[:12] + "  compress  -      #2     quantize\n",
+		"compress  ~15    #1     fprune(amount=0.25, epochs=1.5)",
+		"compress  -      #2     fquantize(weight_bits=4)",
+		"#3        " + p.Nodes[2].Hash[:12] + "  compress  -      #2     fquantize\n",
 		"vit         -         #1         baseline",
-		"pq/w4       vit       #1 #2 #4   prune(amount=0.25, epochs=1.5) → quantize(weight_bits=4)",
+		"pq/w4       vit       #1 #2 #4   fprune(amount=0.25, epochs=1.5) → fquantize(weight_bits=4)",
 		"~0 training steps for 0 models, ~15 fine-tuning steps in 3 compression stages; 1 artifacts cached (no cost)",
 	} {
 		if !strings.Contains(out, want) {
@@ -600,7 +598,7 @@ pipeline = [{ technique = "prune", amount = 0.25, epochs = 1.5 }, { technique = 
 }
 
 func TestSpecJSON(t *testing.T) {
-	p := build(t, header+"[[experiment]]\nname = \"q\"\nmodel = \"vit\"\npipeline = [{ technique = \"quantize\", weight_bits = 4 }]\n")
+	p := build(t, header+"[[experiment]]\nname = \"q\"\nmodel = \"vit\"\npipeline = [{ technique = \"fquantize\", weight_bits = 4 }]\n")
 	js, err := p.Experiments[1].SpecJSON(p)
 	if err != nil {
 		t.Fatal(err)
@@ -632,11 +630,11 @@ func TestExample(t *testing.T) {
 		groups[e.Group]++
 	}
 	want := map[string]int{"vit_cifar": 1, "deit_small_cifar": 1, "vit_mini_kd": 1, "vit_fmnist": 1,
-		"ptq": 18, "lowrank": 3, "prune-int8": 2, "prune-kd-int8": 1, "kd-from-int8": 1, "kd-student": 1, "fmnist-int4": 1}
+		"ptq": 18, "flowrank": 3, "prune-int8": 2, "prune-kd-int8": 1, "kd-from-int8": 1, "kd-student": 1, "fmnist-int4": 1}
 	if !reflect.DeepEqual(groups, want) {
 		t.Errorf("experiments per group %v, want %v", groups, want)
 	}
-	for _, name := range []string{"ptq/w8-a8-minmax", "ptq/w4-a4-omse", "lowrank/r0.25", "prune-int8/a0.5"} {
+	for _, name := range []string{"ptq/w8-a8-minmax", "ptq/w4-a4-omse", "flowrank/r0.25", "prune-int8/a0.5"} {
 		if exps[name] == nil {
 			t.Errorf("no experiment %s (the example's comments name it)", name)
 		}
@@ -654,7 +652,7 @@ func TestExample(t *testing.T) {
 // TestBuildCycleGuard hands Build a suite with a cycle that config would
 // have rejected: Build must report it, not recurse forever.
 func TestBuildCycleGuard(t *testing.T) {
-	s, err := config.Parse(strings.NewReader(header+"[[experiment]]\nname = \"a\"\nmodel = \"vit\"\npipeline = [{ technique = \"distill\", teacher = \"vit\" }]\n"), "suite.toml", config.Options{})
+	s, err := config.Parse(strings.NewReader(header+"[[experiment]]\nname = \"a\"\nmodel = \"vit\"\npipeline = [{ technique = \"fdistill\", teacher = \"vit\" }]\n"), "suite.toml", config.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -663,9 +661,4 @@ func TestBuildCycleGuard(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "reference cycle") {
 		t.Errorf("got %v, want a reference cycle", err)
 	}
-}
-
-// fakeApply is never called: these tests plan, they do not run.
-func fakeApply(context.Context, techniques.Config, *vit.Model, techniques.Env) (*vit.Model, error) {
-	return nil, errors.New("fake technique")
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/vitbench/vitbench/harness/plan"
 	"github.com/vitbench/vitbench/harness/train"
 	"github.com/vitbench/vitbench/harness/vit"
-	"github.com/vitbench/vitbench/techniques"
+	"github.com/vitbench/vitbench/techniques/compress"
 )
 
 // dataset is a model's data, loaded once per run: the fit part of the
@@ -41,7 +41,7 @@ func (r *Runner) dataset(ctx context.Context, m *config.Model) (*dataset, error)
 		B int
 		A string
 	}{m.Data, m.Train.BatchSize, m.Train.Augment})
-	if ds, ok := r.data[string(key)]; ok {
+	if ds, ok := r.state.data[string(key)]; ok {
 		return ds, nil
 	}
 	opts := data.Options{
@@ -84,7 +84,7 @@ func (r *Runner) dataset(ctx context.Context, m *config.Model) (*dataset, error)
 	}
 	fmt.Fprintf(r.Log, "data %s: %d train, %d validation, %d test images, %dx%dx%d\n",
 		m.Data.Name, ds.train.N, nOf(ds.val), ds.test.N, ds.train.C, ds.train.H, ds.train.W)
-	r.data[string(key)] = ds
+	r.state.data[string(key)] = ds
 	return ds, nil
 }
 
@@ -143,7 +143,7 @@ type env struct {
 	node *plan.Node
 }
 
-var _ techniques.Env = (*env)(nil)
+var _ compress.Env = (*env)(nil)
 
 func (e *env) Device() gotch.Device { return e.r.Device }
 func (e *env) Seed() int64          { return e.r.Plan.Suite.Seed }
@@ -180,7 +180,7 @@ func (e *env) Calibration(ctx context.Context, n int) ([]*ts.Tensor, error) {
 	return out, src.err()
 }
 
-func (e *env) FineTune(ctx context.Context, m *vit.Model, ft techniques.FineTune) error {
+func (e *env) Train(ctx context.Context, m *vit.Model, ft compress.Training) error {
 	ds, err := e.r.dataset(ctx, e.node.Model)
 	if err != nil {
 		return err

@@ -12,11 +12,13 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 	"github.com/vitbench/vitbench/harness/config"
+	"github.com/vitbench/vitbench/harness/measure"
 	"github.com/vitbench/vitbench/harness/metrics"
 	"github.com/vitbench/vitbench/harness/plan"
 	"github.com/vitbench/vitbench/harness/store"
 	"github.com/vitbench/vitbench/harness/vit"
 	"github.com/vitbench/vitbench/techniques"
+	"github.com/vitbench/vitbench/techniques/compress"
 )
 
 // Test techniques: "identity" returns the model unchanged; "boom" calls
@@ -26,49 +28,48 @@ type noParams struct{}
 
 func (noParams) Validate() error { return nil }
 
+// register makes a test technique: its schema takes no parameters.
+func register(name, family string, apply compress.Entry) {
+	techniques.Register(techniques.Technique{Name: name, Family: family,
+		NewConfig: func() techniques.Config { return &noParams{} }})
+	compress.Register(name, apply)
+}
+
 func init() {
-	techniques.Register(techniques.Technique{Name: "identity", Family: "prune",
-		NewConfig: func() techniques.Config { return &noParams{} },
-		Apply: func(_ context.Context, _ techniques.Config, m *vit.Model, _ techniques.Env) (*vit.Model, error) {
-			return m, nil
-		}})
+	register("identity", "prune", func(_ context.Context, _ techniques.Config, m *vit.Model, _ compress.Env) (*vit.Model, error) {
+		return m, nil
+	})
 	// "simulate" marks the model fake-quantized without changing a weight:
 	// it runs the baseline's float32 graph. "merge" adds token merging to
 	// the first block: a different graph with the same weights.
-	techniques.Register(techniques.Technique{Name: "simulate", Family: "quantize",
-		NewConfig: func() techniques.Config { return &noParams{} },
-		Apply: func(_ context.Context, _ techniques.Config, m *vit.Model, _ techniques.Env) (*vit.Model, error) {
-			m.Cfg.Executed = vit.ExecutedSimulated
-			return m, nil
-		}})
-	techniques.Register(techniques.Technique{Name: "merge", Family: "prune",
-		NewConfig: func() techniques.Config { return &noParams{} },
-		Apply: func(_ context.Context, _ techniques.Config, m *vit.Model, _ techniques.Env) (*vit.Model, error) {
-			cfg := m.Cfg.WithBlocks()
-			cfg.Blocks[0].MergeR = 4
-			merged, err := vit.New(cfg, gotch.CPU)
-			if err != nil {
-				return nil, err
-			}
-			sd := map[string]*ts.Tensor{}
-			for name, v := range m.VS.Variables() {
-				sd[name] = &v
-			}
-			if err := merged.LoadStateDict(sd); err != nil {
-				merged.Drop()
-				return nil, err
-			}
-			return merged, nil
-		}})
-	techniques.Register(techniques.Technique{Name: "boom", Family: "quantize",
-		NewConfig: func() techniques.Config { return &noParams{} },
-		Apply: func(_ context.Context, _ techniques.Config, m *vit.Model, _ techniques.Env) (*vit.Model, error) {
-			x := ts.MustOnes([]int64{1, 1, 2, 2}, gotch.Float, gotch.CPU)
-			defer x.MustDrop()
-			y := ts.MustScaledDotProductAttention(x, x, x, ts.None, 0, false, []float64{}) // stubbed on 1.13
-			y.MustDrop()
-			return m, nil
-		}})
+	register("simulate", "quantize", func(_ context.Context, _ techniques.Config, m *vit.Model, _ compress.Env) (*vit.Model, error) {
+		m.Cfg.Executed = vit.ExecutedSimulated
+		return m, nil
+	})
+	register("merge", "prune", func(_ context.Context, _ techniques.Config, m *vit.Model, _ compress.Env) (*vit.Model, error) {
+		cfg := m.Cfg.WithBlocks()
+		cfg.Blocks[0].MergeR = 4
+		merged, err := vit.New(cfg, gotch.CPU)
+		if err != nil {
+			return nil, err
+		}
+		sd := map[string]*ts.Tensor{}
+		for name, v := range m.VS.Variables() {
+			sd[name] = &v
+		}
+		if err := merged.LoadStateDict(sd); err != nil {
+			merged.Drop()
+			return nil, err
+		}
+		return merged, nil
+	})
+	register("boom", "quantize", func(_ context.Context, _ techniques.Config, m *vit.Model, _ compress.Env) (*vit.Model, error) {
+		x := ts.MustOnes([]int64{1, 1, 2, 2}, gotch.Float, gotch.CPU)
+		defer x.MustDrop()
+		y := ts.MustScaledDotProductAttention(x, x, x, ts.None, 0, false, []float64{}) // stubbed on 1.13
+		y.MustDrop()
+		return m, nil
+	})
 }
 
 const testSuite = `
@@ -312,9 +313,9 @@ func TestTimingEngine(t *testing.T) {
 		setting string // a line for [suite.measure]
 		want    string
 	}{
-		{"one thread", 1, "", store.EngineEager},
-		{"default, two threads", 2, "", store.EngineSplit},
-		{"eager asked for", 2, "engine = \"eager\"\n", store.EngineEager},
+		{"one thread", 1, "", measure.EngineEager},
+		{"default, two threads", 2, "", measure.EngineSplit},
+		{"eager asked for", 2, "engine = \"eager\"\n", measure.EngineEager},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			suite := strings.Replace(testSuite, "[suite.measure]\n", "[suite.measure]\n"+tt.setting, 1) + `
@@ -332,8 +333,8 @@ pipeline = [ { technique = "merge" } ]
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(runs) != 1 || runs[0].Machine.Engine != tt.want {
-				t.Fatalf("run recorded engine %q, want %q", runs[0].Machine.Engine, tt.want)
+			if len(runs) != 1 || runs[0].Engine != tt.want {
+				t.Fatalf("run recorded engine %q, want %q", runs[0].Engine, tt.want)
 			}
 			es, err := f.db.Experiments(context.Background(), sum.RunID)
 			if err != nil {

@@ -11,8 +11,8 @@ import (
 )
 
 // SaveExperiment records e, which belongs to run e.RunID, and sets e.ID. An
-// experiment of the same run and name is replaced: its fields, metrics,
-// layers and curves together, in one transaction, so a reader sees either
+// experiment of the same run and name is replaced: its fields, settings,
+// metrics, layers and curves together, in one transaction, so a reader sees either
 // the old record or the new one. Saving as the experiment progresses
 // (running, then ok or failed) therefore keeps one row.
 func (db *DB) SaveExperiment(ctx context.Context, e *Experiment) error {
@@ -52,10 +52,18 @@ RETURNING id`,
 		if err != nil {
 			return fmt.Errorf("insert experiment: %w", err)
 		}
-		for _, table := range []string{"metrics", "layers", "curves"} {
+		for _, table := range []string{"experiment_settings", "metrics", "layers", "curves"} {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE experiment_id = ?`, id); err != nil {
 				return fmt.Errorf("delete old %s: %w", table, err)
 			}
+		}
+		if err := insertRows(ctx, tx, "settings",
+			`INSERT INTO experiment_settings (experiment_id, name, seq, stage, technique, key, value, swept) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			len(e.Settings), func(i int) []any {
+				s := e.Settings[i]
+				return []any{id, s.Name, i, s.Stage, s.Technique, s.Key, s.Value, s.Swept}
+			}); err != nil {
+			return err
 		}
 		if err := insertRows(ctx, tx, "metrics",
 			`INSERT INTO metrics (experiment_id, name, seq, value, unit) VALUES (?, ?, ?, ?, ?)`,
@@ -120,6 +128,16 @@ func checkExperiment(e *Experiment) error {
 	if e.SpecJSON != "" && !json.Valid([]byte(e.SpecJSON)) {
 		return errors.New("spec is not valid JSON")
 	}
+	names := make(map[string]bool, len(e.Settings))
+	for _, s := range e.Settings {
+		if s.Name == "" {
+			return errors.New("setting with no name")
+		}
+		if names[s.Name] {
+			return fmt.Errorf("setting %q given twice", s.Name)
+		}
+		names[s.Name] = true
+	}
 	seen := make(map[string]bool, len(e.Metrics))
 	for _, m := range e.Metrics {
 		if m.Name == "" {
@@ -161,7 +179,7 @@ func (db *DB) CompletedExperiment(ctx context.Context, machineFingerprint, hash 
 }
 
 // Experiments returns the experiments of run runID in the order they were
-// first saved, with their metrics, layers and curves.
+// first saved, with their settings, metrics, layers and curves.
 func (db *DB) Experiments(ctx context.Context, runID int64) ([]Experiment, error) {
 	dead, err := db.reap(ctx)
 	if err != nil {
@@ -184,7 +202,7 @@ const experimentColumns = `e.id, e.run_id, e.name, e.group_name, e.model, e.data
 
 // loadExperiments returns the experiments matching where (a condition on
 // experiments e, with args), ordered by run and then by ID, with their
-// metrics, layers and curves: four queries whatever their number.
+// settings, metrics, layers and curves: five queries whatever their number.
 func loadExperiments(ctx context.Context, tx *sql.Tx, where string, args ...any) ([]Experiment, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT `+experimentColumns+`
 FROM experiments e WHERE `+where+` ORDER BY e.run_id, e.id`, args...)
@@ -234,6 +252,24 @@ FROM experiments e WHERE `+where+` ORDER BY e.run_id, e.id`, args...)
 		return nil, nil
 	}
 	ids := `SELECT e.id FROM experiments e WHERE ` + where
+
+	err = eachRow(ctx, tx, "settings", `SELECT experiment_id, name, stage, technique, key, value, swept
+FROM experiment_settings WHERE experiment_id IN (`+ids+`) ORDER BY experiment_id, seq`, args,
+		func(rows *sql.Rows) error {
+			var (
+				id int64
+				s  Setting
+			)
+			if err := rows.Scan(&id, &s.Name, &s.Stage, &s.Technique, &s.Key, &s.Value, &s.Swept); err != nil {
+				return err
+			}
+			e := &exps[index[id]]
+			e.Settings = append(e.Settings, s)
+			return nil
+		})
+	if err != nil {
+		return nil, err
+	}
 
 	err = eachRow(ctx, tx, "metrics", `SELECT experiment_id, name, value, unit FROM metrics
 WHERE experiment_id IN (`+ids+`) ORDER BY experiment_id, seq`, args,

@@ -61,13 +61,36 @@ type table struct {
 	rows    [][]any
 }
 
+// SettingPrefix starts the name of an export column that holds a stage
+// parameter: "param:quantize.weight_bits" (see Setting.Name).
+const SettingPrefix = "param:"
+
 // Columns returns the header of the export of s: the run and machine
-// columns, the experiment columns, then one column per metric name found in
-// s, the standard ones (StandardMetrics) first and the others sorted. A
-// metric whose name is already a column is prefixed "metric_".
+// columns, the experiment columns, then one column per stage parameter
+// found in s (SettingPrefix + its flat key, sorted), then one column per
+// metric name found in s, the standard ones (StandardMetrics) first and
+// the others sorted. A metric whose name is already a column is prefixed
+// "metric_".
 func Columns(s *Snapshot) []string {
-	cols, _ := metricColumns(s)
-	return append(slices.Clone(fixedColumns), cols...)
+	mcols, _ := metricColumns(s)
+	return slices.Concat(fixedColumns, settingColumns(s), mcols)
+}
+
+// settingColumns returns a column name per flat setting key found in s,
+// sorted: a technique's parameters together, and a pipeline's second
+// stage of a technique ("quantize#2.") after its first.
+func settingColumns(s *Snapshot) []string {
+	found := map[string]bool{}
+	for _, e := range s.Experiments {
+		for _, st := range e.Settings {
+			found[st.Name] = true
+		}
+	}
+	var cols []string
+	for _, n := range slices.Sorted(maps.Keys(found)) {
+		cols = append(cols, SettingPrefix+n)
+	}
+	return cols
 }
 
 // metricColumns returns the metric columns of s and the metric name of
@@ -101,7 +124,8 @@ func flatten(s *Snapshot) table {
 		s = &Snapshot{}
 	}
 	mcols, mnames := metricColumns(s)
-	t := table{columns: append(slices.Clone(fixedColumns), mcols...)}
+	scols := settingColumns(s)
+	t := table{columns: slices.Concat(fixedColumns, scols, mcols)}
 	runs := make(map[int64]*Run, len(s.Runs))
 	for i := range s.Runs {
 		runs[s.Runs[i].ID] = &s.Runs[i]
@@ -118,9 +142,20 @@ func flatten(s *Snapshot) table {
 		}
 		row := []any{
 			r.UUID, r.SuiteName, m.Hostname, m.CPU, int64(m.Cores), m.GPU, m.Libtorch, m.BLAS,
-			int64(m.Threads), m.Engine, r.Device, started,
+			int64(r.Threads), r.Engine, r.Device, started,
 			e.Name, e.Group, e.Model, e.Dataset, e.Baseline, e.Pipeline, strings.Join(e.Families, "+"),
 			e.Status, e.Executed, e.Error,
+		}
+		settings := make(map[string]string, len(e.Settings))
+		for _, st := range e.Settings {
+			settings[SettingPrefix+st.Name] = st.Value
+		}
+		for _, c := range scols {
+			if v, ok := settings[c]; ok {
+				row = append(row, v)
+			} else {
+				row = append(row, nil)
+			}
 		}
 		values := make(map[string]float64, len(e.Metrics))
 		for _, mt := range e.Metrics {
@@ -139,10 +174,12 @@ func flatten(s *Snapshot) table {
 }
 
 // WriteCSV writes s as CSV (RFC 4180, as encoding/csv writes it): a header
-// of Columns(s), then one row per experiment in the order of s. Metrics
-// are in their normalised units (seconds, bytes, percent, plain counts);
-// a missing metric or NaN is an empty cell, infinities are inf and -inf.
-// Families are joined with "+". Times are RFC 3339 in UTC.
+// of Columns(s), then one row per experiment in the order of s. Stage
+// parameters are their text as a suite writes it (8, 0.5, minmax,
+// [qkv,proj]), empty where the experiment's pipeline lacks the stage.
+// Metrics are in their normalised units (seconds, bytes, percent, plain
+// counts); a missing metric or NaN is an empty cell, infinities are inf
+// and -inf. Families are joined with "+". Times are RFC 3339 in UTC.
 func WriteCSV(w io.Writer, s *Snapshot) error {
 	t := flatten(s)
 	cw := csv.NewWriter(w)
@@ -199,7 +236,9 @@ func formatFloat(v float64) string {
 
 // WriteJSON writes s as a JSON array with one object per experiment, whose
 // keys are Columns(s) in that order. Metrics are numbers, null when missing
-// or not finite; cores and threads are numbers; the rest are strings.
+// or not finite; cores and threads are numbers; stage parameters are
+// strings as in WriteCSV, null where the pipeline lacks the stage; the
+// rest are strings.
 func WriteJSON(w io.Writer, s *Snapshot) error {
 	t := flatten(s)
 	bw := bufio.NewWriter(w)

@@ -27,11 +27,11 @@ import (
 // metric names outside the standard set.
 func exportSnapshot() *Snapshot {
 	m2 := testMachine()
-	m2.Hostname, m2.CPU, m2.GPU, m2.Threads = "gpu-box", `Intel "Xeon", 8 cores`, "NVIDIA H100", 16
+	m2.Hostname, m2.CPU, m2.GPU = "gpu-box", `Intel "Xeon", 8 cores`, "NVIDIA H100"
 	s := &Snapshot{Runs: []Run{
-		{ID: 7, UUID: "uuid-a", Machine: testMachine(), SuiteName: "quick", Device: "cpu",
+		{ID: 7, UUID: "uuid-a", Machine: testMachine(), Threads: 2, SuiteName: "quick", Device: "cpu",
 			Started: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), Status: StatusFailed},
-		{ID: 9, UUID: "uuid-b", Machine: m2, SuiteName: "quick", Device: "cuda",
+		{ID: 9, UUID: "uuid-b", Machine: m2, Threads: 16, SuiteName: "quick", Device: "cuda",
 			Started: time.Date(2025, 1, 3, 0, 0, 0, 0, time.UTC), Status: StatusOK},
 	}}
 	e1 := testExperiment(7, "baseline", 0)

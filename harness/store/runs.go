@@ -15,8 +15,9 @@ import (
 
 // Fingerprint identifies a machine: a hash of the fields that tell one
 // computer, or one software set-up on it, from another (hostname, CPU,
-// cores, memory, GPU, OS, libtorch, BLAS, gotch, Go). Threads, sgemm speed
-// and CUDA use are settings or measurements of a run, not part of it.
+// cores, memory, GPU, OS, libtorch, BLAS, gotch, Go): every field of
+// Machine. Threads, engine, sgemm speed and CUDA use are settings or
+// measurements of a run (Run), not part of it.
 //
 // Note: each field is length-prefixed before hashing, so no two different
 // machines can share the hashed text.
@@ -29,6 +30,20 @@ func Fingerprint(m Machine) string {
 		fmt.Fprintf(h, "%d:%s\n", len(f), f)
 	}
 	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// eagerEngine is the engine of a run that names none: measure.EngineEager,
+// the default of the runs.engine column (migration 0002). Runs stored
+// before engines were recorded timed eagerly.
+const eagerEngine = "eager"
+
+// TimedEngine is how r's timed CPU passes used their threads: r.Engine, or
+// eager (measure.EngineEager) when that is empty.
+func (r *Run) TimedEngine() string {
+	if r.Engine == "" {
+		return eagerEngine
+	}
+	return r.Engine
 }
 
 // newUUID returns a random (version 4) UUID.
@@ -62,17 +77,13 @@ func (db *DB) BeginRun(ctx context.Context, r *Run) error {
 		if err != nil {
 			return err
 		}
-		m := r.Machine
-		engine := m.Engine
-		if engine == "" {
-			engine = EngineEager
-		}
-		r.Machine.Engine = engine
+		engine := r.TimedEngine()
+		r.Engine = engine
 		err = tx.QueryRowContext(ctx, `INSERT INTO runs (
 	uuid, machine_id, threads, engine, sgemm_gflops, cuda, suite_name, suite_path, suite_hash,
 	git_commit, args, device, started, ended, status, pid, pid_start, host
 ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?) RETURNING id`,
-			r.UUID, mid, m.Threads, engine, nullFloat(m.SgemmGFLOPS), m.CUDA, r.SuiteName, r.SuitePath, r.SuiteHash,
+			r.UUID, mid, r.Threads, engine, nullFloat(r.SgemmGFLOPS), r.CUDA, r.SuiteName, r.SuitePath, r.SuiteHash,
 			r.GitCommit, string(args), r.Device, formatTime(r.Started), StatusRunning,
 			pid, int64(processStart(pid)), db.host,
 		).Scan(&id)
@@ -173,13 +184,13 @@ ORDER BY r.started, r.id`)
 			args           string
 			started, ended sql.NullString
 		)
-		if err := rows.Scan(&r.ID, &r.UUID, &m.Threads, &m.Engine, &sgemm, &m.CUDA, &r.SuiteName, &r.SuitePath,
+		if err := rows.Scan(&r.ID, &r.UUID, &r.Threads, &r.Engine, &sgemm, &r.CUDA, &r.SuiteName, &r.SuitePath,
 			&r.SuiteHash, &r.GitCommit, &args, &r.Device, &started, &ended, &r.Status, &r.PID, &r.Host,
 			&m.Hostname, &m.CPU, &m.Cores, &m.MemoryBytes, &m.GPU, &m.OS, &m.Libtorch, &m.BLAS, &m.Gotch, &m.Go,
 		); err != nil {
 			return nil, fmt.Errorf("scan run: %w", err)
 		}
-		m.SgemmGFLOPS = floatOrNaN(sgemm)
+		r.SgemmGFLOPS = floatOrNaN(sgemm)
 		if err := json.Unmarshal([]byte(args), &r.Args); err != nil {
 			return nil, fmt.Errorf("run %s: decode args: %w", r.UUID, err)
 		}

@@ -53,21 +53,23 @@ func openAt(t *testing.T, path string) *DB {
 
 func testMachine() Machine {
 	return Machine{
-		Hostname: "lab-1", CPU: "AMD EPYC 7B13", Cores: 2, Threads: 2, MemoryBytes: 8 << 30,
+		Hostname: "lab-1", CPU: "AMD EPYC 7B13", Cores: 2, MemoryBytes: 8 << 30,
 		OS: "linux/amd64 Debian 12", Libtorch: "1.13.1", BLAS: "openblas 0.3.21",
-		SgemmGFLOPS: 121.5, Gotch: "v0.9.1", Go: "go1.26.8",
+		Gotch: "v0.9.1", Go: "go1.26.8",
 	}
 }
 
 func testRun() *Run {
 	return &Run{
-		Machine:   testMachine(),
-		SuiteName: "cifar10-vit",
-		SuitePath: "experiments/quick.toml",
-		SuiteHash: "abc123",
-		GitCommit: "0123456789abcdef",
-		Args:      []string{"run", "experiments/quick.toml", "--threads", "2"},
-		Device:    "cpu",
+		Machine:     testMachine(),
+		Threads:     2,
+		SgemmGFLOPS: 121.5,
+		SuiteName:   "cifar10-vit",
+		SuitePath:   "experiments/quick.toml",
+		SuiteHash:   "abc123",
+		GitCommit:   "0123456789abcdef",
+		Args:        []string{"run", "experiments/quick.toml", "--threads", "2"},
+		Device:      "cpu",
 	}
 }
 
@@ -239,6 +241,12 @@ func TestFingerprint(t *testing.T) {
 	if len(fp) != 32 {
 		t.Errorf("Fingerprint = %q, want 32 hex digits", fp)
 	}
+	// Fingerprints are stored: the same machine must keep its fingerprint
+	// across versions (this value predates threads, engine, sgemm speed
+	// and CUDA use moving from Machine to Run).
+	if want := "7f655a922e9657031bf4ae958b4f01d5"; fp != want {
+		t.Errorf("Fingerprint = %q, want %q as stored by earlier versions", fp, want)
+	}
 	for _, tc := range []struct {
 		name string
 		edit func(*Machine)
@@ -255,9 +263,6 @@ func TestFingerprint(t *testing.T) {
 		{"gotch", func(m *Machine) { m.Gotch = "v0.9.2" }, false},
 		{"go", func(m *Machine) { m.Go = "go1.27" }, false},
 		{"fields run together", func(m *Machine) { m.Hostname, m.CPU = "lab-1AMD", " EPYC 7B13" }, false},
-		{"threads", func(m *Machine) { m.Threads = 1 }, true},
-		{"sgemm", func(m *Machine) { m.SgemmGFLOPS = 3.9 }, true},
-		{"cuda", func(m *Machine) { m.CUDA = true }, true},
 	} {
 		m := base
 		tc.edit(&m)
@@ -278,8 +283,8 @@ func TestRuns(t *testing.T) {
 	}
 	r2 := testRun()
 	r2.UUID = "fixed-uuid"
-	r2.Machine.Threads = 1 // same machine, other setting
-	r2.Machine.SgemmGFLOPS = 60
+	r2.Threads = 1 // same machine, other setting
+	r2.SgemmGFLOPS = 60
 	r2.Args = nil
 	if err := db.BeginRun(ctx, r2); err != nil {
 		t.Fatal(err)
@@ -723,6 +728,9 @@ func TestFinishRunInterruptsRunningExperiments(t *testing.T) {
 	}
 }
 
+// engineSplit is measure.EngineSplit, which the store only stores.
+const engineSplit = "split"
+
 // TestRunEngine checks that a run's engine is stored and read back, and
 // that a database from before the engine column reads its runs as eager
 // once opened read-write (and is refused read-only until then).
@@ -731,7 +739,7 @@ func TestRunEngine(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "results.db")
 	db := openAt(t, path)
 	old := testRun()
-	old.Machine.Engine = EngineSplit
+	old.Engine = engineSplit
 	if err := db.BeginRun(ctx, old); err != nil {
 		t.Fatal(err)
 	}
@@ -751,7 +759,7 @@ func TestRunEngine(t *testing.T) {
 
 	db = openAt(t, path)
 	plain, split := testRun(), testRun()
-	split.Machine.Engine = EngineSplit
+	split.Engine = engineSplit
 	for _, r := range []*Run{plain, split} {
 		if err := db.BeginRun(ctx, r); err != nil {
 			t.Fatal(err)
@@ -763,9 +771,9 @@ func TestRunEngine(t *testing.T) {
 	}
 	var got []string
 	for _, r := range runs {
-		got = append(got, r.Machine.Engine)
+		got = append(got, r.Engine)
 	}
-	if want := []string{EngineEager, EngineEager, EngineSplit}; !slices.Equal(got, want) {
+	if want := []string{eagerEngine, eagerEngine, engineSplit}; !slices.Equal(got, want) {
 		t.Errorf("engines read back %q, want %q (a run from before the column, an unset one, a split one)", got, want)
 	}
 }

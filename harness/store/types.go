@@ -6,39 +6,37 @@ import (
 	"github.com/vitbench/vitbench/harness/metrics"
 )
 
-// Machine is the fingerprint of the computer a run executed on. Runs from
-// several machines are compared side by side, so everything that changes
-// a measured latency belongs here.
+// Machine is the fingerprint of the computer a run executed on: the
+// hardware and the software set-up on it. Runs from several machines are
+// compared side by side. How a run used the machine (threads, engine) and
+// what it measured of it (sgemm speed, CUDA use) are facts of the Run.
 type Machine struct {
-	Hostname string
-	CPU      string // model name
-	Cores    int
-	Threads  int // threads libtorch was allowed to use
-	// Engine is how a CPU pass used Threads when it was timed: EngineEager
-	// or EngineSplit (see bench latency --engine). Empty reads as eager.
-	Engine      string
+	Hostname    string
+	CPU         string // model name
+	Cores       int
 	MemoryBytes int64
 	GPU         string // empty when none
-	CUDA        bool
 	OS          string
 	Libtorch    string
 	BLAS        string // the BLAS libtorch actually loaded
-	SgemmGFLOPS float64
 	Gotch       string
 	Go          string
 }
 
-// The ways a timed CPU pass uses its threads (Machine.Engine).
-const (
-	EngineEager = "eager" // one pass on libtorch's intra-op pool, as PyTorch eager runs it
-	EngineSplit = "split" // each thread a share of the pass (vit.Parallel)
-)
-
 // Run is one invocation of `bench run` on one suite.
 type Run struct {
-	ID        int64
-	UUID      string
-	Machine   Machine
+	ID      int64
+	UUID    string
+	Machine Machine
+	Threads int // threads libtorch was allowed to use
+	// Engine is how a CPU pass used Threads when it was timed:
+	// measure.EngineEager or measure.EngineSplit (see bench latency
+	// --engine). BeginRun stores an empty one as eager, and runs from
+	// before engines were recorded read as eager.
+	Engine      string
+	SgemmGFLOPS float64 // sgemm speed through libtorch when the run began; 0 or NaN when not measured
+	CUDA        bool    // libtorch could use a CUDA device
+
 	SuiteName string
 	SuitePath string
 	SuiteHash string // hash of the resolved suite
@@ -77,6 +75,10 @@ type Experiment struct {
 	Families []string          // technique families in pipeline order: "quantize", "prune", ...
 	Pipeline string            // human-readable pipeline, e.g. "prune(heads=0.5) → distill(T=4) → quantize(w8a8)"
 	Params   map[string]string // the swept parameters and their values, for sweep curves
+	// Settings are every resolved parameter of every stage, defaults
+	// included, in pipeline and field order; Setting looks one up by its
+	// flat key. Experiments stored before settings existed have none.
+	Settings []Setting
 	SpecJSON string            // the full resolved spec
 	Hash     string            // artifact hash of the final model
 	Status   string
@@ -89,13 +91,38 @@ type Experiment struct {
 	Curves   []Point // training/fine-tuning curves
 }
 
+// Setting is one resolved parameter of one stage of an experiment.
+type Setting struct {
+	// Name is the flat key, unique within the experiment:
+	// "technique.key" for the first stage of a technique in the pipeline,
+	// "technique#N.key" for its Nth ("quantize.weight_bits",
+	// "quantize#2.weight_bits"); see plan.SettingName.
+	Name      string
+	Stage     int    // index in the pipeline
+	Technique string // e.g. "quantize"
+	Key       string // the parameter's name in the technique's Config, e.g. "weight_bits"
+	Value     string // as text, the way a suite writes it: 8, 0.5, minmax, [qkv,proj]
+	Swept     bool   // chosen by the experiment's grid
+}
+
+// Setting returns the value of the parameter with flat key name (e.g.
+// "quantize.weight_bits"), and whether the experiment has it.
+func (e *Experiment) Setting(name string) (string, bool) {
+	for _, s := range e.Settings {
+		if s.Name == name {
+			return s.Value, true
+		}
+	}
+	return "", false
+}
+
 // Layer is one row of a per-layer count table.
 type Layer struct {
 	Name   string
 	Kind   string // "linear", "conv", "attention", "norm", ...
 	Params int64
 	MACs   int64
-	Bits   int // 0 for float
+	Bits   int // the width of the layer's quantized weights; 0 for float
 }
 
 // Point is one sample of a training curve.

@@ -4,7 +4,8 @@
 // system, and the versions of gotch, Go and the project itself.
 //
 // Every stored run records this fingerprint (harness/store.Machine, via
-// Info.Machine), and `bench env` prints it. Latency numbers from machines
+// Info.Machine) with the facts of the run measured here (threads, sgemm
+// speed, CUDA use: Info.Run), and `bench env` prints it. Latency numbers from machines
 // with different fingerprints are not comparable; numbers measured on
 // libtorch's reference BLAS are not worth comparing at all, which is why
 // Info.Warnings says so loudly.
@@ -412,16 +413,26 @@ func (i *Info) Machine() store.Machine {
 		Hostname:    i.Hostname,
 		CPU:         i.CPU,
 		Cores:       i.Cores,
-		Threads:     i.Threads,
 		MemoryBytes: i.MemoryBytes,
 		GPU:         i.GPU,
-		CUDA:        i.CUDA,
 		OS:          i.OS,
 		Libtorch:    i.Libtorch,
 		BLAS:        i.BLAS,
-		SgemmGFLOPS: i.SgemmGFLOPS,
 		Gotch:       i.Gotch,
 		Go:          i.Go,
+	}
+}
+
+// Run returns the record of a run on this machine with what Info knows of
+// it: the machine, libtorch's thread count, the sgemm speed and whether
+// libtorch can use CUDA. The caller fills in the rest (the runner sets
+// Threads and Engine to what it times with).
+func (i *Info) Run() store.Run {
+	return store.Run{
+		Machine:     i.Machine(),
+		Threads:     i.Threads,
+		SgemmGFLOPS: i.SgemmGFLOPS,
+		CUDA:        i.CUDA,
 	}
 }
 

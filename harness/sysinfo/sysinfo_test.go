@@ -3,6 +3,7 @@ package sysinfo
 import (
 	"context"
 	"encoding/json"
+	"reflect"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -157,12 +158,16 @@ func TestMachine(t *testing.T) {
 		MemoryBytes: 1 << 34, OS: "Debian GNU/Linux 12 (bookworm)", Hostname: "vm", GitCommit: "abc",
 	}
 	want := store.Machine{
-		Hostname: "vm", CPU: "AMD EPYC", Cores: 2, Threads: 1, MemoryBytes: 1 << 34, GPU: "NVIDIA H100", CUDA: true,
-		OS: "Debian GNU/Linux 12 (bookworm)", Libtorch: "1.13.1", BLAS: "OpenBLAS (pthread)", SgemmGFLOPS: 118.5,
+		Hostname: "vm", CPU: "AMD EPYC", Cores: 2, MemoryBytes: 1 << 34, GPU: "NVIDIA H100",
+		OS: "Debian GNU/Linux 12 (bookworm)", Libtorch: "1.13.1", BLAS: "OpenBLAS (pthread)",
 		Gotch: "v0.9.1 (prepared copy)", Go: "go1.26.8",
 	}
 	if got := i.Machine(); got != want {
 		t.Errorf("Machine() = %+v\nwant %+v", got, want)
+	}
+	wantRun := store.Run{Machine: want, Threads: 1, SgemmGFLOPS: 118.5, CUDA: true}
+	if got := i.Run(); !reflect.DeepEqual(got, wantRun) {
+		t.Errorf("Run() = %+v\nwant %+v", got, wantRun)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sugarme/gotch/ts"
 	"github.com/vitbench/vitbench/harness/vit"
+	"github.com/vitbench/vitbench/internal/techtest"
 	"github.com/vitbench/vitbench/internal/torchrt"
 )
 
@@ -75,7 +76,7 @@ func TestDataParallelMatchesOneWorker(t *testing.T) {
 			zeroFirstRow := func(m *vit.Model) func() {
 				return func() { m.Blocks[0].FC1.Weight.MustNarrow(0, 0, 1, false).MustFill_(ts.FloatScalar(0)) }
 			}
-			src := quadrants{n: 60, batch: 15, seed: 3}
+			src := techtest.Quadrants{N: 60, Batch: 15, Seed: 3}
 			a, err := Fit(context.Background(), one, src, r, Options{Loss: loss, AfterStep: zeroFirstRow(one)})
 			if err != nil {
 				t.Fatal(err)
@@ -112,7 +113,7 @@ func TestDataParallelFallsBack(t *testing.T) {
 	m := tinyModel(t)
 	defer m.Drop()
 	m.Cfg.NumClasses = 5 // the head stays 4 wide
-	res, err := Fit(context.Background(), m, quadrants{n: 30, batch: 15, seed: 3}, Recipe{Epochs: 1, LR: 1e-3, Optimizer: "adamw"}, Options{Workers: 2})
+	res, err := Fit(context.Background(), m, techtest.Quadrants{N: 30, Batch: 15, Seed: 3}, Recipe{Epochs: 1, LR: 1e-3, Optimizer: "adamw"}, Options{Workers: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,54 +3,14 @@ package train
 import (
 	"context"
 	"errors"
-	"iter"
 	"math"
 	"testing"
 
 	"github.com/sugarme/gotch"
-	"github.com/sugarme/gotch/ts"
 	"github.com/vitbench/vitbench/harness/vit"
+	"github.com/vitbench/vitbench/internal/techtest"
 	"github.com/vitbench/vitbench/internal/torchrt"
 )
-
-// quadrants is a 4-class problem: the class says which quadrant of a 16x16
-// image is bright, under noise.
-type quadrants struct {
-	n, batch int
-	seed     int64
-}
-
-func (q quadrants) NumBatches() int { return q.n / q.batch }
-
-func (q quadrants) Batches(epoch int) iter.Seq2[*ts.Tensor, *ts.Tensor] {
-	return func(yield func(*ts.Tensor, *ts.Tensor) bool) {
-		torchrt.ManualSeed(q.seed + int64(epoch))
-		for i := 0; i < q.NumBatches(); i++ {
-			labels := make([]int64, q.batch)
-			pix := make([]float32, q.batch*3*16*16)
-			for b := range labels {
-				c := (i*q.batch + b + epoch) % 4
-				labels[b] = int64(c)
-				oy, ox := 8*(c/2), 8*(c%2)
-				for ch := 0; ch < 3; ch++ {
-					for y := 0; y < 8; y++ {
-						for x := 0; x < 8; x++ {
-							pix[((b*3+ch)*16+oy+y)*16+ox+x] = 1
-						}
-					}
-				}
-			}
-			x := ts.MustOfSlice(pix).MustReshape([]int64{int64(q.batch), 3, 16, 16}, true)
-			noise := ts.MustRandn([]int64{int64(q.batch), 3, 16, 16}, gotch.Float, gotch.CPU).MustMulScalar(ts.FloatScalar(0.5), true)
-			x = x.MustAdd(noise, true)
-			noise.MustDrop()
-			y := ts.MustOfSlice(labels)
-			if !yield(x, y) {
-				return
-			}
-		}
-	}
-}
 
 func tinyModel(t *testing.T) *vit.Model {
 	t.Helper()
@@ -67,8 +27,8 @@ func tinyModel(t *testing.T) *vit.Model {
 func TestFitLearns(t *testing.T) {
 	m := tinyModel(t)
 	defer m.Drop()
-	src := quadrants{n: 512, batch: 32, seed: 1}
-	before, err := Evaluate(context.Background(), m, quadrants{n: 256, batch: 64, seed: 99})
+	src := techtest.Quadrants{N: 512, Batch: 32, Seed: 1}
+	before, err := Evaluate(context.Background(), m, techtest.Quadrants{N: 256, Batch: 64, Seed: 99})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +43,7 @@ func TestFitLearns(t *testing.T) {
 	if len(res.Curve) < 2 || res.Curve[len(res.Curve)-1].Value >= res.Curve[0].Value {
 		t.Errorf("loss did not fall: %v", res.Curve)
 	}
-	after, err := Evaluate(context.Background(), m, quadrants{n: 256, batch: 64, seed: 99})
+	after, err := Evaluate(context.Background(), m, techtest.Quadrants{N: 256, Batch: 64, Seed: 99})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +64,7 @@ func TestFitDeterministic(t *testing.T) {
 		m := tinyModel(t)
 		defer m.Drop()
 		r := Recipe{Epochs: 1, LR: 1e-3, Optimizer: "adamw", Schedule: "cosine"}
-		res, err := Fit(context.Background(), m, quadrants{n: 128, batch: 32, seed: 3}, r, Options{})
+		res, err := Fit(context.Background(), m, techtest.Quadrants{N: 128, Batch: 32, Seed: 3}, r, Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -119,7 +79,7 @@ func TestFitDivergenceIsAnError(t *testing.T) {
 	m := tinyModel(t)
 	defer m.Drop()
 	r := Recipe{Epochs: 2, LR: 1e6, Optimizer: "sgd", Schedule: "constant"}
-	_, err := Fit(context.Background(), m, quadrants{n: 256, batch: 32, seed: 3}, r, Options{})
+	_, err := Fit(context.Background(), m, techtest.Quadrants{N: 256, Batch: 32, Seed: 3}, r, Options{})
 	if err == nil {
 		t.Fatal("lr 1e6 with SGD did not diverge")
 	}

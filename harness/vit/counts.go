@@ -21,6 +21,10 @@ type LayerCount struct {
 	MACs    int64  `json:"macs"`     // dense
 	EffMACs int64  `json:"eff_macs"` // skipping zero weights
 	Tokens  int    `json:"tokens"`   // tokens the layer sees
+	// Bits is the width of the layer's quantized weights (Model.Count,
+	// from the model's QuantState); 0 for float weights, float16 and
+	// bfloat16 casts included, and for layers without weights.
+	Bits int `json:"bits,omitempty"`
 }
 
 // Counts is a per-layer table with its totals.
@@ -120,9 +124,21 @@ func (c Config) Count() Counts {
 
 // Count returns the model's per-layer counts: the architecture's analytic
 // counts, with non-zero parameters and effective MACs of linear layers
-// taken from the actual weights (unstructured sparsity).
+// taken from the actual weights (unstructured sparsity), and the bit width
+// of each layer's quantized weights (of the first factor of a factored
+// layer, as BitOps counts it).
 func (m *Model) Count() Counts {
 	arch := m.Cfg.Count()
+	bits := func(name string) int {
+		if q := m.Cfg.Quant; q != nil {
+			for _, k := range []string{name + ".weight", name + ".0.weight"} {
+				if spec, ok := q.Weights[k]; ok {
+					return spec.Bits
+				}
+			}
+		}
+		return 0
+	}
 	density := map[string]float64{}
 	nonzero := map[string]int64{}
 	for _, l := range m.Linears() {
@@ -152,6 +168,7 @@ func (m *Model) Count() Counts {
 				l.EffMACs = 1
 			}
 		}
+		l.Bits = bits(l.Name)
 		out.add(l)
 	}
 	return out

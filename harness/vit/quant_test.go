@@ -205,6 +205,17 @@ func TestSizeBytesAndBitOps(t *testing.T) {
 	if got := m.BitOps(); got != wantOps {
 		t.Errorf("quantized bitops %d, want %d", got, wantOps)
 	}
+	// Count gives each layer the width of its quantized weights: only
+	// qkv of block 0 has a weight quantizer (activations do not count).
+	for _, l := range m.Count().Layers {
+		want := 0
+		if l.Name == "blocks.0.attn.qkv" {
+			want = 4
+		}
+		if l.Bits != want {
+			t.Errorf("layer %s: Bits %d, want %d", l.Name, l.Bits, want)
+		}
+	}
 }
 
 // TestCastBF16 casts every tensor for real, keeps the logits close,

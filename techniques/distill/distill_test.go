@@ -26,7 +26,7 @@ import (
 const referencePython = "/usr/bin/python3"
 
 func testConfig(dim int, distilled bool) vit.Config {
-	return vit.Config{Name: "kd-test", ImgSize: 16, PatchSize: 4, InChans: 3, NumClasses: 4,
+	return vit.techniques.FineTune{Name: "kd-test", ImgSize: 16, PatchSize: 4, InChans: 3, NumClasses: 4,
 		EmbedDim: dim, Depth: 2, NumHeads: 2, MLPRatio: 2, QKVBias: true, Distilled: distilled}
 }
 
@@ -40,53 +40,17 @@ func newModel(t testing.TB, cfg vit.Config, seed int64) *vit.Model {
 	return m
 }
 
-func TestRegistered(t *testing.T) {
-	tech, err := techniques.Lookup("distill")
+// kdLoss is the loss compress.FineTuner builds from block with teacher
+// (which the caller keeps and drops).
+func kdLoss(t testing.TB, block techniques.FineTune, teacher *vit.Model) train.Loss {
+	t.Helper()
+	block.Teacher = "teacher"
+	env := &compresstest.Env{Teachers: map[string]func() *vit.Model{"teacher": func() *vit.Model { return teacher }}}
+	f, err := compress.NewFineTuner(context.Background(), env, block)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tech.Family != "distill" {
-		t.Errorf("family %q", tech.Family)
-	}
-	c := tech.NewConfig().(*Config)
-	if c.Temperature != 4 || c.Alpha != 0.5 || c.Kind != KindSoft || c.Epochs != 1 {
-		t.Errorf("defaults %+v", c)
-	}
-}
-
-func TestValidate(t *testing.T) {
-	tests := []struct {
-		name string
-		edit func(c *Config)
-		want string
-	}{
-		{"ok", func(c *Config) {}, ""},
-		{"hard", func(c *Config) { c.Kind = KindHard }, ""},
-		{"no teacher", func(c *Config) { c.Teacher = "" }, "teacher"},
-		{"temperature", func(c *Config) { c.Temperature = 0 }, "temperature"},
-		{"alpha", func(c *Config) { c.Alpha = 1.5 }, "alpha"},
-		{"kind", func(c *Config) { c.Kind = "feature" }, "kind"},
-		{"epochs", func(c *Config) { c.Epochs = 0 }, "epochs"},
-		{"lr", func(c *Config) { c.LR = -1 }, "lr"},
-		{"smoothing", func(c *Config) { c.LabelSmoothing = 1 }, "label_smoothing"},
-	}
-	for _, tt := range tests {
-		c := NewConfig()
-		c.Teacher = "big"
-		tt.edit(c)
-		err := c.Validate()
-		switch {
-		case tt.want == "" && err != nil:
-			t.Errorf("%s: unexpected error %v", tt.name, err)
-		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
-			t.Errorf("%s: error %v, want one about %s", tt.name, err, tt.want)
-		}
-	}
-	c := NewConfig()
-	c.Teacher = "big"
-	if r := c.References(); !slices.Equal(r, []string{"big"}) {
-		t.Errorf("references %v", r)
-	}
+	return f.Loss() // f is not closed: Close would drop the caller's teacher
 }
 
 // kdReference computes the KD loss with PyTorch from the logits.
@@ -118,15 +82,15 @@ func TestKDMatchesPyTorch(t *testing.T) {
 	}
 	tests := []struct {
 		name      string
-		cfg       Config
+		cfg       techniques.FineTune
 		distilled bool
 	}{
-		{"soft T=4 a=0.5", Config{Kind: KindSoft, Temperature: 4, Alpha: 0.5}, false},
-		{"soft T=1 a=0.9 smoothing", Config{Kind: KindSoft, Temperature: 1, Alpha: 0.9, LabelSmoothing: 0.1}, false},
-		{"soft T=10 a=1", Config{Kind: KindSoft, Temperature: 10, Alpha: 1}, false},
-		{"hard a=0.5", Config{Kind: KindHard, Temperature: 4, Alpha: 0.5}, false},
-		{"soft dist token", Config{Kind: KindSoft, Temperature: 3, Alpha: 0.5}, true},
-		{"hard dist token", Config{Kind: KindHard, Temperature: 3, Alpha: 0.3}, true},
+		{"soft T=4 a=0.5", techniques.FineTune{KDKind: techniques.KDSoft, KDTemperature: 4, KDAlpha: 0.5}, false},
+		{"soft T=1 a=0.9 smoothing", techniques.FineTune{KDKind: techniques.KDSoft, KDTemperature: 1, KDAlpha: 0.9, LabelSmoothing: 0.1}, false},
+		{"soft T=10 a=1", techniques.FineTune{KDKind: techniques.KDSoft, KDTemperature: 10, KDAlpha: 1}, false},
+		{"hard a=0.5", techniques.FineTune{KDKind: techniques.KDHard, KDTemperature: 4, KDAlpha: 0.5}, false},
+		{"soft dist token", techniques.FineTune{KDKind: techniques.KDSoft, KDTemperature: 3, KDAlpha: 0.5}, true},
+		{"hard dist token", techniques.FineTune{KDKind: techniques.KDHard, KDTemperature: 3, KDAlpha: 0.3}, true},
 	}
 	var cases []map[string]any
 	var goLoss, goSoft []float64
@@ -152,14 +116,14 @@ func TestKDMatchesPyTorch(t *testing.T) {
 		var loss, soft *ts.Tensor
 		var tl, cls, dist *ts.Tensor
 		torchrt.NoGrad(func() {
-			loss = tt.cfg.Loss(teacher).Loss(student, x, y)
+			loss = kdLoss(t, tt.cfg, teacher).Loss(student, x, y)
 			tl = teacher.Forward(x)
 			cls, dist = student.ForwardHeads(x)
 			s := cls
 			if dist != nil {
 				s = dist
 			}
-			soft = train.SoftKL(s, tl, tt.cfg.Temperature)
+			soft = train.SoftKL(s, tl, tt.cfg.KDTemperature)
 		})
 		rows := func(t *ts.Tensor) [][]float64 {
 			if t == nil {
@@ -174,7 +138,7 @@ func TestKDMatchesPyTorch(t *testing.T) {
 			return out
 		}
 		cases = append(cases, map[string]any{"t": rows(tl), "s_cls": rows(cls), "s_dist": rows(dist), "y": y.Int64Values(),
-			"T": tt.cfg.Temperature, "alpha": tt.cfg.Alpha, "smoothing": tt.cfg.LabelSmoothing, "hard": tt.cfg.Kind == KindHard})
+			"T": tt.cfg.KDTemperature, "alpha": tt.cfg.KDAlpha, "smoothing": tt.cfg.LabelSmoothing, "hard": tt.cfg.KDKind == techniques.KDHard})
 		goLoss = append(goLoss, loss.Float64Values()[0])
 		goSoft = append(goSoft, soft.Float64Values()[0])
 		for _, t := range []*ts.Tensor{x, y, loss, soft, tl, cls, dist} {
@@ -219,15 +183,15 @@ func TestAlphaZeroIsCrossEntropy(t *testing.T) {
 	defer x.MustDrop()
 	y := ts.MustRandint(4, []int64{5}, gotch.Int64, gotch.CPU)
 	defer y.MustDrop()
-	tests := []Config{
-		{Kind: KindSoft, Temperature: 4},
-		{Kind: KindSoft, Temperature: 1, LabelSmoothing: 0.1},
-		{Kind: KindHard, Temperature: 4},
+	tests := []techniques.FineTune{
+		{KDKind: techniques.KDSoft, KDTemperature: 4},
+		{KDKind: techniques.KDSoft, KDTemperature: 1, LabelSmoothing: 0.1},
+		{KDKind: techniques.KDHard, KDTemperature: 4},
 	}
 	for _, c := range tests {
 		var kd, ce *ts.Tensor
 		torchrt.NoGrad(func() {
-			kd = c.Loss(teacher).Loss(student, x, y)
+			kd = kdLoss(t, c, teacher).Loss(student, x, y)
 			ce = train.CrossEntropy{Smoothing: c.LabelSmoothing}.Loss(student, x, y)
 		})
 		if a, b := kd.Float64Values()[0], ce.Float64Values()[0]; a != b {
@@ -243,14 +207,15 @@ func TestAlphaZeroIsCrossEntropy(t *testing.T) {
 func TestTeacherGetsNoGradient(t *testing.T) {
 	runtime.LockOSThread() // grad mode is per OS thread
 	defer runtime.UnlockOSThread()
-	for _, kind := range []string{KindSoft, KindHard} {
+	for _, kind := range []string{techniques.KDSoft, techniques.KDHard} {
 		teacher := newModel(t, testConfig(32, false), 1)
 		student := newModel(t, testConfig(16, true), 2)
 		x := ts.MustRandn([]int64{4, 3, 16, 16}, gotch.Float, gotch.CPU)
 		y := ts.MustOfSlice([]int64{0, 1, 2, 3})
-		c := Config{Kind: kind, Temperature: 4, Alpha: 0.5}
+		c := techniques.FineTune{KDKind: kind, KDTemperature: 4, KDAlpha: 0.5}
+		kd := kdLoss(t, c, teacher)
 		prev := ts.MustGradSetEnabled(true)
-		loss := c.Loss(teacher).Loss(student, x, y)
+		loss := kd.Loss(student, x, y)
 		loss.MustBackward()
 		ts.MustGradSetEnabled(prev)
 		grads := func(m *vit.Model) (defined, total int) {
@@ -300,17 +265,18 @@ func TestApply(t *testing.T) {
 	}
 	before := zeros()
 	studentBefore := student.Blocks[1].FC2.Weight.Float64Values()
+	var teacher *vit.Model // the teacher handed out
 	var teacherBefore, teacherAfter []float64
-	env := &fakeEnv{t: t, teacher: func() *vit.Model {
-		m := newModel(t, testConfig(32, false), 6)
-		teacherBefore = m.Blocks[0].QKV.Weight.Float64Values()
-		return m
-	}}
-	env.onTune = func(ft techniques.FineTune) {
-		teacherAfter = env.last.Blocks[0].QKV.Weight.Float64Values()
+	env := &compresstest.Env{Log: t.Logf, Teachers: map[string]func() *vit.Model{"big": func() *vit.Model {
+		teacher = newModel(t, testConfig(32, false), 6)
+		teacherBefore = teacher.Blocks[0].QKV.Weight.Float64Values()
+		return teacher
+	}}}
+	env.OnTrain = func(*vit.Model, compress.Training) {
+		teacherAfter = teacher.Blocks[0].QKV.Weight.Float64Values()
 	}
-	c := NewConfig()
-	c.Teacher, c.Epochs, c.Alpha = "big", 0.5, 0.7
+	c := techniques.NewDistillConfig()
+	c.Teacher, c.Epochs, c.KDAlpha = "big", 0.5, 0.7
 	out, err := Apply(context.Background(), c, student, env)
 	if err != nil {
 		t.Fatal(err)
@@ -318,10 +284,10 @@ func TestApply(t *testing.T) {
 	if out != student {
 		t.Fatal("distill returned a new model")
 	}
-	if len(env.tunes) != 1 {
-		t.Fatalf("%d fine-tunings", len(env.tunes))
+	if len(env.Trainings) != 1 {
+		t.Fatalf("%d fine-tunings", len(env.Trainings))
 	}
-	ft := env.tunes[0]
+	ft := env.Trainings[0]
 	if kd, ok := ft.Loss.(train.KD); !ok || kd.Alpha != 0.7 || kd.Temperature != 4 || kd.Hard {
 		t.Errorf("fine-tuning loss %#v", ft.Loss)
 	}
@@ -342,89 +308,17 @@ func TestApply(t *testing.T) {
 func TestApplyRejectsMismatchedTeacher(t *testing.T) {
 	student := newModel(t, testConfig(16, false), 5)
 	defer student.Drop()
-	env := &fakeEnv{t: t, teacher: func() *vit.Model {
+	env := &compresstest.Env{Log: t.Logf, Teachers: map[string]func() *vit.Model{"big": func() *vit.Model {
 		c := testConfig(32, false)
 		c.NumClasses = 7
 		return newModel(t, c, 6)
-	}}
-	c := NewConfig()
+	}}}
+	c := techniques.NewDistillConfig()
 	c.Teacher = "big"
 	if _, err := Apply(context.Background(), c, student, env); err == nil || !strings.Contains(err.Error(), "classes") {
 		t.Errorf("error %v, want one about classes", err)
 	}
-	if len(env.tunes) != 0 {
+	if len(env.Trainings) != 0 {
 		t.Errorf("fine-tuned with a mismatched teacher")
 	}
-}
-
-// quadrants is a learnable 4-class source: the bright quadrant of a
-// 16x16 image, under noise.
-type quadrants struct{ n, batch int }
-
-func (q quadrants) NumBatches() int { return q.n / q.batch }
-
-func (q quadrants) Batches(epoch int) iter.Seq2[*ts.Tensor, *ts.Tensor] {
-	return func(yield func(*ts.Tensor, *ts.Tensor) bool) {
-		torchrt.ManualSeed(int64(100 + epoch))
-		for i := 0; i < q.NumBatches(); i++ {
-			labels := make([]int64, q.batch)
-			pix := make([]float32, q.batch*3*16*16)
-			for b := range labels {
-				c := (i*q.batch + b + epoch) % 4
-				labels[b] = int64(c)
-				oy, ox := 8*(c/2), 8*(c%2)
-				for y := 0; y < 8; y++ {
-					for x := 0; x < 8; x++ {
-						for ch := 0; ch < 3; ch++ {
-							pix[((b*3+ch)*16+oy+y)*16+ox+x] = 1
-						}
-					}
-				}
-			}
-			x := ts.MustOfSlice(pix).MustReshape([]int64{int64(q.batch), 3, 16, 16}, true)
-			noise := ts.MustRandn([]int64{int64(q.batch), 3, 16, 16}, gotch.Float, gotch.CPU).MustMulScalar(ts.FloatScalar(0.5), true)
-			x = x.MustAdd(noise, true)
-			noise.MustDrop()
-			if !yield(x, ts.MustOfSlice(labels)) {
-				return
-			}
-		}
-	}
-}
-
-// fakeEnv is a techniques.Env with one teacher, fine-tuning on quadrants.
-type fakeEnv struct {
-	t       testing.TB
-	teacher func() *vit.Model
-	last    *vit.Model // the teacher handed out last
-	tunes   []techniques.FineTune
-	onTune  func(ft techniques.FineTune)
-}
-
-func (e *fakeEnv) Device() gotch.Device            { return gotch.CPU }
-func (e *fakeEnv) Seed() int64                     { return 0 }
-func (e *fakeEnv) Logf(format string, args ...any) { e.t.Logf(format, args...) }
-
-func (e *fakeEnv) Calibration(ctx context.Context, n int) ([]*ts.Tensor, error) {
-	return nil, fmt.Errorf("no calibration in this test")
-}
-
-func (e *fakeEnv) FineTune(ctx context.Context, m *vit.Model, ft techniques.FineTune) error {
-	e.tunes = append(e.tunes, ft)
-	r := train.Recipe{Epochs: ft.Epochs, LR: 1e-3, Optimizer: "adamw", Schedule: "constant", WeightDecay: 0.05}
-	if _, err := train.Fit(ctx, m, quadrants{n: 128, batch: 32}, r, train.Options{Loss: ft.Loss, AfterStep: ft.AfterStep}); err != nil {
-		return err
-	}
-	if e.onTune != nil {
-		e.onTune(ft)
-	}
-	return nil
-}
-
-func (e *fakeEnv) Model(ctx context.Context, name string) (*vit.Model, error) {
-	if name != "big" {
-		return nil, fmt.Errorf("no model %q", name)
-	}
-	e.last = e.teacher()
-	return e.last, nil
 }

@@ -11,150 +11,27 @@
 // factors would not be smaller than it (r·(in+out) >= in·out) is left
 // dense.
 //
-// As in every technique package, Config is the stage's parameters,
-// Options/ChooseRank/Factor the algorithm on plain arguments, and the
-// entry registered from init joins them.
+// Its parameters are techniques.LowRankConfig; Options, ChooseRank and
+// Factor are the algorithm on plain arguments, and the entry registered
+// with package compress from init joins them.
 package lowrank
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
-	"strings"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
-	"github.com/vitbench/vitbench/harness/train"
 	"github.com/vitbench/vitbench/harness/vit"
 	"github.com/vitbench/vitbench/internal/torchrt"
 	"github.com/vitbench/vitbench/techniques"
+	"github.com/vitbench/vitbench/techniques/compress"
 )
 
-// Name is the technique's name in a suite.
-const Name = "lowrank"
-
-// Defaults.
-const (
-	DefaultRankRatio     = 0.5
-	DefaultKDTemperature = 4
-	DefaultKDAlpha       = 0.5
-)
-
-// Groups are the layer groups that can be factored.
-var Groups = []string{"qkv", "proj", "fc1", "fc2"}
-
-// Config is a lowrank stage's parameters.
-type Config struct {
-	// Layers are the groups to factor: qkv, proj, fc1, fc2. (The head
-	// has no factored form in vit.Config and is rejected.)
-	Layers []string `toml:"layers"`
-	// The rank, one way: RankRatio, a fraction of min(in, out) in (0, 1]
-	// (the default, 0.5, applies when neither rank nor energy is given);
-	// Rank, fixed (capped at min(in, out)); or Energy, the fraction of
-	// the squared singular values kept, in (0, 1].
-	RankRatio float64 `toml:"rank_ratio"`
-	Rank      int     `toml:"rank"`
-	Energy    float64 `toml:"energy"`
-	// KeepLarger factors a layer even where its factors are not smaller
-	// than it (for checking; off by default).
-	KeepLarger bool `toml:"keep_larger"`
-	// FinetuneEpochs > 0 fine-tunes the factored model with the model's
-	// recipe for that long, at LR (0: the recipe's peak rate, which
-	// re-warms a converged model; a tenth of it is the usual choice),
-	// distilling from Teacher when set.
-	FinetuneEpochs float64 `toml:"finetune_epochs"`
-	LR             float64 `toml:"lr"`
-	Teacher        string  `toml:"teacher"`
-	KDTemperature  float64 `toml:"kd_temperature"`
-	KDAlpha        float64 `toml:"kd_alpha"`
-}
-
-// NewConfig returns the defaults: qkv, proj, fc1 and fc2 at half rank.
-func NewConfig() *Config {
-	return &Config{
-		Layers:        slices.Clone(Groups),
-		RankRatio:     DefaultRankRatio,
-		KDTemperature: DefaultKDTemperature,
-		KDAlpha:       DefaultKDAlpha,
-	}
-}
-
-// Name is the technique the Config belongs to.
-func (c *Config) Name() string { return Name }
-
-// ErrInvalid is wrapped by every Validate error.
-var ErrInvalid = errors.New("invalid lowrank parameters")
-
-// Validate checks ranges and that the rank is given one way.
-func (c *Config) Validate() error {
-	var errs []string
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
-	if len(c.Layers) == 0 {
-		bad("layers is empty")
-	}
-	seen := map[string]bool{}
-	for _, l := range c.Layers {
-		switch {
-		case l == "head":
-			bad("layers: the head cannot be factored (vit.Config has ranks for block layers only)")
-		case !slices.Contains(Groups, l):
-			bad("layers: unknown group %q (known: %s)", l, strings.Join(Groups, ", "))
-		case seen[l]:
-			bad("layers: %q listed twice", l)
-		}
-		seen[l] = true
-	}
-	if c.Rank < 0 {
-		bad("rank %d: want >= 1 (or 0 for unset)", c.Rank)
-	}
-	if c.Energy < 0 || c.Energy > 1 {
-		bad("energy %g: want (0, 1] (or 0 for unset)", c.Energy)
-	}
-	if !(c.RankRatio > 0 && c.RankRatio <= 1) {
-		bad("rank_ratio %g: want (0, 1]", c.RankRatio)
-	}
-	given := 0
-	for _, set := range []bool{c.Rank > 0, c.Energy > 0, c.RankRatio != DefaultRankRatio} {
-		if set {
-			given++
-		}
-	}
-	if given > 1 {
-		bad("give the rank one way: rank_ratio, rank or energy")
-	}
-	if c.FinetuneEpochs < 0 || c.FinetuneEpochs > 1000 {
-		bad("finetune_epochs %g: want 0..1000", c.FinetuneEpochs)
-	}
-	if c.LR < 0 {
-		bad("lr %g: want >= 0", c.LR)
-	}
-	if c.Teacher != "" && c.FinetuneEpochs == 0 {
-		bad("teacher %q is used by fine-tuning only: set finetune_epochs", c.Teacher)
-	}
-	if c.KDTemperature <= 0 {
-		bad("kd_temperature %g: want > 0", c.KDTemperature)
-	}
-	if c.KDAlpha < 0 || c.KDAlpha > 1 {
-		bad("kd_alpha %g: want [0, 1]", c.KDAlpha)
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "; "))
-	}
-	return nil
-}
-
-// References names the fine-tuning teacher, if any (config.Referencer).
-func (c *Config) References() []string {
-	if c.Teacher == "" {
-		return nil
-	}
-	return []string{c.Teacher}
-}
-
-// Options translates the Config into the algorithm's terms.
-func (c *Config) Options() Options {
+// options translates a stage's parameters into the algorithm's terms.
+func options(c *techniques.LowRankConfig) Options {
 	o := Options{Groups: slices.Clone(c.Layers), KeepLarger: c.KeepLarger}
 	switch {
 	case c.Rank > 0:
@@ -366,21 +243,16 @@ func floats(t *ts.Tensor) []float64 {
 }
 
 func init() {
-	techniques.Register(techniques.Technique{
-		Name:      Name,
-		Family:    "lowrank",
-		NewConfig: func() techniques.Config { return NewConfig() },
-		Apply:     apply,
-	})
+	compress.Register(techniques.LowRank, apply)
 }
 
 // apply is the registered entry: factor, then fine-tune when asked.
-func apply(ctx context.Context, tc techniques.Config, m *vit.Model, env techniques.Env) (*vit.Model, error) {
-	c, ok := tc.(*Config)
+func apply(ctx context.Context, tc techniques.Config, m *vit.Model, env compress.Env) (*vit.Model, error) {
+	c, ok := tc.(*techniques.LowRankConfig)
 	if !ok {
-		return nil, fmt.Errorf("lowrank: config is %T, not *lowrank.Config", tc)
+		return nil, fmt.Errorf("lowrank: config is %T, not *techniques.LowRankConfig", tc)
 	}
-	nm, decisions, err := Factor(m, c.Options())
+	nm, decisions, err := Factor(m, options(c))
 	if err != nil {
 		return nil, err
 	}
@@ -394,21 +266,9 @@ func apply(ctx context.Context, tc techniques.Config, m *vit.Model, env techniqu
 	}
 	env.Logf("lowrank: %d layers factored, %d left dense (factors would not be smaller); %d parameters, was %d",
 		factored, skipped, nm.NumParams(), m.NumParams())
-	if c.FinetuneEpochs > 0 {
-		ft := techniques.FineTune{Epochs: c.FinetuneEpochs, LR: c.LR}
-		if c.Teacher != "" {
-			teacher, err := env.Model(ctx, c.Teacher)
-			if err != nil {
-				nm.Drop()
-				return nil, fmt.Errorf("lowrank: teacher: %w", err)
-			}
-			defer teacher.Drop()
-			ft.Loss = train.KD{Teacher: teacher, Temperature: c.KDTemperature, Alpha: c.KDAlpha}
-		}
-		if err := env.FineTune(ctx, nm, ft); err != nil {
-			nm.Drop()
-			return nil, fmt.Errorf("lowrank: fine-tune: %w", err)
-		}
+	if err := compress.FineTune(ctx, env, c.FineTune, nm); err != nil {
+		nm.Drop()
+		return nil, fmt.Errorf("lowrank: fine-tune: %w", err)
 	}
 	return nm, nil
 }

@@ -2,7 +2,6 @@ package lowrank
 
 import (
 	"context"
-	"fmt"
 	"math"
 	"path/filepath"
 	"strings"
@@ -13,6 +12,8 @@ import (
 	"github.com/vitbench/vitbench/harness/vit"
 	"github.com/vitbench/vitbench/internal/torchrt"
 	"github.com/vitbench/vitbench/techniques"
+	"github.com/vitbench/vitbench/techniques/compress"
+	"github.com/vitbench/vitbench/techniques/compress/compresstest"
 )
 
 // tinyModel has blocks with qkv 32→96, proj 32→32, fc1 32→128 (ratio 4),
@@ -59,7 +60,7 @@ func TestFullRankReproducesLogits(t *testing.T) {
 	x := input(m)
 	defer x.MustDrop()
 	want := logits(m, x)
-	f, ds, err := Factor(m, Options{Groups: Groups, RankRatio: 1, KeepLarger: true})
+	f, ds, err := Factor(m, Options{Groups: techniques.LowRankGroups, RankRatio: 1, KeepLarger: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +190,7 @@ func TestEnergyOneKeepsEverything(t *testing.T) {
 	defer m.Drop()
 	x := input(m)
 	defer x.MustDrop()
-	f, ds, err := Factor(m, Options{Groups: Groups, Energy: 1})
+	f, ds, err := Factor(m, Options{Groups: techniques.LowRankGroups, Energy: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,72 +238,20 @@ func TestTruncationError(t *testing.T) {
 	}
 }
 
-func TestConfigValidate(t *testing.T) {
-	tests := []struct {
-		name   string
-		mutate func(*Config)
-		want   string
-	}{
-		{"defaults", nil, ""},
-		{"rank", func(c *Config) { c.Rank = 16 }, ""},
-		{"energy", func(c *Config) { c.Energy = 0.9 }, ""},
-		{"ratio", func(c *Config) { c.RankRatio = 0.25 }, ""},
-		{"rank and energy", func(c *Config) { c.Rank, c.Energy = 16, 0.9 }, "one way"},
-		{"ratio and rank", func(c *Config) { c.RankRatio, c.Rank = 0.25, 16 }, "one way"},
-		{"ratio 0", func(c *Config) { c.RankRatio = 0 }, "rank_ratio"},
-		{"energy 2", func(c *Config) { c.Energy = 2 }, "energy"},
-		{"head", func(c *Config) { c.Layers = []string{"head"} }, "head cannot be factored"},
-		{"unknown", func(c *Config) { c.Layers = []string{"mlp"} }, "unknown group"},
-		{"teacher without fine-tune", func(c *Config) { c.Teacher = "big" }, "finetune_epochs"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := NewConfig()
-			if tt.mutate != nil {
-				tt.mutate(c)
-			}
-			err := c.Validate()
-			switch {
-			case tt.want == "" && err != nil:
-				t.Errorf("unexpected error: %v", err)
-			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
-				t.Errorf("error %v, want one containing %q", err, tt.want)
-			}
-		})
-	}
-}
-
-type fakeEnv struct {
-	tuned  float64
-	logged []string
-}
-
-func (e *fakeEnv) Device() gotch.Device { return gotch.CPU }
-func (e *fakeEnv) Seed() int64          { return 0 }
-func (e *fakeEnv) Calibration(context.Context, int) ([]*ts.Tensor, error) {
-	return nil, fmt.Errorf("not used")
-}
-func (e *fakeEnv) FineTune(_ context.Context, _ *vit.Model, ft techniques.FineTune) error {
-	e.tuned += ft.Epochs
-	return nil
-}
-func (e *fakeEnv) Model(context.Context, string) (*vit.Model, error) { return nil, fmt.Errorf("none") }
-func (e *fakeEnv) Logf(f string, a ...any)                           { e.logged = append(e.logged, fmt.Sprintf(f, a...)) }
-
 func TestApplyThroughRegistry(t *testing.T) {
-	tech, err := techniques.Lookup(Name)
+	tech, err := techniques.Lookup(techniques.LowRank)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := tinyModel(t)
 	defer m.Drop()
-	c := tech.NewConfig().(*Config)
-	c.RankRatio, c.FinetuneEpochs = 0.25, 0.5
+	c := tech.NewConfig().(*techniques.LowRankConfig)
+	c.RankRatio, c.Epochs = 0.25, 0.5
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	env := &fakeEnv{}
-	out, err := tech.Apply(context.Background(), c, m, env)
+	env := &compresstest.Env{NoTrain: true}
+	out, err := compress.Apply(context.Background(), techniques.LowRank, c, m, env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,14 +259,18 @@ func TestApplyThroughRegistry(t *testing.T) {
 	if out == m || out.NumParams() >= m.NumParams() {
 		t.Errorf("apply returned %d parameters from %d", out.NumParams(), m.NumParams())
 	}
-	if env.tuned != 0.5 {
-		t.Errorf("fine-tuned %g epochs, want 0.5", env.tuned)
+	tuned := 0.0
+	for _, tr := range env.Trainings {
+		tuned += tr.Epochs
+	}
+	if tuned != 0.5 {
+		t.Errorf("fine-tuned %g epochs, want 0.5", tuned)
 	}
 	// A quantized model is refused.
 	if err := m.SetQuant(&vit.QuantState{Precision: vit.PrecisionBF16}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tech.Apply(context.Background(), c, m, env); err == nil || !strings.Contains(err.Error(), "quantized") {
+	if _, err := compress.Apply(context.Background(), techniques.LowRank, c, m, env); err == nil || !strings.Contains(err.Error(), "quantized") {
 		t.Errorf("factoring a quantized model: %v", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/sugarme/gotch/ts"
 	"github.com/vitbench/vitbench/harness/vit"
 	"github.com/vitbench/vitbench/internal/torchrt"
+	"github.com/vitbench/vitbench/techniques"
 )
 
 // benchConfig is DeiT-Small (384 wide, 12 blocks of 6 heads, MLP 1536) on
@@ -66,7 +67,7 @@ func BenchmarkStructuredSpeedup(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer dense.Drop()
-	imp, err := Score(dense, ImportanceL1, nil)
+	imp, err := Score(dense, techniques.ImportanceL1, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -75,12 +76,12 @@ func BenchmarkStructuredSpeedup(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer pruned.Drop()
-	tome, err := ReduceTokens(dense, TokenOptions{Method: MethodToMe, MergeR: 4})
+	tome, err := ReduceTokens(dense, TokenOptions{Method: techniques.MethodToMe, MergeR: 4})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer tome.Drop()
-	evit, err := ReduceTokens(dense, TokenOptions{Method: MethodEViT, KeepRate: 0.7})
+	evit, err := ReduceTokens(dense, TokenOptions{Method: techniques.MethodEViT, KeepRate: 0.7})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"math"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/sugarme/gotch"
@@ -14,70 +13,8 @@ import (
 	"github.com/vitbench/vitbench/harness/vit"
 	"github.com/vitbench/vitbench/internal/torchrt"
 	"github.com/vitbench/vitbench/techniques"
+	"github.com/vitbench/vitbench/techniques/compress"
 )
-
-func TestRegistered(t *testing.T) {
-	tech, err := techniques.Lookup("prune")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tech.Family != "prune" {
-		t.Errorf("family %q, want prune", tech.Family)
-	}
-	if err := tech.NewConfig().Validate(); err != nil {
-		t.Errorf("defaults do not validate: %v", err)
-	}
-}
-
-func TestValidate(t *testing.T) {
-	tests := []struct {
-		name string
-		edit func(c *Config)
-		want string // substring of the error; "" for valid
-	}{
-		{"defaults", func(c *Config) {}, ""},
-		{"heads", func(c *Config) { c.Kind, c.Amount = "heads", 0.25 }, ""},
-		{"amount 0", func(c *Config) { c.Amount = 0 }, ""},
-		{"amount 1", func(c *Config) { c.Amount = 1 }, "amount"},
-		{"negative amount", func(c *Config) { c.Amount = -0.1 }, "amount"},
-		{"bad kind", func(c *Config) { c.Kind = "channels" }, "kind"},
-		{"bad scope", func(c *Config) { c.Scope = "block" }, "scope"},
-		{"bad layer", func(c *Config) { c.Layers = []string{"qkv", "conv"} }, "layers"},
-		{"iterative without fine-tuning", func(c *Config) { c.Schedule = "iterative" }, "finetune_epochs"},
-		{"iterative", func(c *Config) { c.Schedule, c.FinetuneEpochs = "iterative", 1 }, ""},
-		{"iterative tokens", func(c *Config) { c.Kind, c.Schedule, c.FinetuneEpochs = "tokens", "iterative", 1 }, "tokens"},
-		{"bad importance", func(c *Config) { c.Importance = "random" }, "importance"},
-		{"bad method", func(c *Config) { c.Kind, c.Method = "tokens", "dynamicvit" }, "method"},
-		{"negative r", func(c *Config) { c.MergeR = -1 }, "merge_r"},
-		{"keep rate 0", func(c *Config) { c.KeepRate = 0 }, "keep_rate"},
-		{"teacher without fine-tuning", func(c *Config) { c.Teacher = "big" }, "finetune_epochs"},
-		{"teacher", func(c *Config) { c.Teacher, c.FinetuneEpochs = "big", 1 }, ""},
-		{"alpha", func(c *Config) { c.Alpha = 2 }, "alpha"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := NewConfig()
-			tt.edit(c)
-			err := c.Validate()
-			switch {
-			case tt.want == "" && err != nil:
-				t.Errorf("unexpected error: %v", err)
-			case tt.want != "" && err == nil:
-				t.Errorf("no error, want one about %s", tt.want)
-			case tt.want != "" && !strings.Contains(err.Error(), tt.want):
-				t.Errorf("error %q does not mention %s", err, tt.want)
-			}
-		})
-	}
-	c := NewConfig()
-	if r := c.References(); r != nil {
-		t.Errorf("references without teacher: %v", r)
-	}
-	c.Teacher = "big"
-	if r := c.References(); !slices.Equal(r, []string{"big"}) {
-		t.Errorf("references: %v", r)
-	}
-}
 
 func TestCubic(t *testing.T) {
 	tests := []struct {
@@ -195,15 +132,23 @@ func TestUnstructuredSparsity(t *testing.T) {
 func TestAmountZeroReproducesLogits(t *testing.T) {
 	tests := []struct {
 		name string
-		edit func(c *Config)
+		edit func(c *techniques.PruneConfig)
 	}{
-		{"unstructured", func(c *Config) { c.Kind, c.Amount = KindUnstructured, 0 }},
-		{"unstructured global", func(c *Config) { c.Kind, c.Amount, c.Scope = KindUnstructured, 0, "global" }},
-		{"heads", func(c *Config) { c.Kind, c.Amount = KindHeads, 0 }},
-		{"heads taylor global", func(c *Config) { c.Kind, c.Amount, c.Importance, c.Scope = KindHeads, 0, ImportanceTaylor, "global" }},
-		{"mlp l2", func(c *Config) { c.Kind, c.Amount, c.Importance = KindMLP, 0, ImportanceL2 }},
-		{"tome r=0", func(c *Config) { c.Kind, c.Method, c.MergeR = KindTokens, MethodToMe, 0 }},
-		{"evit keep 1", func(c *Config) { c.Kind, c.Method, c.KeepRate = KindTokens, MethodEViT, 1 }},
+		{"unstructured", func(c *techniques.PruneConfig) { c.Kind, c.Amount = techniques.KindUnstructured, 0 }},
+		{"unstructured global", func(c *techniques.PruneConfig) { c.Kind, c.Amount, c.Scope = techniques.KindUnstructured, 0, "global" }},
+		{"heads", func(c *techniques.PruneConfig) { c.Kind, c.Amount = techniques.KindHeads, 0 }},
+		{"heads taylor global", func(c *techniques.PruneConfig) {
+			c.Kind, c.Amount, c.Importance, c.Scope = techniques.KindHeads, 0, techniques.ImportanceTaylor, "global"
+		}},
+		{"mlp l2", func(c *techniques.PruneConfig) {
+			c.Kind, c.Amount, c.Importance = techniques.KindMLP, 0, techniques.ImportanceL2
+		}},
+		{"tome r=0", func(c *techniques.PruneConfig) {
+			c.Kind, c.Method, c.MergeR = techniques.KindTokens, techniques.MethodToMe, 0
+		}},
+		{"evit keep 1", func(c *techniques.PruneConfig) {
+			c.Kind, c.Method, c.KeepRate = techniques.KindTokens, techniques.MethodEViT, 1
+		}},
 	}
 	for _, distilled := range []bool{false, true} {
 		for _, tt := range tests {
@@ -214,9 +159,9 @@ func TestAmountZeroReproducesLogits(t *testing.T) {
 				defer x.MustDrop()
 				want := logits(m, x)
 				defer want.MustDrop()
-				c := NewConfig()
+				c := techniques.NewPruneConfig()
 				tt.edit(c)
-				out, err := Apply(context.Background(), c, m, &fakeEnv{t: t})
+				out, err := Apply(context.Background(), c, m, newEnv(t, nil))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -414,14 +359,14 @@ func TestScoreFindsDeadUnits(t *testing.T) {
 			v.MustDrop()
 		}
 	})
-	env := &fakeEnv{t: t}
+	env := newEnv(t, nil)
 	calib, _ := env.Calibration(context.Background(), 32)
 	defer func() {
 		for _, x := range calib {
 			x.MustDrop()
 		}
 	}()
-	for _, crit := range []string{ImportanceL1, ImportanceL2, ImportanceTaylor} {
+	for _, crit := range []string{techniques.ImportanceL1, techniques.ImportanceL2, techniques.ImportanceTaylor} {
 		imp, err := Score(m, crit, calib)
 		if err != nil {
 			t.Fatal(err)
@@ -429,7 +374,7 @@ func TestScoreFindsDeadUnits(t *testing.T) {
 		if keep := Select(imp.Heads, 0.25, false); slices.Contains(keep[0], 1) {
 			t.Errorf("%s: block 0 keeps dead head 1: scores %v", crit, imp.Heads[0])
 		}
-		if crit == ImportanceTaylor {
+		if crit == techniques.ImportanceTaylor {
 			if imp.Heads[0][1] != 0 || imp.Heads[2][0] != 0 || imp.Heads[2][3] != 0 {
 				t.Errorf("taylor: dead heads score %g %g %g, want 0", imp.Heads[0][1], imp.Heads[2][0], imp.Heads[2][3])
 			}
@@ -457,25 +402,27 @@ func TestScoreFindsDeadUnits(t *testing.T) {
 func TestStructuredApply(t *testing.T) {
 	tests := []struct {
 		name      string
-		edit      func(c *Config)
+		edit      func(c *techniques.PruneConfig)
 		heads     []int // per block after pruning
 		hidden    []int
 		fineTunes int
 	}{
-		{"heads l1", func(c *Config) { c.Kind, c.Amount = KindHeads, 0.5 }, []int{2, 2, 2}, []int{64, 64, 64}, 0},
-		{"mlp taylor", func(c *Config) { c.Kind, c.Amount, c.Importance = KindMLP, 0.25, ImportanceTaylor }, []int{4, 4, 4}, []int{48, 48, 48}, 0},
-		{"heads iterative", func(c *Config) {
-			c.Kind, c.Amount, c.Schedule, c.Steps, c.FinetuneEpochs = KindHeads, 0.5, "iterative", 2, 0.5
+		{"heads l1", func(c *techniques.PruneConfig) { c.Kind, c.Amount = techniques.KindHeads, 0.5 }, []int{2, 2, 2}, []int{64, 64, 64}, 0},
+		{"mlp taylor", func(c *techniques.PruneConfig) {
+			c.Kind, c.Amount, c.Importance = techniques.KindMLP, 0.25, techniques.ImportanceTaylor
+		}, []int{4, 4, 4}, []int{48, 48, 48}, 0},
+		{"heads iterative", func(c *techniques.PruneConfig) {
+			c.Kind, c.Amount, c.Schedule, c.Steps, c.Epochs = techniques.KindHeads, 0.5, "iterative", 2, 0.5
 		}, []int{2, 2, 2}, []int{64, 64, 64}, 2},
-		{"mlp global", func(c *Config) { c.Kind, c.Amount, c.Scope = KindMLP, 0.5, "global" }, nil, nil, 0},
+		{"mlp global", func(c *techniques.PruneConfig) { c.Kind, c.Amount, c.Scope = techniques.KindMLP, 0.5, "global" }, nil, nil, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig(false)
 			m := newModel(t, cfg, 6)
-			c := NewConfig()
+			c := techniques.NewPruneConfig()
 			tt.edit(c)
-			env := &fakeEnv{t: t}
+			env := newEnv(t, nil)
 			out, err := Apply(context.Background(), c, m, env)
 			if err != nil {
 				t.Fatal(err)
@@ -495,8 +442,8 @@ func TestStructuredApply(t *testing.T) {
 			if tt.heads == nil && sum(hidden) != 3*64/2 {
 				t.Errorf("global: hidden %v, want %d in all", hidden, 3*64/2)
 			}
-			if len(env.tunes) != tt.fineTunes {
-				t.Errorf("%d fine-tunings, want %d", len(env.tunes), tt.fineTunes)
+			if len(env.Trainings) != tt.fineTunes {
+				t.Errorf("%d fine-tunings, want %d", len(env.Trainings), tt.fineTunes)
 			}
 			if out.NumParams() != out.Cfg.Count().Params {
 				t.Errorf("params %d, analytic %d", out.NumParams(), out.Cfg.Count().Params)
@@ -512,10 +459,11 @@ func TestIterativeUnstructured(t *testing.T) {
 	cfg := testConfig(false)
 	m := newModel(t, cfg, 8)
 	defer m.Drop()
-	c := NewConfig()
-	c.Kind, c.Amount, c.Schedule, c.Steps, c.FinetuneEpochs, c.Scope = KindUnstructured, 0.6, "iterative", 3, 0.75, "global"
+	c := techniques.NewPruneConfig()
+	c.Kind, c.Amount, c.Schedule, c.Steps, c.Epochs, c.Scope = techniques.KindUnstructured, 0.6, "iterative", 3, 0.75, "global"
 	var sparsities []float64
-	env := &fakeEnv{t: t, onTune: func(m *vit.Model, ft techniques.FineTune) {
+	env := newEnv(t, nil)
+	env.OnTrain = func(m *vit.Model, _ compress.Training) {
 		var z, n int64
 		for _, l := range m.Linears() {
 			if l.Group == "head" {
@@ -525,7 +473,7 @@ func TestIterativeUnstructured(t *testing.T) {
 			z += int64(l.Weight.Numel()) - countNonZero(l.Weight)
 		}
 		sparsities = append(sparsities, float64(z)/float64(n))
-	}}
+	}
 	out, err := Apply(context.Background(), c, m, env)
 	if err != nil {
 		t.Fatal(err)
@@ -533,10 +481,10 @@ func TestIterativeUnstructured(t *testing.T) {
 	if out != m {
 		t.Fatal("unstructured pruning returned a new model")
 	}
-	if len(env.tunes) != 3 {
-		t.Fatalf("%d fine-tunings, want 3", len(env.tunes))
+	if len(env.Trainings) != 3 {
+		t.Fatalf("%d fine-tunings, want 3", len(env.Trainings))
 	}
-	for i, ft := range env.tunes {
+	for i, ft := range env.Trainings {
 		if ft.Epochs != 0.25 || ft.AfterStep == nil {
 			t.Errorf("fine-tuning %d: epochs %g, AfterStep set %t", i, ft.Epochs, ft.AfterStep != nil)
 		}
@@ -554,21 +502,17 @@ func TestIterativeUnstructured(t *testing.T) {
 func TestFineTuneWithTeacher(t *testing.T) {
 	cfg := testConfig(false)
 	m := newModel(t, cfg, 9)
-	fetched := 0
-	env := &fakeEnv{t: t, teachers: map[string]func() *vit.Model{"big": func() *vit.Model {
-		fetched++
-		return newModel(t, cfg, 10)
-	}}}
-	c := NewConfig()
-	c.Kind, c.Amount, c.Teacher, c.FinetuneEpochs = KindMLP, 0.5, "big", 0.25
+	env := newEnv(t, map[string]func() *vit.Model{"big": func() *vit.Model { return newModel(t, cfg, 10) }})
+	c := techniques.NewPruneConfig()
+	c.Kind, c.Amount, c.Teacher, c.Epochs = techniques.KindMLP, 0.5, "big", 0.25
 	out, err := Apply(context.Background(), c, m, env)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m.Drop()
 	out.Drop()
-	if fetched != 1 || len(env.tunes) != 1 || env.tunes[0].Loss == nil {
-		t.Errorf("teacher fetched %d times, %d fine-tunings, loss set %t", fetched, len(env.tunes), len(env.tunes) > 0 && env.tunes[0].Loss != nil)
+	if fetched := len(env.Fetched); fetched != 1 || len(env.Trainings) != 1 || env.Trainings[0].Loss == nil {
+		t.Errorf("teacher fetched %d times, %d fine-tunings, loss set %t", fetched, len(env.Trainings), len(env.Trainings) > 0 && env.Trainings[0].Loss != nil)
 	}
 }
 
@@ -577,23 +521,25 @@ func TestFineTuneWithTeacher(t *testing.T) {
 func TestTokenReduction(t *testing.T) {
 	tests := []struct {
 		name   string
-		edit   func(c *Config)
+		edit   func(c *techniques.PruneConfig)
 		tokens int // leaving the last block
 	}{
 		// 17 tokens: -4 -4 -4 (at most (n-1)/2: 8, 6, 4)
-		{"tome r=4", func(c *Config) { c.Kind, c.MergeR = KindTokens, 4 }, 5},
+		{"tome r=4", func(c *techniques.PruneConfig) { c.Kind, c.MergeR = techniques.KindTokens, 4 }, 5},
 		// EViT at blocks 0, 1, 2 (depth 3): 16 -> 8+1 -> 5+1 -> 3+1 patch tokens
-		{"evit 0.5", func(c *Config) { c.Kind, c.Method, c.KeepRate = KindTokens, MethodEViT, 0.5 }, 5},
-		{"tome one block", func(c *Config) { c.Kind, c.MergeR, c.Blocks = KindTokens, 6, []int{1} }, 11},
+		{"evit 0.5", func(c *techniques.PruneConfig) {
+			c.Kind, c.Method, c.KeepRate = techniques.KindTokens, techniques.MethodEViT, 0.5
+		}, 5},
+		{"tome one block", func(c *techniques.PruneConfig) { c.Kind, c.MergeR, c.Blocks = techniques.KindTokens, 6, []int{1} }, 11},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig(false)
 			m := newModel(t, cfg, 11)
 			defer m.Drop()
-			c := NewConfig()
+			c := techniques.NewPruneConfig()
 			tt.edit(c)
-			out, err := Apply(context.Background(), c, m, &fakeEnv{t: t})
+			out, err := Apply(context.Background(), c, m, newEnv(t, nil))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -11,6 +11,7 @@ import (
 	"github.com/sugarme/gotch/ts"
 	"github.com/vitbench/vitbench/harness/vit"
 	"github.com/vitbench/vitbench/internal/torchrt"
+	"github.com/vitbench/vitbench/techniques"
 )
 
 // Importance scores every attention head and MLP neuron of a model, block
@@ -36,11 +37,11 @@ type Importance struct {
 func Score(m *vit.Model, criterion string, calib []*ts.Tensor) (*Importance, error) {
 	var elem func(t *ts.Tensor) *ts.Tensor
 	switch criterion {
-	case ImportanceL1:
+	case techniques.ImportanceL1:
 		elem = func(t *ts.Tensor) *ts.Tensor { return t.MustAbs(false) }
-	case ImportanceL2:
+	case techniques.ImportanceL2:
 		elem = func(t *ts.Tensor) *ts.Tensor { return t.MustMul(t, false) }
-	case ImportanceTaylor:
+	case techniques.ImportanceTaylor:
 		if len(calib) == 0 {
 			return nil, errors.New("prune: taylor importance needs calibration images")
 		}
@@ -81,7 +82,7 @@ func Score(m *vit.Model, criterion string, calib []*ts.Tensor) (*Importance, err
 			for j := range neurons {
 				neurons[j] = fc1[j] + fc2[j]
 			}
-			if criterion == ImportanceL2 {
+			if criterion == techniques.ImportanceL2 {
 				for i := range heads {
 					heads[i] = math.Sqrt(heads[i])
 				}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/vitbench/vitbench/harness/vit"
+	"github.com/vitbench/vitbench/techniques"
 )
 
 // TokenOptions steer ReduceTokens.
@@ -35,18 +36,18 @@ func DefaultEViTBlocks(depth int) []int {
 // had), the weights unchanged. The new model's counts follow the token
 // count of every block.
 func ReduceTokens(m *vit.Model, o TokenOptions) (*vit.Model, error) {
-	if o.Method != MethodToMe && o.Method != MethodEViT {
+	if o.Method != techniques.MethodToMe && o.Method != techniques.MethodEViT {
 		return nil, fmt.Errorf("prune: unknown token reduction method %q (tome, evit)", o.Method)
 	}
 	cfg := m.Cfg.WithBlocks()
 	blocks := o.Blocks
 	if blocks == nil {
 		switch o.Method {
-		case MethodToMe:
+		case techniques.MethodToMe:
 			for i := range cfg.Blocks {
 				blocks = append(blocks, i)
 			}
-		case MethodEViT:
+		case techniques.MethodEViT:
 			blocks = DefaultEViTBlocks(cfg.Depth)
 		}
 	}
@@ -55,12 +56,12 @@ func ReduceTokens(m *vit.Model, o TokenOptions) (*vit.Model, error) {
 			return nil, fmt.Errorf("prune: block %d out of range for depth %d", b, cfg.Depth)
 		}
 		switch o.Method {
-		case MethodToMe:
+		case techniques.MethodToMe:
 			if o.MergeR < 0 {
 				return nil, fmt.Errorf("prune: merge_r %d < 0", o.MergeR)
 			}
 			cfg.Blocks[b].MergeR = o.MergeR
-		case MethodEViT:
+		case techniques.MethodEViT:
 			if o.KeepRate <= 0 || o.KeepRate > 1 {
 				return nil, fmt.Errorf("prune: keep_rate %g outside (0, 1]", o.KeepRate)
 			}

@@ -109,24 +109,3 @@ func countNonZero(t *ts.Tensor) int64 {
 	defer nz.MustDrop()
 	return nz.Int64Values()[0]
 }
-
-// KeepMasks returns a function that re-applies m's unstructured-pruning
-// masks (zeroing the pruned weights again), for techniques.FineTune's
-// AfterStep, or nil when m has no mask. It must run under no-grad, as
-// AfterStep does.
-func KeepMasks(m *vit.Model) func() {
-	var layers []*vit.Linear
-	for _, l := range m.Linears() {
-		if l.Mask != nil && l.Weight != nil {
-			layers = append(layers, l.Linear)
-		}
-	}
-	if len(layers) == 0 {
-		return nil
-	}
-	return func() {
-		for _, l := range layers {
-			l.Weight.MustMul_(l.Mask)
-		}
-	}
-}

@@ -11,6 +11,7 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 	"github.com/vitbench/vitbench/harness/vit"
+	"github.com/vitbench/vitbench/techniques"
 )
 
 // referencePython is Debian's interpreter with python3-torch; a python3
@@ -90,7 +91,7 @@ func TestFakeQuantMatchesPyTorch(t *testing.T) {
 		t.Run(c.Name, func(t *testing.T) {
 			x := tensorOf(t, c.X, c.Shape)
 			defer x.MustDrop()
-			spec, err := CalibrateTensor(x, Rule{Shape: ShapeUniform, Bits: c.Bits, Symmetric: c.Symmetric, Calibrator: CalibMinMax, Axis: c.Axis})
+			spec, err := CalibrateTensor(x, Rule{Shape: ShapeUniform, Bits: c.Bits, Symmetric: c.Symmetric, Calibrator: techniques.CalibMinMax, Axis: c.Axis})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -137,7 +138,7 @@ func TestEMAMatchesPyTorch(t *testing.T) {
 			if c.PerChannel {
 				axis = 0
 			}
-			o := NewObserver(Rule{Shape: ShapeUniform, Bits: 8, Calibrator: CalibEMA, EMA: c.Constant, Axis: axis})
+			o := NewObserver(Rule{Shape: ShapeUniform, Bits: 8, Calibrator: techniques.CalibEMA, EMA: c.Constant, Axis: axis})
 			for _, b := range c.Batches {
 				x := tensorOf(t, b, c.Shape)
 				o.Observe(x)
@@ -311,8 +312,8 @@ func TestW4OutliersCalibrators(t *testing.T) {
 		}
 		return SquaredError(x, s)[0]
 	}
-	mm := errOf(CalibMinMax)
-	for _, cal := range []string{CalibPercentile, CalibMSE, CalibOMSE} {
+	mm := errOf(techniques.CalibMinMax)
+	for _, cal := range []string{techniques.CalibPercentile, techniques.CalibMSE, techniques.CalibOMSE} {
 		if e := errOf(cal); !(e < mm) {
 			t.Errorf("%s error %g, not below minmax %g", cal, e, mm)
 		}

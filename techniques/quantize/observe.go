@@ -5,6 +5,7 @@ import (
 
 	"github.com/sugarme/gotch/ts"
 	"github.com/vitbench/vitbench/harness/vit"
+	"github.com/vitbench/vitbench/techniques"
 )
 
 // Quantizer shapes a Rule can ask for.
@@ -13,15 +14,6 @@ const (
 	ShapeLog2        = "log2"         // FQ-ViT's log2 grid for softmax output
 	ShapeTwinSoftmax = "twin-softmax" // PTQ4ViT's twin uniform grid for softmax output
 	ShapeTwinGELU    = "twin-gelu"    // PTQ4ViT's twin uniform grid for GELU output
-)
-
-// Calibrators.
-const (
-	CalibMinMax     = "minmax"     // the observed min and max
-	CalibEMA        = "ema"        // moving average of per-batch min and max
-	CalibPercentile = "percentile" // a percentile of the values (per batch, averaged)
-	CalibMSE        = "mse"        // the clipping range with the least squared error
-	CalibOMSE       = "omse"       // the same search as mse (OMSE's name for it)
 )
 
 // Rule says how to quantize one tensor (a weight or the activation at one
@@ -49,7 +41,7 @@ func (r Rule) twoPass() bool {
 	case ShapeTwinSoftmax, ShapeTwinGELU:
 		return true
 	case ShapeUniform:
-		return r.Calibrator == CalibMSE || r.Calibrator == CalibOMSE
+		return r.Calibrator == techniques.CalibMSE || r.Calibrator == techniques.CalibOMSE
 	}
 	return false
 }
@@ -141,9 +133,9 @@ func (o *Observer) first(r *ts.Tensor) {
 		return
 	}
 	switch rule.Calibrator {
-	case CalibEMA:
+	case techniques.CalibEMA:
 		o.ema.Update(lo, hi)
-	case CalibPercentile:
+	case techniques.CalibPercentile:
 		pl, ph := PercentileRange(r, rule.Percentile, rule.Symmetric)
 		n := float64(r.MustSize()[1])
 		if o.pctLo == nil {
@@ -241,16 +233,16 @@ func (o *Observer) Spec() (*vit.QuantSpec, error) {
 	}
 	var lo, hi []float64
 	switch rule.Calibrator {
-	case CalibMinMax:
+	case techniques.CalibMinMax:
 		lo, hi = o.lo, o.hi
-	case CalibEMA:
+	case techniques.CalibEMA:
 		lo, hi = o.ema.Lo, o.ema.Hi
-	case CalibPercentile:
+	case techniques.CalibPercentile:
 		lo, hi = make([]float64, len(o.pctLo)), make([]float64, len(o.pctHi))
 		for i := range lo {
 			lo[i], hi[i] = o.pctLo[i]/o.pctN, o.pctHi[i]/o.pctN
 		}
-	case CalibMSE, CalibOMSE:
+	case techniques.CalibMSE, techniques.CalibOMSE:
 		if o.errs == nil {
 			return nil, fmt.Errorf("%s calibration needs a second pass", rule.Calibrator)
 		}

@@ -2,6 +2,7 @@ package quantize
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -9,26 +10,7 @@ import (
 	"github.com/sugarme/gotch/ts"
 	"github.com/vitbench/vitbench/harness/vit"
 	"github.com/vitbench/vitbench/internal/torchrt"
-)
-
-// Layer groups a quantization can select.
-const (
-	GroupPatchEmbed = "patch_embed" // patch embedding weight and its input (the image)
-	GroupQKV        = "qkv"         // qkv weight and its input (norm1 output)
-	GroupProj       = "proj"        // proj weight and its input (concatenated heads)
-	GroupFC1        = "fc1"         // fc1 weight and its input (norm2 output)
-	GroupFC2        = "fc2"         // fc2 weight and its input (GELU output)
-	GroupHead       = "head"        // head weight(s) and input (final norm output)
-	GroupAttnMap    = "attn_map"    // attention probabilities (softmax output)
-	GroupNorm       = "norm"        // LayerNorm input (the residual stream)
-)
-
-// Methods.
-const (
-	MethodPTQ     = "ptq"      // uniform quantizers everywhere
-	MethodFQViT   = "fq-vit"   // log2 quantizer for the attention map
-	MethodPTQ4ViT = "ptq4vit"  // twin uniform quantizers for softmax and GELU output
-	MethodRepQViT = "repq-vit" // per-channel post-LayerNorm scales reparameterized to per-tensor
+	"github.com/vitbench/vitbench/techniques"
 )
 
 // Options are the quantization algorithm's parameters, in the
@@ -66,10 +48,10 @@ type groupInfo struct {
 }
 
 var blockGroups = map[string]groupInfo{
-	GroupQKV:  {vit.SiteQKVIn, func(b *vit.Block) *vit.Linear { return b.QKV }},
-	GroupProj: {vit.SiteProjIn, func(b *vit.Block) *vit.Linear { return b.Proj }},
-	GroupFC1:  {vit.SiteFC1In, func(b *vit.Block) *vit.Linear { return b.FC1 }},
-	GroupFC2:  {vit.SiteFC2In, func(b *vit.Block) *vit.Linear { return b.FC2 }},
+	techniques.GroupQKV:  {vit.SiteQKVIn, func(b *vit.Block) *vit.Linear { return b.QKV }},
+	techniques.GroupProj: {vit.SiteProjIn, func(b *vit.Block) *vit.Linear { return b.Proj }},
+	techniques.GroupFC1:  {vit.SiteFC1In, func(b *vit.Block) *vit.Linear { return b.FC1 }},
+	techniques.GroupFC2:  {vit.SiteFC2In, func(b *vit.Block) *vit.Linear { return b.FC2 }},
 }
 
 // weightNames are a linear layer's matrices in the VarStore.
@@ -87,7 +69,7 @@ func NewPlan(m *vit.Model, o Options) (*Plan, error) {
 	for _, g := range o.Groups {
 		listed[g] = true
 	}
-	if listed[GroupNorm] {
+	if listed[techniques.GroupNorm] {
 		return nil, errNorm
 	}
 	attnBits := o.AttnBits
@@ -96,8 +78,8 @@ func NewPlan(m *vit.Model, o Options) (*Plan, error) {
 	}
 	wrule := func(bits int) Rule {
 		cal := o.Calibrator
-		if cal == CalibEMA {
-			cal = CalibMinMax // one tensor: the moving average is its range
+		if cal == techniques.CalibEMA {
+			cal = techniques.CalibMinMax // one tensor: the moving average is its range
 		}
 		axis := -1
 		if o.PerChannel {
@@ -119,15 +101,15 @@ func NewPlan(m *vit.Model, o Options) (*Plan, error) {
 		if listed[group] {
 			return b
 		}
-		if group == GroupPatchEmbed || group == GroupHead {
+		if group == techniques.GroupPatchEmbed || group == techniques.GroupHead {
 			return o.EdgeBits
 		}
 		return 0
 	}
-	if wb := bits(GroupPatchEmbed, o.WeightBits); wb > 0 {
+	if wb := bits(techniques.GroupPatchEmbed, o.WeightBits); wb > 0 {
 		p.Weights["patch_embed.proj.weight"] = wrule(wb)
 	}
-	if ab := bits(GroupPatchEmbed, o.ActBits); ab > 0 {
+	if ab := bits(techniques.GroupPatchEmbed, o.ActBits); ab > 0 {
 		p.Acts[vit.ActInput] = arule(ab)
 	}
 	heads := []*vit.Linear{m.Head}
@@ -137,12 +119,12 @@ func NewPlan(m *vit.Model, o Options) (*Plan, error) {
 		headKeys = append(headKeys, vit.ActHeadDist)
 	}
 	for i, h := range heads {
-		if wb := bits(GroupHead, o.WeightBits); wb > 0 {
+		if wb := bits(techniques.GroupHead, o.WeightBits); wb > 0 {
 			for _, n := range weightNames(h) {
 				p.Weights[n] = wrule(wb)
 			}
 		}
-		if ab := bits(GroupHead, o.ActBits); ab > 0 {
+		if ab := bits(techniques.GroupHead, o.ActBits); ab > 0 {
 			p.Acts[headKeys[i]] = arule(ab)
 		}
 	}
@@ -162,19 +144,19 @@ func NewPlan(m *vit.Model, o Options) (*Plan, error) {
 			key := vit.ActKey(b.Index, info.site)
 			r := arule(o.ActBits)
 			switch {
-			case g == GroupFC2 && o.Method == MethodPTQ4ViT:
+			case g == techniques.GroupFC2 && o.Method == techniques.MethodPTQ4ViT:
 				r = Rule{Shape: ShapeTwinGELU, Bits: o.ActBits}
-			case (g == GroupQKV || g == GroupFC1) && o.Method == MethodRepQViT:
+			case (g == techniques.GroupQKV || g == techniques.GroupFC1) && o.Method == techniques.MethodRepQViT:
 				p.RepQ = append(p.RepQ, key)
 			}
 			p.Acts[key] = r
 		}
-		if listed[GroupAttnMap] && o.ActBits > 0 {
+		if listed[techniques.GroupAttnMap] && o.ActBits > 0 {
 			key := vit.ActKey(b.Index, vit.SiteAttnMap)
 			switch o.Method {
-			case MethodFQViT, MethodRepQViT:
+			case techniques.MethodFQViT, techniques.MethodRepQViT:
 				p.Acts[key] = Rule{Shape: ShapeLog2, Bits: attnBits}
-			case MethodPTQ4ViT:
+			case techniques.MethodPTQ4ViT:
 				p.Acts[key] = Rule{Shape: ShapeTwinSoftmax, Bits: attnBits}
 			default:
 				// Probabilities are non-negative: an affine grid from 0.
@@ -192,7 +174,7 @@ func NewPlan(m *vit.Model, o Options) (*Plan, error) {
 }
 
 // errNorm explains why the LayerNorm input cannot be selected.
-var errNorm = fmt.Errorf("layer group %q (LayerNorm input) is not available: vit's blocks have no tap on the residual stream before their norms (only qkv_in, attn_map, proj_in, fc1_in, fc2_in)", GroupNorm)
+var errNorm = errors.New(techniques.ErrNoNormSite)
 
 // Quantize quantizes m in place (post-training): RepQ-ViT's
 // reparameterization first when asked, then the weights, rounded to their

@@ -7,7 +7,7 @@ import (
 	"github.com/sugarme/gotch/ts"
 	"github.com/vitbench/vitbench/harness/vit"
 	"github.com/vitbench/vitbench/internal/torchrt"
-	"github.com/vitbench/vitbench/techniques"
+	"github.com/vitbench/vitbench/techniques/compress"
 )
 
 // FloatWeights copies the weights a plan will quantize, before Quantize
@@ -38,9 +38,9 @@ func FloatWeights(m *vit.Model, p *Plan) map[string]*ts.Tensor {
 //	shadow += W - Q(shadow_old);  W = Q(shadow)
 //
 // Weight scales stay those of calibration. fineTune runs the training
-// (techniques.Env.FineTune) with ft, whose AfterStep QAT sets. shadows
+// (compress.Env.FineTune) with ft, whose AfterStep QAT sets. shadows
 // are freed.
-func QAT(ctx context.Context, m *vit.Model, shadows map[string]*ts.Tensor, fineTune func(techniques.FineTune) error, ft techniques.FineTune) error {
+func QAT(ctx context.Context, m *vit.Model, shadows map[string]*ts.Tensor, fineTune func(compress.Training) error, ft compress.Training) error {
 	s := m.Cfg.Quant
 	if s == nil || s.Precision != vit.PrecisionInt {
 		dropAll(shadows)

@@ -2,8 +2,6 @@ package quantize
 
 import (
 	"context"
-	"fmt"
-	"iter"
 	"math"
 	"os"
 	"path/filepath"
@@ -15,58 +13,12 @@ import (
 	"github.com/sugarme/gotch/ts"
 	"github.com/vitbench/vitbench/harness/train"
 	"github.com/vitbench/vitbench/harness/vit"
+	"github.com/vitbench/vitbench/internal/techtest"
 	"github.com/vitbench/vitbench/internal/torchrt"
 	"github.com/vitbench/vitbench/techniques"
+	"github.com/vitbench/vitbench/techniques/compress"
+	"github.com/vitbench/vitbench/techniques/compress/compresstest"
 )
-
-// quadrants is a 4-class problem: the class says which quadrant of a 16x16
-// image is bright, under noise.
-type quadrants struct {
-	n, batch int
-	seed     int64
-}
-
-func (q quadrants) NumBatches() int { return q.n / q.batch }
-
-func (q quadrants) Batches(epoch int) iter.Seq2[*ts.Tensor, *ts.Tensor] {
-	return func(yield func(*ts.Tensor, *ts.Tensor) bool) {
-		torchrt.ManualSeed(q.seed + int64(epoch))
-		for i := 0; i < q.NumBatches(); i++ {
-			labels := make([]int64, q.batch)
-			pix := make([]float32, q.batch*3*16*16)
-			for b := range labels {
-				c := (i*q.batch + b + epoch) % 4
-				labels[b] = int64(c)
-				oy, ox := 8*(c/2), 8*(c%2)
-				for ch := 0; ch < 3; ch++ {
-					for y := 0; y < 8; y++ {
-						for x := 0; x < 8; x++ {
-							pix[((b*3+ch)*16+oy+y)*16+ox+x] = 1
-						}
-					}
-				}
-			}
-			x := ts.MustOfSlice(pix).MustReshape([]int64{int64(q.batch), 3, 16, 16}, true)
-			noise := ts.MustRandn([]int64{int64(q.batch), 3, 16, 16}, gotch.Float, gotch.CPU).MustMulScalar(ts.FloatScalar(0.5), true)
-			x = x.MustAdd(noise, true)
-			noise.MustDrop()
-			y := ts.MustOfSlice(labels)
-			if !yield(x, y) {
-				return
-			}
-		}
-	}
-}
-
-// images returns the first batches of a source, labels dropped.
-func images(src quadrants) []*ts.Tensor {
-	var out []*ts.Tensor
-	for x, y := range src.Batches(0) {
-		y.MustDrop()
-		out = append(out, x)
-	}
-	return out
-}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
@@ -99,7 +51,7 @@ func trainedModel(t *testing.T) *vit.Model {
 		}
 		defer m.Drop()
 		r := train.Recipe{Epochs: 15, LR: 2e-3, WeightDecay: 0.01, Optimizer: "adamw", Schedule: "cosine", WarmupEpochs: 0.5, GradClip: 1}
-		if _, err := train.Fit(context.Background(), m, quadrants{n: 512, batch: 32, seed: 1}, r, train.Options{}); err != nil {
+		if _, err := train.Fit(context.Background(), m, techtest.Quadrants{N: 512, Batch: 32, Seed: 1}, r, train.Options{}); err != nil {
 			trained.err = err
 			return
 		}
@@ -146,7 +98,7 @@ func relErr(a, b []float64) float64 {
 
 func accuracy(t *testing.T, m *vit.Model) float64 {
 	t.Helper()
-	acc, err := train.Evaluate(context.Background(), m, quadrants{n: 256, batch: 64, seed: 99})
+	acc, err := train.Evaluate(context.Background(), m, techtest.Quadrants{N: 256, Batch: 64, Seed: 99})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,12 +113,12 @@ func dropAllSlice(xs []*ts.Tensor) {
 
 // quantized returns the trained model quantized with c's options on
 // calibration images, and the float model's logits on test images.
-func quantizeWith(t *testing.T, m *vit.Model, c *Config, calib []*ts.Tensor) *vit.QuantState {
+func quantizeWith(t *testing.T, m *vit.Model, c *techniques.QuantizeConfig, calib []*ts.Tensor) *vit.QuantState {
 	t.Helper()
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	p, err := NewPlan(m, c.Options())
+	p, err := NewPlan(m, options(c))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,56 +129,12 @@ func quantizeWith(t *testing.T, m *vit.Model, c *Config, calib []*ts.Tensor) *vi
 	return s
 }
 
-func cfgWith(mutate func(*Config)) *Config {
-	c := NewConfig()
+func cfgWith(mutate func(*techniques.QuantizeConfig)) *techniques.QuantizeConfig {
+	c := techniques.NewQuantizeConfig()
 	if mutate != nil {
 		mutate(c)
 	}
 	return c
-}
-
-func TestConfigValidate(t *testing.T) {
-	tests := []struct {
-		name   string
-		mutate func(*Config)
-		want   string // "" for valid
-	}{
-		{"defaults", nil, ""},
-		{"w4a4 mse", func(c *Config) { c.WeightBits, c.ActBits, c.Calibrator = 4, 4, "mse" }, ""},
-		{"weight only", func(c *Config) { c.ActBits = 0 }, ""},
-		{"float weights, 8-bit activations", func(c *Config) { c.WeightBits = 32 }, ""},
-		{"bf16", func(c *Config) { c.Precision = "bf16" }, ""},
-		{"fq-vit", func(c *Config) { c.Method = "fq-vit"; c.AttnBits = 4 }, ""},
-		{"weight bits 1", func(c *Config) { c.WeightBits = 1 }, "weight_bits 1"},
-		{"weight bits 12", func(c *Config) { c.WeightBits = 12 }, "weight_bits 12"},
-		{"act bits 16", func(c *Config) { c.ActBits = 16 }, "act_bits 16"},
-		{"nothing", func(c *Config) { c.WeightBits, c.ActBits = 16, 0 }, "quantize nothing"},
-		{"calibrator", func(c *Config) { c.Calibrator = "kl" }, "calibrator"},
-		{"granularity", func(c *Config) { c.Granularity = "per-group" }, "granularity"},
-		{"percentile", func(c *Config) { c.Percentile = 40 }, "percentile 40"},
-		{"calib images", func(c *Config) { c.CalibImages = 8 }, "calib_images 8"},
-		{"unknown layer", func(c *Config) { c.Layers = []string{"qkv", "mlp"} }, "unknown group"},
-		{"duplicate layer", func(c *Config) { c.Layers = []string{"qkv", "qkv"} }, "twice"},
-		{"norm", func(c *Config) { c.Layers = []string{"norm"} }, "LayerNorm input"},
-		{"fq-vit without attention", func(c *Config) { c.Method = "fq-vit"; c.Layers = []string{"qkv"} }, "fq-vit"},
-		{"repq weight-only", func(c *Config) { c.Method = "repq-vit"; c.ActBits = 0 }, "repq-vit"},
-		{"method", func(c *Config) { c.Method = "gptq" }, "method"},
-		{"bf16 with bits", func(c *Config) { c.Precision = "bf16"; c.WeightBits = 4 }, "casts the whole model"},
-		{"fp8", func(c *Config) { c.Precision = "fp8" }, "precision"},
-		{"teacher without qat", func(c *Config) { c.Teacher = "big" }, "qat_epochs"},
-		{"kd alpha", func(c *Config) { c.QATEpochs = 1; c.KDAlpha = 2 }, "kd_alpha"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := cfgWith(tt.mutate).Validate()
-			switch {
-			case tt.want == "" && err != nil:
-				t.Errorf("unexpected error: %v", err)
-			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
-				t.Errorf("error %v, want one containing %q", err, tt.want)
-			}
-		})
-	}
 }
 
 func TestPlanGroups(t *testing.T) {
@@ -234,23 +142,23 @@ func TestPlanGroups(t *testing.T) {
 	defer m.Drop()
 	tests := []struct {
 		name          string
-		mutate        func(*Config)
+		mutate        func(*techniques.QuantizeConfig)
 		weights, acts int
 		checks        map[string]int // weight or activation key → bits
 	}{
 		// 2 blocks x 4 linears + patch embedding + head at 8 bits; acts:
 		// 2 x (4 inputs + attention map) + image + head input
 		{"defaults", nil, 10, 12, map[string]int{"head.weight": 8, "patch_embed.proj.weight": 8, vit.ActKey(1, vit.SiteAttnMap): 8}},
-		{"w4a4: edges stay 8", func(c *Config) { c.WeightBits, c.ActBits = 4, 4 }, 10, 12,
+		{"w4a4: edges stay 8", func(c *techniques.QuantizeConfig) { c.WeightBits, c.ActBits = 4, 4 }, 10, 12,
 			map[string]int{"head.weight": 8, "blocks.0.mlp.fc1.weight": 4, vit.ActInput: 8, vit.ActKey(0, vit.SiteFC2In): 4}},
-		{"head listed", func(c *Config) { c.WeightBits = 4; c.Layers = []string{"head", "fc2"} }, 4, 4,
+		{"head listed", func(c *techniques.QuantizeConfig) { c.WeightBits = 4; c.Layers = []string{"head", "fc2"} }, 4, 4,
 			map[string]int{"head.weight": 4, "blocks.1.mlp.fc2.weight": 4}},
-		{"weight-only", func(c *Config) { c.ActBits = 0 }, 10, 0, nil},
-		{"activations only", func(c *Config) { c.WeightBits = 32; c.AttnBits = 6 }, 0, 12, map[string]int{vit.ActKey(0, vit.SiteAttnMap): 6}},
+		{"weight-only", func(c *techniques.QuantizeConfig) { c.ActBits = 0 }, 10, 0, nil},
+		{"activations only", func(c *techniques.QuantizeConfig) { c.WeightBits = 32; c.AttnBits = 6 }, 0, 12, map[string]int{vit.ActKey(0, vit.SiteAttnMap): 6}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := NewPlan(m, cfgWith(tt.mutate).Options())
+			p, err := NewPlan(m, options(cfgWith(tt.mutate)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -273,13 +181,13 @@ func TestPlanGroups(t *testing.T) {
 func TestW8A8CloseToFloat(t *testing.T) {
 	m := trainedModel(t)
 	defer m.Drop()
-	calib := images(quadrants{n: 128, batch: 64, seed: 5})
+	calib := techtest.Quadrants{N: 128, Batch: 64, Seed: 5}.Images(0)
 	defer dropAllSlice(calib)
-	test := images(quadrants{n: 128, batch: 64, seed: 6})
+	test := techtest.Quadrants{N: 128, Batch: 64, Seed: 6}.Images(0)
 	defer dropAllSlice(test)
 	ref := logits(t, m, test)
 	refAcc := accuracy(t, m)
-	quantizeWith(t, m, NewConfig(), calib)
+	quantizeWith(t, m, techniques.NewQuantizeConfig(), calib)
 	if e := relErr(logits(t, m, test), ref); e > 0.05 {
 		t.Errorf("W8A8 logits relative error %.4f, want <= 0.05", e)
 	}
@@ -323,33 +231,33 @@ func withOutlierChannels(m *vit.Model, big, small float32) {
 // TestW4A4Calibrators: with outlier channels, W4A4 with min/max ranges is
 // clearly worse than with percentile or mse ranges, or with RepQ-ViT.
 func TestW4A4Calibrators(t *testing.T) {
-	calib := images(quadrants{n: 128, batch: 64, seed: 5})
+	calib := techtest.Quadrants{N: 128, Batch: 64, Seed: 5}.Images(0)
 	defer dropAllSlice(calib)
-	test := images(quadrants{n: 128, batch: 64, seed: 6})
+	test := techtest.Quadrants{N: 128, Batch: 64, Seed: 6}.Images(0)
 	defer dropAllSlice(test)
-	errOf := func(mutate func(*Config)) (float64, float64) {
+	errOf := func(mutate func(*techniques.QuantizeConfig)) (float64, float64) {
 		m := trainedModel(t)
 		defer m.Drop()
 		withOutlierChannels(m, 8, 5)
 		ref := logits(t, m, test)
-		quantizeWith(t, m, cfgWith(func(c *Config) {
+		quantizeWith(t, m, cfgWith(func(c *techniques.QuantizeConfig) {
 			c.WeightBits, c.ActBits = 4, 4
 			mutate(c)
 		}), calib)
 		return relErr(logits(t, m, test), ref), accuracy(t, m)
 	}
-	mm, mmAcc := errOf(func(c *Config) {})
+	mm, mmAcc := errOf(func(c *techniques.QuantizeConfig) {})
 	t.Logf("W4A4 minmax: logits error %.3f, top-1 %.1f%%", mm, mmAcc)
 	for _, tc := range []struct {
 		name   string
-		mutate func(*Config)
+		mutate func(*techniques.QuantizeConfig)
 	}{
-		{"percentile", func(c *Config) { c.Calibrator = "percentile"; c.Percentile = 99.9 }},
-		{"mse", func(c *Config) { c.Calibrator = "mse" }},
-		{"repq-vit", func(c *Config) { c.Method = "repq-vit" }},
-		{"repq-vit mse", func(c *Config) { c.Method = "repq-vit"; c.Calibrator = "mse" }},
-		{"ptq4vit mse", func(c *Config) { c.Method = "ptq4vit"; c.Calibrator = "mse" }},
-		{"fq-vit mse", func(c *Config) { c.Method = "fq-vit"; c.Calibrator = "mse" }},
+		{"percentile", func(c *techniques.QuantizeConfig) { c.Calibrator = "percentile"; c.Percentile = 99.9 }},
+		{"mse", func(c *techniques.QuantizeConfig) { c.Calibrator = "mse" }},
+		{"repq-vit", func(c *techniques.QuantizeConfig) { c.Method = "repq-vit" }},
+		{"repq-vit mse", func(c *techniques.QuantizeConfig) { c.Method = "repq-vit"; c.Calibrator = "mse" }},
+		{"ptq4vit mse", func(c *techniques.QuantizeConfig) { c.Method = "ptq4vit"; c.Calibrator = "mse" }},
+		{"fq-vit mse", func(c *techniques.QuantizeConfig) { c.Method = "fq-vit"; c.Calibrator = "mse" }},
 	} {
 		e, acc := errOf(tc.mutate)
 		t.Logf("W4A4 %s: logits error %.3f, top-1 %.1f%%", tc.name, e, acc)
@@ -365,10 +273,10 @@ func TestRepQIsExactInFloat(t *testing.T) {
 	m := trainedModel(t)
 	defer m.Drop()
 	withOutlierChannels(m, 40, 25)
-	calib := images(quadrants{n: 64, batch: 64, seed: 5})
+	calib := techtest.Quadrants{N: 64, Batch: 64, Seed: 5}.Images(0)
 	defer dropAllSlice(calib)
 	ref := logits(t, m, calib)
-	p, err := NewPlan(m, cfgWith(func(c *Config) { c.Method = "repq-vit"; c.ActBits = 4 }).Options())
+	p, err := NewPlan(m, options(cfgWith(func(c *techniques.QuantizeConfig) { c.Method = "repq-vit"; c.ActBits = 4 })))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,19 +298,19 @@ func TestRepQIsExactInFloat(t *testing.T) {
 }
 
 func TestSaveLoadReproducesLogits(t *testing.T) {
-	calib := images(quadrants{n: 64, batch: 32, seed: 5})
+	calib := techtest.Quadrants{N: 64, Batch: 32, Seed: 5}.Images(0)
 	defer dropAllSlice(calib)
 	for _, tc := range []struct {
 		name   string
-		mutate func(*Config)
+		mutate func(*techniques.QuantizeConfig)
 	}{
 		{"ptq w8a8", nil},
-		{"ptq w4a6 percentile per-tensor", func(c *Config) {
+		{"ptq w4a6 percentile per-tensor", func(c *techniques.QuantizeConfig) {
 			c.WeightBits, c.ActBits, c.Calibrator, c.Granularity, c.Symmetric = 4, 6, "percentile", "per-tensor", false
 		}},
-		{"fq-vit", func(c *Config) { c.Method, c.AttnBits = "fq-vit", 4 }},
-		{"ptq4vit", func(c *Config) { c.Method, c.ActBits = "ptq4vit", 6 }},
-		{"repq-vit ema", func(c *Config) { c.Method, c.ActBits, c.Calibrator = "repq-vit", 4, "ema" }},
+		{"fq-vit", func(c *techniques.QuantizeConfig) { c.Method, c.AttnBits = "fq-vit", 4 }},
+		{"ptq4vit", func(c *techniques.QuantizeConfig) { c.Method, c.ActBits = "ptq4vit", 6 }},
+		{"repq-vit ema", func(c *techniques.QuantizeConfig) { c.Method, c.ActBits, c.Calibrator = "repq-vit", 4, "ema" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := trainedModel(t)
@@ -433,7 +341,7 @@ func TestSaveLoadReproducesLogits(t *testing.T) {
 func TestSizeW8(t *testing.T) {
 	m := trainedModel(t)
 	defer m.Drop()
-	calib := images(quadrants{n: 32, batch: 32, seed: 5})
+	calib := techtest.Quadrants{N: 32, Batch: 32, Seed: 5}.Images(0)
 	defer dropAllSlice(calib)
 	before := m.SizeBytes()
 	var linear, channels int64
@@ -441,7 +349,7 @@ func TestSizeW8(t *testing.T) {
 		linear += int64(l.In * l.Out)
 		channels += int64(l.Out)
 	}
-	s := quantizeWith(t, m, cfgWith(func(c *Config) { c.ActBits = 0 }), calib)
+	s := quantizeWith(t, m, cfgWith(func(c *techniques.QuantizeConfig) { c.ActBits = 0 }), calib)
 	if len(s.Acts) != 0 {
 		t.Errorf("weight-only quantization has %d activation quantizers", len(s.Acts))
 	}
@@ -457,67 +365,47 @@ func TestSizeW8(t *testing.T) {
 	}
 }
 
-// fakeEnv serves calibration images and fine-tuning on quadrants.
-type fakeEnv struct {
-	steps    int
-	teachers map[string]func() *vit.Model
-	logs     []string
+// newEnv serves calibration images (quadrants of seed 5, in batches of
+// up to 64) and trains on 256 quadrant images of seed 3 with AdamW at a
+// constant rate (the training's), without weight decay.
+func newEnv(teachers map[string]func() *vit.Model) *compresstest.Env {
+	return &compresstest.Env{
+		Data:   techtest.Quadrants{N: 256, Batch: 32, Seed: 3},
+		Recipe: &train.Recipe{LR: techniques.DefaultQATLR, Optimizer: "adamw", Schedule: "constant"},
+		Calib: func(n int) []*ts.Tensor {
+			return techtest.Quadrants{N: n, Batch: min(n, 64), Seed: 5}.Images(0)
+		},
+		Teachers: teachers,
+	}
 }
 
-func (e *fakeEnv) Device() gotch.Device { return gotch.CPU }
-func (e *fakeEnv) Seed() int64          { return 0 }
-func (e *fakeEnv) Calibration(_ context.Context, n int) ([]*ts.Tensor, error) {
-	return images(quadrants{n: n, batch: min(n, 64), seed: 5}), nil
-}
-func (e *fakeEnv) FineTune(ctx context.Context, m *vit.Model, ft techniques.FineTune) error {
-	o := train.Options{AfterStep: ft.AfterStep}
-	if ft.Loss != nil {
-		o.Loss = ft.Loss
-	}
-	r := train.Recipe{Epochs: ft.Epochs, LR: ft.LR, Optimizer: "adamw", Schedule: "constant"}
-	res, err := train.Fit(ctx, m, quadrants{n: 256, batch: 32, seed: 3}, r, o)
-	if res != nil {
-		e.steps += res.Steps
-	}
-	return err
-}
-func (e *fakeEnv) Model(_ context.Context, name string) (*vit.Model, error) {
-	if m, ok := e.teachers[name]; ok {
-		return m(), nil // the caller drops it
-	}
-	return nil, fmt.Errorf("no model %q", name)
-}
-func (e *fakeEnv) Logf(format string, args ...any) {
-	e.logs = append(e.logs, fmt.Sprintf(format, args...))
-}
-
-func applyStage(t *testing.T, m *vit.Model, env techniques.Env, mutate func(*Config)) (*vit.Model, error) {
+func applyStage(t *testing.T, m *vit.Model, env compress.Env, mutate func(*techniques.QuantizeConfig)) (*vit.Model, error) {
 	t.Helper()
-	tech, err := techniques.Lookup(Name)
+	tech, err := techniques.Lookup(techniques.Quantize)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := tech.NewConfig().(*Config)
+	c := tech.NewConfig().(*techniques.QuantizeConfig)
 	if mutate != nil {
 		mutate(c)
 	}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	return tech.Apply(context.Background(), c, m, env)
+	return compress.Apply(context.Background(), techniques.Quantize, c, m, env)
 }
 
 func TestApplyMarksSimulated(t *testing.T) {
 	m := trainedModel(t)
 	defer m.Drop()
-	out, err := applyStage(t, m, &fakeEnv{}, func(c *Config) { c.CalibImages = 64 })
+	out, err := applyStage(t, m, newEnv(nil), func(c *techniques.QuantizeConfig) { c.CalibImages = 64 })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if out != m || m.Cfg.Executed != "simulated" || m.Cfg.Quant == nil {
 		t.Errorf("executed %q, quant %v: want the model simulated and quantized", m.Cfg.Executed, m.Cfg.Quant != nil)
 	}
-	if _, err := applyStage(t, m, &fakeEnv{}, nil); err == nil || !strings.Contains(err.Error(), "already quantized") {
+	if _, err := applyStage(t, m, newEnv(nil), nil); err == nil || !strings.Contains(err.Error(), "already quantized") {
 		t.Errorf("quantizing twice: %v", err)
 	}
 }
@@ -528,7 +416,7 @@ func TestCastPrecision(t *testing.T) {
 	m := trainedModel(t)
 	defer m.Drop()
 	refAcc := accuracy(t, m)
-	if _, err := applyStage(t, m, &fakeEnv{}, func(c *Config) { c.Precision = "bf16" }); err != nil {
+	if _, err := applyStage(t, m, newEnv(nil), func(c *techniques.QuantizeConfig) { c.Precision = "bf16" }); err != nil {
 		t.Fatal(err)
 	}
 	if m.Cfg.Executed != "bf16" {
@@ -539,7 +427,7 @@ func TestCastPrecision(t *testing.T) {
 	}
 	h := trainedModel(t)
 	defer h.Drop()
-	_, err := applyStage(t, h, &fakeEnv{}, func(c *Config) { c.Precision = "fp16" })
+	_, err := applyStage(t, h, newEnv(nil), func(c *techniques.QuantizeConfig) { c.Precision = "fp16" })
 	if err == nil {
 		t.Skip("fp16 executes here: this libtorch has CPU half kernels")
 	}
@@ -556,23 +444,23 @@ func TestQAT(t *testing.T) {
 	defer m.Drop()
 	ptq := trainedModel(t)
 	defer ptq.Drop()
-	mutate := func(c *Config) { c.WeightBits, c.ActBits, c.CalibImages = 4, 4, 64 }
-	if _, err := applyStage(t, ptq, &fakeEnv{}, mutate); err != nil {
+	mutate := func(c *techniques.QuantizeConfig) { c.WeightBits, c.ActBits, c.CalibImages = 4, 4, 64 }
+	if _, err := applyStage(t, ptq, newEnv(nil), mutate); err != nil {
 		t.Fatal(err)
 	}
 	ptqAcc := accuracy(t, ptq)
-	env := &fakeEnv{teachers: map[string]func() *vit.Model{"teacher": func() *vit.Model { return trainedModel(t) }}}
-	if _, err := applyStage(t, m, env, func(c *Config) {
+	env := newEnv(map[string]func() *vit.Model{"teacher": func() *vit.Model { return trainedModel(t) }})
+	if _, err := applyStage(t, m, env, func(c *techniques.QuantizeConfig) {
 		mutate(c)
-		c.QATEpochs, c.LR, c.Teacher = 2, 5e-4, "teacher"
+		c.Epochs, c.LR, c.Teacher = 2, 5e-4, "teacher"
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if env.steps == 0 {
+	if env.Steps == 0 {
 		t.Fatal("QAT took no steps")
 	}
 	qatAcc := accuracy(t, m)
-	t.Logf("W4A4 top-1: PTQ %.1f%%, after QAT %.1f%% (%d steps)", ptqAcc, qatAcc, env.steps)
+	t.Logf("W4A4 top-1: PTQ %.1f%%, after QAT %.1f%% (%d steps)", ptqAcc, qatAcc, env.Steps)
 	moved := false
 	for name, spec := range m.Cfg.Quant.Weights {
 		w, _ := m.VS.Root().Get(name)

@@ -1,0 +1,86 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/vitbench/vitbench/harness/plan"
+	"github.com/vitbench/vitbench/harness/store"
+	"github.com/vitbench/vitbench/harness/sysinfo"
+	"github.com/vitbench/vitbench/harness/train"
+	"github.com/vitbench/vitbench/harness/vit"
+)
+
+// evaluation is what the measuring of one experiment found before its
+// graph is timed.
+type evaluation struct {
+	hash     string // the experiment's final artifact
+	eval     *evalJSON
+	counts   vit.Counts
+	executed string
+	bytes    int64
+	bitOps   int64
+	peak     int64
+	timing   *graphTiming // shared by every experiment that runs the same graph
+	err      error
+}
+
+// evaluateExperiment evaluates the experiment's final model on the test
+// split (or takes the evaluation cached beside it) and counts it; nil
+// when the run was interrupted before.
+func (r *Runner) evaluateExperiment(ctx context.Context, e *plan.Experiment, rec *store.Experiment) *evaluation {
+	ev := &evaluation{hash: e.Hash()}
+	for _, h := range e.Nodes {
+		if err, bad := r.state.failed[h]; bad {
+			ev.err = err
+			return ev
+		}
+	}
+	sysinfo.ResetPeakRSS()
+	ev.err = protect(func() error { return r.evaluate(ctx, e, ev) })
+	ev.peak = sysinfo.PeakRSS()
+	return ev
+}
+
+func (r *Runner) evaluate(ctx context.Context, e *plan.Experiment, ev *evaluation) error {
+	model, meta, err := r.cache.load(ev.hash, r.Device)
+	if err != nil {
+		return err
+	}
+	defer model.Drop()
+	if meta.Eval == nil {
+		ds, err := r.dataset(ctx, r.Plan.Suite.Model(e.Model))
+		if err != nil {
+			return err
+		}
+		src, err := ds.testSource(r.Device, r.Plan.Suite.Measure.EvalBatch)
+		if err != nil {
+			return err
+		}
+		acc, err := train.Evaluate(ctx, model, src)
+		if err == nil {
+			err = src.err()
+		}
+		if err != nil {
+			return fmt.Errorf("evaluate: %w", err)
+		}
+		meta.Eval = &evalJSON{Top1: acc.Top1, Top5: acc.Top5, N: acc.N, Seconds: acc.Seconds}
+		if err := r.cache.writeMeta(ev.hash, meta); err != nil {
+			return err
+		}
+	}
+	ev.eval = meta.Eval
+	ev.counts = model.Count()
+	ev.executed = model.Cfg.Executed
+	if ev.executed == "" {
+		ev.executed = "fp32"
+	}
+	ev.bytes = modelBytes(model)
+	ev.bitOps = model.BitOps()
+	ev.timing = &graphTiming{key: model.Cfg.GraphKey(), hash: ev.hash}
+	return nil
+}
+
+// modelBytes is the model's size as stored: every tensor at 4 bytes per
+// element (float32) unless the model records a lower bit width.
+func modelBytes(m *vit.Model) int64 { return m.SizeBytes() }

@@ -1,0 +1,140 @@
+package techniques
+
+// Kinds of pruning.
+const (
+	KindUnstructured = "unstructured"
+	KindHeads        = "heads"
+	KindMLP          = "mlp"
+	KindTokens       = "tokens"
+)
+
+// Token reduction methods.
+const (
+	MethodToMe = "tome"
+	MethodEViT = "evit"
+)
+
+// Importance criteria of structured pruning.
+const (
+	ImportanceL1     = "l1"
+	ImportanceL2     = "l2"
+	ImportanceTaylor = "taylor"
+)
+
+// PruneGroups are the layer groups unstructured pruning can touch.
+var PruneGroups = []string{"qkv", "proj", "fc1", "fc2", "head"}
+
+// PruneConfig is the parameters of a prune stage: one kind of pruning,
+// then the fine-tune block.
+type PruneConfig struct {
+	// Kind is "unstructured", "heads", "mlp" or "tokens".
+	Kind string `toml:"kind"`
+	// Amount is the fraction pruned: the sparsity of the pruned weights
+	// (unstructured), or the fraction of each block's heads or MLP neurons
+	// removed (heads, mlp), round(amount x count) of them, rounding half
+	// away from zero, at most count - 1 so that one always remains. Unused
+	// by tokens. In [0, 1); default 0.5.
+	Amount float64 `toml:"amount"`
+	// Scope is "layer" (default: every layer, or every block, loses the
+	// same fraction) or "global" (the weights, or units, of all layers
+	// compete; per-block counts then differ). For global structured
+	// pruning by l1 or l2, each block's scores are divided by their mean
+	// first, so that blocks of different scales compare.
+	Scope string `toml:"scope"`
+	// Layers lists the layer groups unstructured pruning touches among
+	// PruneGroups; default all but the head. Factored (low-rank) layers
+	// are left alone.
+	Layers []string `toml:"layers"`
+	// Schedule is "one-shot" (default) or "iterative": Steps steps, step
+	// t of S pruning to amount x (1 - (1 - t/S)^3) (Zhu and Gupta's cubic
+	// schedule), each followed by finetune_epochs / S epochs of
+	// fine-tuning.
+	Schedule string `toml:"schedule"`
+	Steps    int    `toml:"steps"` // iterative: default 4
+	// Importance ranks heads and neurons: "l1" (default), "l2" (norms of
+	// their weights: the q, k, v rows and proj columns of a head; the fc1
+	// row, bias and fc2 column of a neuron) or "taylor" (sum of |w x dL/dw|
+	// over the same weights, with the gradient of the cross-entropy against
+	// the model's own predictions, summed over calib_images images of the
+	// calibration split).
+	Importance  string `toml:"importance"`
+	CalibImages int    `toml:"calib_images"` // taylor: default 256
+	// Method of token reduction: "tome" (default) or "evit".
+	Method string `toml:"method"`
+	// MergeR is ToMe's r, the tokens merged away in each reducing block
+	// (0 merges nothing); default 8.
+	MergeR int `toml:"merge_r"`
+	// KeepRate is EViT's fraction of the patch tokens kept in each
+	// reducing block, in (0, 1]; default 0.7.
+	KeepRate float64 `toml:"keep_rate"`
+	// Blocks are the (0-based) blocks that reduce tokens; default all of
+	// them for ToMe and, as EViT does (blocks 3, 6 and 9 of 12), the blocks
+	// at a quarter, half and three quarters of the depth for EViT.
+	Blocks []int `toml:"blocks"`
+	FineTune
+}
+
+// NewPruneConfig returns the defaults: one-shot unstructured pruning of
+// half the weights of qkv, proj, fc1 and fc2, layer by layer.
+func NewPruneConfig() *PruneConfig {
+	return &PruneConfig{
+		Kind:        KindUnstructured,
+		Amount:      0.5,
+		Scope:       "layer",
+		Layers:      []string{"qkv", "proj", "fc1", "fc2"},
+		Schedule:    "one-shot",
+		Steps:       4,
+		Importance:  ImportanceL1,
+		CalibImages: 256,
+		Method:      MethodToMe,
+		MergeR:      8,
+		KeepRate:    0.7,
+		FineTune:    NewFineTune(),
+	}
+}
+
+// Validate checks the parameters.
+func (c *PruneConfig) Validate() error {
+	var v invalid
+	v.oneOf("kind", c.Kind, KindUnstructured, KindHeads, KindMLP, KindTokens)
+	if c.Amount < 0 || c.Amount >= 1 {
+		v.add("amount %g: want [0, 1)", c.Amount)
+	}
+	v.oneOf("scope", c.Scope, "layer", "global")
+	for _, l := range c.Layers {
+		v.oneOf("layers element", l, PruneGroups...)
+	}
+	if c.Kind == KindUnstructured && len(c.Layers) == 0 {
+		v.add("layers is empty: nothing to prune")
+	}
+	v.oneOf("schedule", c.Schedule, "one-shot", "iterative")
+	if c.Schedule == "iterative" {
+		if c.Kind == KindTokens {
+			v.add("schedule iterative applies to unstructured, heads and mlp, not tokens")
+		}
+		if c.Steps < 1 {
+			v.add("steps %d: want >= 1", c.Steps)
+		}
+		if c.Epochs <= 0 {
+			v.add("schedule iterative needs finetune_epochs > 0 (without training between steps it is one-shot)")
+		}
+	}
+	v.oneOf("importance", c.Importance, ImportanceL1, ImportanceL2, ImportanceTaylor)
+	if c.Importance == ImportanceTaylor && c.CalibImages < 1 {
+		v.add("calib_images %d: want >= 1 for taylor importance", c.CalibImages)
+	}
+	v.oneOf("method", c.Method, MethodToMe, MethodEViT)
+	if c.MergeR < 0 {
+		v.add("merge_r %d: want >= 0", c.MergeR)
+	}
+	if c.KeepRate <= 0 || c.KeepRate > 1 {
+		v.add("keep_rate %g: want (0, 1]", c.KeepRate)
+	}
+	for _, b := range c.Blocks {
+		if b < 0 {
+			v.add("blocks: negative block index %d", b)
+		}
+	}
+	c.FineTune.check(&v)
+	return v.err(Prune)
+}
