@@ -450,7 +450,7 @@ func (d *fileDecoder) measure(p keyPath, v any) Measure {
 	d.check(ms.Iters > 0, p.key("iters"), "must be > 0, got %d", ms.Iters)
 	d.check(ms.Threads >= 0, p.key("threads"), "must be >= 0 (0 = all cores), got %d", ms.Threads)
 	d.check(ms.EvalBatch > 0, p.key("eval_batch"), "must be > 0, got %d", ms.EvalBatch)
-	d.check(ms.Engine == EngineSplit || ms.Engine == EngineEager, p.key("engine"),
+	d.check(slices.Contains(Engines, ms.Engine), p.key("engine"),
 		"want %q or %q, got %q", EngineSplit, EngineEager, ms.Engine)
 	return ms
 }

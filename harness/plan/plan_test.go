@@ -199,7 +199,7 @@ func TestNames(t *testing.T) {
 		{"booleans and lists", `{ technique = "fquantize", per_channel = [true, false], groups = [["qkv", "proj"], ["fc1"]] }`,
 			[]string{"g/per_channel-qkv_proj", "g/per_channel-fc1", "g/no-per_channel-qkv_proj", "g/no-per_channel-fc1"}},
 		{"same key in two stages", `{ technique = "fprune", epochs = [1, 2] }, { technique = "fdistill", teacher = "vit", epochs = [3] }`,
-			[]string{"g/fprune.epochs1-distill.epochs3", "g/fprune.epochs2-distill.epochs3"}},
+			[]string{"g/fprune.epochs1-fdistill.epochs3", "g/fprune.epochs2-fdistill.epochs3"}},
 		{"same technique twice", `{ technique = "fprune", amount = [0.1] }, { technique = "fprune", amount = [0.2, 0.3] }`,
 			[]string{"g/s0.amount0.1-s1.amount0.2", "g/s0.amount0.1-s1.amount0.3"}},
 		{"unsafe characters", `{ technique = "fprune", kind = ["a b/c", "ü"] }`, []string{"g/a_b_c", "g/_"}},
@@ -630,11 +630,11 @@ func TestExample(t *testing.T) {
 		groups[e.Group]++
 	}
 	want := map[string]int{"vit_cifar": 1, "deit_small_cifar": 1, "vit_mini_kd": 1, "vit_fmnist": 1,
-		"ptq": 18, "flowrank": 3, "prune-int8": 2, "prune-kd-int8": 1, "kd-from-int8": 1, "kd-student": 1, "fmnist-int4": 1}
+		"ptq": 18, "lowrank": 3, "prune-int8": 2, "prune-kd-int8": 1, "kd-from-int8": 1, "kd-student": 1, "fmnist-int4": 1}
 	if !reflect.DeepEqual(groups, want) {
 		t.Errorf("experiments per group %v, want %v", groups, want)
 	}
-	for _, name := range []string{"ptq/w8-a8-minmax", "ptq/w4-a4-omse", "flowrank/r0.25", "prune-int8/a0.5"} {
+	for _, name := range []string{"ptq/w8-a8-minmax", "ptq/w4-a4-omse", "lowrank/r0.25", "prune-int8/a0.5"} {
 		if exps[name] == nil {
 			t.Errorf("no experiment %s (the example's comments name it)", name)
 		}

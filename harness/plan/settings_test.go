@@ -13,22 +13,22 @@ func TestSettings(t *testing.T) {
 [[experiment]]
 name = "fixed"
 model = "vit"
-pipeline = [{ technique = "quantize", weight_bits = 8 }]
+pipeline = [{ technique = "fquantize", weight_bits = 8 }]
 
 [[experiment]]
 name = "sweep"
 model = "vit"
 pipeline = [
-  { technique = "prune", amount = [0.25, 0.5] },
-  { technique = "quantize", weight_bits = 4, groups = ["qkv", "fc1"] },
-  { technique = "quantize", act_bits = [6] },
+  { technique = "fprune", amount = [0.25, 0.5] },
+  { technique = "fquantize", weight_bits = 4, groups = ["qkv", "fc1"] },
+  { technique = "fquantize", act_bits = [6] },
 ]
 `)
 	q := func(name string, stage int, key, value string, swept bool) Setting {
-		return Setting{Name: name, Stage: stage, Technique: "quantize", Key: key, Value: value, Swept: swept}
+		return Setting{Name: name, Stage: stage, Technique: "fquantize", Key: key, Value: value, Swept: swept}
 	}
 	pr := func(key, value string, swept bool) Setting {
-		return Setting{Name: "prune." + key, Stage: 0, Technique: "prune", Key: key, Value: value, Swept: swept}
+		return Setting{Name: "fprune." + key, Stage: 0, Technique: "fprune", Key: key, Value: value, Swept: swept}
 	}
 	tests := []struct {
 		experiment string
@@ -36,27 +36,27 @@ pipeline = [
 	}{
 		{"vit", nil}, // a baseline has no stages
 		{"fixed", []Setting{
-			q("quantize.weight_bits", 0, "weight_bits", "8", false),
-			q("quantize.act_bits", 0, "act_bits", "8", false), // defaults from NewConfig
-			q("quantize.calibrator", 0, "calibrator", "minmax", false),
-			q("quantize.per_channel", 0, "per_channel", "false", false),
-			q("quantize.groups", 0, "groups", "[]", false),
+			q("fquantize.weight_bits", 0, "weight_bits", "8", false),
+			q("fquantize.act_bits", 0, "act_bits", "8", false), // defaults from NewConfig
+			q("fquantize.calibrator", 0, "calibrator", "minmax", false),
+			q("fquantize.per_channel", 0, "per_channel", "false", false),
+			q("fquantize.groups", 0, "groups", "[]", false),
 		}},
 		{"sweep/a0.5", []Setting{
 			pr("amount", "0.5", true),
 			pr("kind", "heads", false),
 			pr("epochs", "0", false),
 			pr("steps", "4", false),
-			q("quantize.weight_bits", 1, "weight_bits", "4", false),
-			q("quantize.act_bits", 1, "act_bits", "8", false),
-			q("quantize.calibrator", 1, "calibrator", "minmax", false),
-			q("quantize.per_channel", 1, "per_channel", "false", false),
-			q("quantize.groups", 1, "groups", "[qkv,fc1]", false),
-			q("quantize#2.weight_bits", 2, "weight_bits", "8", false),
-			q("quantize#2.act_bits", 2, "act_bits", "6", true), // a one-value list is swept
-			q("quantize#2.calibrator", 2, "calibrator", "minmax", false),
-			q("quantize#2.per_channel", 2, "per_channel", "false", false),
-			q("quantize#2.groups", 2, "groups", "[]", false),
+			q("fquantize.weight_bits", 1, "weight_bits", "4", false),
+			q("fquantize.act_bits", 1, "act_bits", "8", false),
+			q("fquantize.calibrator", 1, "calibrator", "minmax", false),
+			q("fquantize.per_channel", 1, "per_channel", "false", false),
+			q("fquantize.groups", 1, "groups", "[qkv,fc1]", false),
+			q("fquantize#2.weight_bits", 2, "weight_bits", "8", false),
+			q("fquantize#2.act_bits", 2, "act_bits", "6", true), // a one-value list is swept
+			q("fquantize#2.calibrator", 2, "calibrator", "minmax", false),
+			q("fquantize#2.per_channel", 2, "per_channel", "false", false),
+			q("fquantize#2.groups", 2, "groups", "[]", false),
 		}},
 	}
 	// The sweep's experiments are found by group and amount, whatever

@@ -32,6 +32,7 @@ func (r *Runner) newRecord(e *plan.Experiment) *store.Experiment {
 		Families: e.Families,
 		Pipeline: e.Pipeline,
 		Params:   e.Params,
+		Settings: storeSettings(e.Settings),
 		SpecJSON: string(spec),
 		Hash:     e.Hash(),
 		Status:   store.StatusRunning,
@@ -80,7 +81,7 @@ func (r *Runner) record(e *plan.Experiment, rec *store.Experiment, ev *evaluatio
 	rec.Metrics = m
 	rec.Layers = nil
 	for _, l := range counts.Layers {
-		rec.Layers = append(rec.Layers, store.Layer{Name: l.Name, Kind: l.Kind, Params: l.Params, MACs: l.MACs})
+		rec.Layers = append(rec.Layers, store.Layer{Name: l.Name, Kind: l.Kind, Params: l.Params, MACs: l.MACs, Bits: l.Bits})
 	}
 	rec.Curves = r.state.curves[e.Nodes[0]]
 }
@@ -123,6 +124,15 @@ func toStorePoints(ps []pointJSON) []store.Point {
 	out := make([]store.Point, len(ps))
 	for i, p := range ps {
 		out[i] = store.Point{Series: p.Series, Step: p.Step, Value: p.Value}
+	}
+	return out
+}
+
+// storeSettings converts a plan's settings to the store's (same fields).
+func storeSettings(in []plan.Setting) []store.Setting {
+	out := make([]store.Setting, len(in))
+	for i, s := range in {
+		out[i] = store.Setting(s)
 	}
 	return out
 }

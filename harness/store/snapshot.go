@@ -180,6 +180,7 @@ func cloneRun(r Run) Run {
 func cloneExperiment(e Experiment) Experiment {
 	e.Families = slices.Clone(e.Families)
 	e.Params = maps.Clone(e.Params)
+	e.Settings = slices.Clone(e.Settings)
 	e.Metrics = slices.Clone(e.Metrics)
 	e.Layers = slices.Clone(e.Layers)
 	e.Curves = slices.Clone(e.Curves)

@@ -75,10 +75,7 @@ type Experiment struct {
 	Families []string          // technique families in pipeline order: "quantize", "prune", ...
 	Pipeline string            // human-readable pipeline, e.g. "prune(heads=0.5) → distill(T=4) → quantize(w8a8)"
 	Params   map[string]string // the swept parameters and their values, for sweep curves
-	// Settings are every resolved parameter of every stage, defaults
-	// included, in pipeline and field order; Setting looks one up by its
-	// flat key. Experiments stored before settings existed have none.
-	Settings []Setting
+	Settings []Setting         // every parameter of every stage, defaults included, in pipeline order (see Setting); none when stored before settings existed
 	SpecJSON string            // the full resolved spec
 	Hash     string            // artifact hash of the final model
 	Status   string

@@ -15,9 +15,7 @@ import (
 func tinyModel(t *testing.T) *vit.Model {
 	t.Helper()
 	torchrt.ManualSeed(0)
-	cfg := vit.Config{Name: "tiny", ImgSize: 16, PatchSize: 4, InChans: 3, NumClasses: 4,
-		EmbedDim: 32, Depth: 2, NumHeads: 2, MLPRatio: 2, QKVBias: true}
-	m, err := vit.New(cfg, gotch.CPU)
+	m, err := vit.New(techtest.TinyConfig(), gotch.CPU)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,8 +8,17 @@ import (
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
+	"github.com/vitbench/vitbench/harness/vit"
 	"github.com/vitbench/vitbench/internal/torchrt"
 )
+
+// TinyConfig is a ViT for Quadrants: 3x16x16 images in 4x4 patches (16
+// tokens and the class token), 4 classes, 32 wide, 2 blocks of 2 heads,
+// MLP ratio 2.
+func TinyConfig() vit.Config {
+	return vit.Config{Name: "tiny", ImgSize: 16, PatchSize: 4, InChans: 3, NumClasses: 4,
+		EmbedDim: 32, Depth: 2, NumHeads: 2, MLPRatio: 2, QKVBias: true}
+}
 
 // Quadrants is a 4-class problem on 3x16x16 images: the class says which
 // quadrant is bright, under Gaussian noise of standard deviation 0.5. It

@@ -58,8 +58,11 @@ var registry = struct {
 // technique has no schema (package techniques) or already has an entry:
 // both are programming errors.
 func Register(technique string, e Entry) {
-	if _, err := techniques.Lookup(technique); err != nil || e == nil {
-		panic(fmt.Sprintf("compress: cannot register %q: %v", technique, err))
+	if _, err := techniques.Lookup(technique); err != nil {
+		panic(fmt.Sprintf("compress: cannot register %q: it has no schema: %v", technique, err))
+	}
+	if e == nil {
+		panic(fmt.Sprintf("compress: cannot register %q: nil entry", technique))
 	}
 	registry.Lock()
 	defer registry.Unlock()

@@ -3,8 +3,6 @@ package distill
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"iter"
 	"math"
 	"os"
 	"os/exec"
@@ -19,6 +17,8 @@ import (
 	"github.com/vitbench/vitbench/harness/vit"
 	"github.com/vitbench/vitbench/internal/torchrt"
 	"github.com/vitbench/vitbench/techniques"
+	"github.com/vitbench/vitbench/techniques/compress"
+	"github.com/vitbench/vitbench/techniques/compress/compresstest"
 )
 
 // referencePython is Debian's interpreter, which has python3-torch; a
@@ -26,7 +26,7 @@ import (
 const referencePython = "/usr/bin/python3"
 
 func testConfig(dim int, distilled bool) vit.Config {
-	return vit.techniques.FineTune{Name: "kd-test", ImgSize: 16, PatchSize: 4, InChans: 3, NumClasses: 4,
+	return vit.Config{Name: "kd-test", ImgSize: 16, PatchSize: 4, InChans: 3, NumClasses: 4,
 		EmbedDim: dim, Depth: 2, NumHeads: 2, MLPRatio: 2, QKVBias: true, Distilled: distilled}
 }
 

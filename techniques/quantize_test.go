@@ -1,0 +1,54 @@
+package techniques
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestQuantizeDefaults(t *testing.T) {
+	c := NewQuantizeConfig()
+	if c.WeightBits != 8 || c.ActBits != 8 || c.AttnBits != 0 || c.Calibrator != CalibMinMax ||
+		c.Granularity != "per-channel" || !c.Symmetric || c.ActSymmetric || c.Method != MethodPTQ ||
+		c.Precision != PrecisionInt || c.CalibImages != 128 || c.Epochs != 0 {
+		t.Errorf("defaults %+v", c)
+	}
+	if !slices.Equal(c.Layers, DefaultQuantizeLayers) {
+		t.Errorf("layers %v, want %v", c.Layers, DefaultQuantizeLayers)
+	}
+	c.Layers[0] = "head"
+	if DefaultQuantizeLayers[0] == "head" {
+		t.Error("the default layers are shared with the config")
+	}
+}
+
+func TestQuantizeValidate(t *testing.T) {
+	type c = *QuantizeConfig
+	runValidate(t, Quantize, NewQuantizeConfig, []validateCase[c]{
+		{"defaults", nil, ""},
+		{"w4a4 mse", func(c c) { c.WeightBits, c.ActBits, c.Calibrator = 4, 4, CalibMSE }, ""},
+		{"weight only", func(c c) { c.ActBits = 0 }, ""},
+		{"float weights, 8-bit activations", func(c c) { c.WeightBits = 32 }, ""},
+		{"bf16", func(c c) { c.Precision = PrecisionBF16 }, ""},
+		{"fq-vit", func(c c) { c.Method = MethodFQViT; c.AttnBits = 4 }, ""},
+		{"qat with teacher", func(c c) { c.Epochs, c.Teacher = 1, "big" }, ""},
+		{"weight bits 1", func(c c) { c.WeightBits = 1 }, "weight_bits 1"},
+		{"weight bits 12", func(c c) { c.WeightBits = 12 }, "weight_bits 12"},
+		{"act bits 16", func(c c) { c.ActBits = 16 }, "act_bits 16"},
+		{"nothing", func(c c) { c.WeightBits, c.ActBits = 16, 0 }, "quantize nothing"},
+		{"calibrator", func(c c) { c.Calibrator = "kl" }, "calibrator"},
+		{"granularity", func(c c) { c.Granularity = "per-group" }, "granularity"},
+		{"percentile", func(c c) { c.Percentile = 40 }, "percentile 40"},
+		{"calib images", func(c c) { c.CalibImages = 8 }, "calib_images 8"},
+		{"unknown layer", func(c c) { c.Layers = []string{"qkv", "mlp"} }, "unknown group"},
+		{"duplicate layer", func(c c) { c.Layers = []string{"qkv", "qkv"} }, "twice"},
+		{"norm", func(c c) { c.Layers = []string{GroupNorm} }, "LayerNorm input"},
+		{"fq-vit without attention", func(c c) { c.Method = MethodFQViT; c.Layers = []string{GroupQKV} }, "fq-vit"},
+		{"repq weight-only", func(c c) { c.Method = MethodRepQViT; c.ActBits = 0 }, "repq-vit"},
+		{"method", func(c c) { c.Method = "gptq" }, "method"},
+		{"bf16 with bits", func(c c) { c.Precision = PrecisionBF16; c.WeightBits = 4 }, "casts the whole model"},
+		{"bf16 with qat", func(c c) { c.Precision, c.Epochs = PrecisionBF16, 1 }, "finetune_epochs (QAT) applies to precision int only"},
+		{"fp8", func(c c) { c.Precision = "fp8" }, "precision"},
+		{"teacher without qat", func(c c) { c.Teacher = "big" }, "finetune_epochs"},
+		{"kd alpha", func(c c) { c.Epochs = 1; c.KDAlpha = 2 }, "kd_alpha"},
+	})
+}
