@@ -29,7 +29,8 @@ type FineTune struct {
 	KDAlpha float64 `toml:"kd_alpha"`
 	// KDKind is KDSoft or KDHard.
 	KDKind string `toml:"kd_kind"`
-	// LabelSmoothing of the label term, in [0, 1).
+	// LabelSmoothing of the label term when distilling, in [0, 1);
+	// without a teacher the model's recipe's smoothing applies.
 	LabelSmoothing float64 `toml:"label_smoothing"`
 }
 
@@ -73,6 +74,9 @@ func (f *FineTune) check(v *invalid) {
 	}
 	if !(f.LabelSmoothing >= 0 && f.LabelSmoothing < 1) {
 		v.add("label_smoothing %g: want [0, 1)", f.LabelSmoothing)
+	}
+	if f.LabelSmoothing > 0 && f.Teacher == "" {
+		v.add("label_smoothing %g smooths the label term of distillation: set teacher (without one the model's recipe's smoothing applies)", f.LabelSmoothing)
 	}
 }
 

@@ -29,6 +29,8 @@ func TestFineTuneValidate(t *testing.T) {
 		{"alpha", func(f *FineTune) { f.KDAlpha = 1.5 }, "kd_alpha 1.5: want [0, 1]"},
 		{"kind", func(f *FineTune) { f.KDKind = "feature" }, `kd_kind "feature": want soft or hard`},
 		{"smoothing", func(f *FineTune) { f.LabelSmoothing = 1 }, "label_smoothing 1: want [0, 1)"},
+		{"smoothing a distillation", func(f *FineTune) { f.LabelSmoothing, f.Teacher, f.Epochs = 0.1, "big", 1 }, ""},
+		{"smoothing without a teacher", func(f *FineTune) { f.LabelSmoothing, f.Epochs = 0.1, 1 }, "label_smoothing 0.1 smooths the label term of distillation: set teacher"},
 		{"several", func(f *FineTune) { f.LR, f.KDAlpha = -1, 2 }, "lr -1: want >= 0; kd_alpha 2"},
 	}
 	for _, tt := range tests {
