@@ -3,7 +3,9 @@ package reports
 import (
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 
@@ -165,10 +167,16 @@ func (r *row) ratio(name string) (float64, bool) {
 	if !ok {
 		return 0, false
 	}
+	return r.against(a, func() (float64, bool) { return r.baseGet(name) })
+}
+
+// against divides a by the baseline's value, which base looks up (1 for
+// a baseline itself).
+func (r *row) against(a float64, base func() (float64, bool)) (float64, bool) {
 	if r.fam == FamilyBaseline && r.exp.Baseline == "" {
 		return 1, true
 	}
-	b, ok := r.baseGet(name)
+	b, ok := base()
 	if !ok || b == 0 {
 		return 0, false
 	}
@@ -184,14 +192,7 @@ func (r *row) macsRatio() (float64, bool) {
 	if !ok {
 		return 0, false
 	}
-	if r.fam == FamilyBaseline && r.exp.Baseline == "" {
-		return 1, true
-	}
-	b, ok := r.baseAxis(axisMACs)
-	if !ok || b == 0 {
-		return 0, false
-	}
-	return a / b, true
+	return r.against(a, func() (float64, bool) { return r.baseAxis(axisMACs) })
 }
 
 // compression is baseline size / size.
@@ -400,7 +401,7 @@ func newView(runs []store.Run, exps []store.Experiment) *view {
 		}
 		r.page = uniquePage(used, fmt.Sprintf("exp-%d-%s", r.exp.RunID, slug(r.exp.Name)))
 	}
-	for _, k := range sortedKeys(missingBase) {
+	for _, k := range slices.Sorted(maps.Keys(missingBase)) {
 		v.warnings = append(v.warnings, fmt.Errorf("baseline %s is not in the snapshot: relative metrics not stored with the experiment are missing", k))
 	}
 
@@ -538,13 +539,4 @@ func uniquePage(used map[string]bool, stem string) string {
 	}
 	used[name] = true
 	return name
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -266,7 +268,7 @@ func curveCharts(cs *chartSet, pts []store.Point) error {
 		bySeries[p.Series] = append(bySeries[p.Series], p)
 	}
 	var loss, other []string
-	for _, name := range sortedKeys(bySeries) {
+	for _, name := range slices.Sorted(maps.Keys(bySeries)) {
 		if strings.Contains(strings.ToLower(name), "loss") {
 			loss = append(loss, name)
 		} else {

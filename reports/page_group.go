@@ -2,7 +2,9 @@ package reports
 
 import (
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -313,7 +315,7 @@ func sweptKeys(rows []*row) [][]string {
 		}
 	}
 	var swept []string
-	for _, k := range sortedKeys(vals) {
+	for _, k := range slices.Sorted(maps.Keys(vals)) {
 		if len(vals[k]) >= 2 {
 			swept = append(swept, k)
 		}

@@ -75,7 +75,7 @@ func TestParseValid(t *testing.T) {
 	check("Seed", s.Seed, int64(7))
 	check("Files", s.Files, []string{"dir/suite.toml"})
 	check("DataDirs", s.DataDirs, []string{filepath.Join("dir", "data")})
-	check("CacheDir", s.CacheDir, DefaultCacheDir)
+	check("CacheDir", s.CacheDir, defaultCacheDir)
 	wantMeasure := DefaultMeasure()
 	wantMeasure.Threads, wantMeasure.Iters = 2, 20
 	check("Measure", s.Measure, wantMeasure)
@@ -85,7 +85,7 @@ func TestParseValid(t *testing.T) {
 		t.Fatalf("models not in declaration order: %+v", s.Models)
 	}
 	vit := s.Model("vit")
-	wantTrain := DefaultTrain()
+	wantTrain := defaultTrain()
 	wantTrain.Epochs, wantTrain.LR, wantTrain.BatchSize, wantTrain.WarmupEpochs = 2, 5e-4, 64, 0.2
 	check("vit.Train", vit.Train, wantTrain)
 	check("vit.Data", vit.Data, DataSpec{Name: "cifar10", TrainSize: 2000, TestSize: 500, ValSize: 200})

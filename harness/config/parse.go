@@ -43,7 +43,7 @@ func parse(src []byte, filename string, opts Options) (*Suite, error) {
 		opts: opts,
 		suite: &Suite{
 			File:     filename,
-			CacheDir: DefaultCacheDir,
+			CacheDir: defaultCacheDir,
 			Measure:  DefaultMeasure(),
 		},
 		read:   map[string]bool{},
@@ -52,7 +52,7 @@ func parse(src []byte, filename string, opts Options) (*Suite, error) {
 	}
 	known := opts.KnownData
 	if known == nil {
-		known = BuiltinData
+		known = builtinDataNames
 	}
 	l.knownData = slices.Sorted(slices.Values(known))
 	l.file(src, filename, true)
@@ -387,7 +387,7 @@ func (d *fileDecoder) suiteTable(v any, top bool) []string {
 		name, description string
 		haveName          bool
 		seed              int64
-		cacheDir          = DefaultCacheDir
+		cacheDir          = defaultCacheDir
 		measure           = DefaultMeasure()
 		includes          []string
 	)
@@ -495,7 +495,7 @@ func (d *fileDecoder) model(p keyPath, name string, v any) *Model {
 	if !ok {
 		return nil
 	}
-	model := &Model{Name: name, File: d.file, Line: d.lines.lineOf(p), Train: DefaultTrain()}
+	model := &Model{Name: name, File: d.file, Line: d.lines.lineOf(p), Train: defaultTrain()}
 	var haveArch, haveData, haveTrain bool
 	d.walk(p, m, handlers{
 		"description": d.setString(&model.Description, nil),
@@ -650,7 +650,7 @@ func (d *fileDecoder) data(p keyPath, v any) DataSpec {
 		n = info.train
 	}
 	if !valGiven && n > 0 {
-		ds.ValSize = min(DefaultValSize, n/10)
+		ds.ValSize = min(defaultValSize, n/10)
 	}
 	d.check(ds.ValSize >= 0, p.key("val_size"), "must be >= 0, got %d", ds.ValSize)
 	if n > 0 && ds.ValSize > 0 {
@@ -665,7 +665,7 @@ func (d *fileDecoder) data(p keyPath, v any) DataSpec {
 // are known and not given, and reports contradictions.
 func (d *fileDecoder) matchData(p keyPath, a *ArchSpec, ds DataSpec) {
 	ap := p.key("arch")
-	if c := ds.Classes(); c > 0 {
+	if c := ds.classes(); c > 0 {
 		if a.NumClasses == nil {
 			a.NumClasses = &c
 		} else {
@@ -689,7 +689,7 @@ func (d *fileDecoder) matchData(p keyPath, a *ArchSpec, ds DataSpec) {
 }
 
 func (d *fileDecoder) train(p keyPath, v any) TrainSpec {
-	t := DefaultTrain()
+	t := defaultTrain()
 	m, ok := d.table(p, v)
 	if !ok {
 		return t

@@ -23,13 +23,13 @@ import (
 
 // Defaults for the keys a suite may leave out.
 const (
-	DefaultCacheDir        = ".cache/artifacts"
-	DefaultLatencyBatch    = 1
-	DefaultThroughputBatch = 64
-	DefaultWarmup          = 10
-	DefaultIters           = 50
-	DefaultEvalBatch       = 256
-	DefaultValSize         = 5000 // carved out of a full CIFAR-10 or (Fashion-)MNIST training split
+	defaultCacheDir        = ".cache/artifacts"
+	defaultLatencyBatch    = 1
+	defaultThroughputBatch = 64
+	defaultWarmup          = 10
+	defaultIters           = 50
+	defaultEvalBatch       = 256
+	defaultValSize         = 5000 // carved out of a full CIFAR-10 or (Fashion-)MNIST training split
 
 	// MaxGrid bounds the number of grid points one stage may expand into;
 	// package plan applies it to whole experiments too.
@@ -111,11 +111,11 @@ var Engines = []string{EngineSplit, EngineEager}
 // DefaultMeasure returns the measurement settings a suite starts from.
 func DefaultMeasure() Measure {
 	return Measure{
-		LatencyBatch:    DefaultLatencyBatch,
-		ThroughputBatch: DefaultThroughputBatch,
-		Warmup:          DefaultWarmup,
-		Iters:           DefaultIters,
-		EvalBatch:       DefaultEvalBatch,
+		LatencyBatch:    defaultLatencyBatch,
+		ThroughputBatch: defaultThroughputBatch,
+		Warmup:          defaultWarmup,
+		Iters:           defaultIters,
+		EvalBatch:       defaultEvalBatch,
 		Engine:          EngineSplit,
 	}
 }
@@ -181,7 +181,7 @@ func (d DataSpec) TrainImages() int {
 
 // Classes returns the data set's class count, or 0 when it is not known
 // before loading it.
-func (d DataSpec) Classes() int { return builtinData[d.Name].classes }
+func (d DataSpec) classes() int { return builtinData[d.Name].classes }
 
 // TrainSpec is a training recipe ([models.NAME.train]).
 type TrainSpec struct {
@@ -203,7 +203,7 @@ type TrainSpec struct {
 
 // DefaultTrain returns the recipe a model starts from: a ViT-on-CIFAR
 // recipe. WarmupEpochs, when not given, is min(1, epochs/10).
-func DefaultTrain() TrainSpec {
+func defaultTrain() TrainSpec {
 	return TrainSpec{
 		Epochs:         10,
 		BatchSize:      128,
@@ -262,7 +262,7 @@ type dataInfo struct {
 }
 
 // BuiltinData lists the data set names the harness knows.
-var BuiltinData = []string{"cifar10", "fashion-mnist", "mnist", "imagefolder", "synthetic"}
+var builtinDataNames = []string{"cifar10", "fashion-mnist", "mnist", "imagefolder", "synthetic"}
 
 var builtinData = map[string]dataInfo{
 	"cifar10":       {train: 50000, test: 10000, classes: 10, channels: 3, imgSize: 32},

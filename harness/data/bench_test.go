@@ -10,10 +10,10 @@ import (
 // all cores, without the cache.
 func BenchmarkDecodeCIFAR10Train(b *testing.B) {
 	opts := Options{NoCache: true}
-	loadReal(b, "cifar10", Train, opts)
+	loadReal(b, "cifar10", trainSplit, opts)
 	b.ResetTimer()
 	for b.Loop() {
-		s, err := Load(context.Background(), "cifar10", Train, opts)
+		s, err := load(context.Background(), "cifar10", trainSplit, opts)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -25,10 +25,10 @@ func BenchmarkDecodeCIFAR10Train(b *testing.B) {
 // training split from the cache (the project's .cache/data; the first
 // run fills it): one read of 150 MiB and its checksum.
 func BenchmarkLoadCIFAR10TrainCached(b *testing.B) {
-	loadReal(b, "cifar10", Train, Options{}) // fills the cache
+	loadReal(b, "cifar10", trainSplit, Options{}) // fills the cache
 	b.ResetTimer()
 	for b.Loop() {
-		s, err := Load(context.Background(), "cifar10", Train, Options{})
+		s, err := load(context.Background(), "cifar10", trainSplit, Options{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -39,7 +39,7 @@ func BenchmarkLoadCIFAR10TrainCached(b *testing.B) {
 // BenchmarkLoaderEpochCIFAR10 measures building one augmented, shuffled
 // training epoch of synthetic CIFAR-sized images as CPU tensors.
 func BenchmarkLoaderEpochCIFAR10(b *testing.B) {
-	s, err := Synthetic(SyntheticConfig{N: 10000})
+	s, err := synthetic(SyntheticConfig{N: 10000})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -30,7 +30,7 @@ func TestCacheRoundTripAndCorruption(t *testing.T) {
 		logs = append(logs, format)
 		t.Logf(format, args...)
 	}
-	want, err := Load(ctx, "cifar10", Train, opts)
+	want, err := load(ctx, "cifar10", trainSplit, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestCacheRoundTripAndCorruption(t *testing.T) {
 				t.Fatal(err)
 			}
 			logs = nil
-			got, err := Load(ctx, "cifar10", Train, opts)
+			got, err := load(ctx, "cifar10", trainSplit, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -93,7 +93,7 @@ func TestCacheRoundTripAndCorruption(t *testing.T) {
 	if err := os.Chtimes(filepath.Join(root, "cifar-10-batches-bin", "data_batch_3.bin"), later, later); err != nil {
 		t.Fatal(err)
 	}
-	got, err := Load(ctx, "cifar10", Train, opts)
+	got, err := load(ctx, "cifar10", trainSplit, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestCacheRoundTripAndCorruption(t *testing.T) {
 	}
 	// Preprocessing is part of the key too.
 	opts.ImageSize = 40
-	big, err := Load(ctx, "cifar10", Train, opts)
+	big, err := load(ctx, "cifar10", trainSplit, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestNoCache(t *testing.T) {
 	writeFiles(t, filepath.Join(root, "cifar-10-batches-bin"), writeFakeCIFARBinary(t))
 	opts := isolate(t, root)
 	opts.NoCache = true
-	if _, err := Load(context.Background(), "cifar10", Test, opts); err != nil {
+	if _, err := load(context.Background(), "cifar10", testSplit, opts); err != nil {
 		t.Fatal(err)
 	}
 	if f := cacheFiles(t, opts.CacheDir); len(f) != 0 {
@@ -136,7 +136,7 @@ func TestCacheUnwritable(t *testing.T) {
 	opts.CacheDir = filepath.Join(root, "cifar-10-batches-bin", "test_batch.bin", "cache")
 	var logged string
 	opts.Logf = func(format string, args ...any) { logged += format }
-	if _, err := Load(context.Background(), "cifar10", Test, opts); err != nil {
+	if _, err := load(context.Background(), "cifar10", testSplit, opts); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(logged, "not cached") {

@@ -16,11 +16,11 @@ import (
 var (
 	// CIFAR10Classes are the class names in label order (batches.meta.txt),
 	// which is also the sorted order of the ImageFolder copies.
-	CIFAR10Classes = []string{"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"}
+	cifar10Classes = []string{"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"}
 	// CIFAR10Mean and CIFAR10Std are the per-channel statistics of the
 	// training split on the 0..1 scale (the canonical binary files).
-	CIFAR10Mean = []float32{0.4914, 0.4822, 0.4465}
-	CIFAR10Std  = []float32{0.2470, 0.2435, 0.2616}
+	cifar10Mean = []float32{0.4914, 0.4822, 0.4465}
+	cifar10Std  = []float32{0.2470, 0.2435, 0.2616}
 )
 
 const (
@@ -32,7 +32,7 @@ const (
 
 // cifarBinFiles are the canonical batch files of each split, in order.
 func cifarBinFiles(split Split) []string {
-	if split == Train {
+	if split == trainSplit {
 		return []string{"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"}
 	}
 	return []string{"test_batch.bin"}
@@ -55,8 +55,8 @@ func readCIFARBinary(r io.Reader, pix []uint8, labels []int64) ([]uint8, []int64
 		if err != nil {
 			return nil, nil, err
 		}
-		if rec[0] >= byte(len(CIFAR10Classes)) {
-			return nil, nil, fmt.Errorf("record %d has label %d, want < %d", n, rec[0], len(CIFAR10Classes))
+		if rec[0] >= byte(len(cifar10Classes)) {
+			return nil, nil, fmt.Errorf("record %d has label %d, want < %d", n, rec[0], len(cifar10Classes))
 		}
 		labels = append(labels, int64(rec[0]))
 		pix = append(pix, rec[1:]...)
@@ -66,7 +66,7 @@ func readCIFARBinary(r io.Reader, pix []uint8, labels []int64) ([]uint8, []int64
 // newCIFARSet wraps decoded CIFAR-10 pixels and labels.
 func newCIFARSet(pix []uint8, labels []int64) *Set {
 	return &Set{
-		Classes: append([]string(nil), CIFAR10Classes...),
+		Classes: append([]string(nil), cifar10Classes...),
 		N:       len(labels),
 		C:       3, H: cifarSide, W: cifarSide,
 		Pixels: pix, Labels: labels,

@@ -33,7 +33,7 @@ func fakeCIFARRecords(first, n int) []byte {
 func writeFakeCIFARBinary(t testing.TB) map[string][]byte {
 	t.Helper()
 	files := map[string][]byte{"test_batch.bin": fakeCIFARRecords(100, 4)}
-	for i, f := range cifarBinFiles(Train) {
+	for i, f := range cifarBinFiles(trainSplit) {
 		files[f] = fakeCIFARRecords(3*i, 3)
 	}
 	return files
@@ -42,8 +42,8 @@ func writeFakeCIFARBinary(t testing.TB) map[string][]byte {
 // isolate keeps the environment's search path and cache out of a test.
 func isolate(t *testing.T, dirs ...string) Options {
 	t.Helper()
-	t.Setenv(EnvData, "")
-	t.Setenv(EnvDataCache, "")
+	t.Setenv(envData, "")
+	t.Setenv(envDataCache, "")
 	return Options{Dirs: dirs, NoDefaultDirs: true, CacheDir: t.TempDir()}
 }
 
@@ -53,15 +53,15 @@ func checkFakeCIFAR(t *testing.T, train, test *Set) {
 		t.Fatalf("train %d and test %d images, want 15 and 4", train.N, test.N)
 	}
 	for i := range train.N {
-		img := train.Image(i)
+		img := train.image(i)
 		if train.Labels[i] != int64(i%10) || img[0] != byte(i%10) || img[1024] != byte(i) || img[3071] != 200 {
 			t.Fatalf("train image %d: label %d, pixels %d %d %d", i, train.Labels[i], img[0], img[1024], img[3071])
 		}
 	}
-	if !slices.Equal(test.Labels, []int64{0, 1, 2, 3}) || test.Image(3)[1024] != 103 {
-		t.Fatalf("test labels %v, image 3 G=%d", test.Labels, test.Image(3)[1024])
+	if !slices.Equal(test.Labels, []int64{0, 1, 2, 3}) || test.image(3)[1024] != 103 {
+		t.Fatalf("test labels %v, image 3 G=%d", test.Labels, test.image(3)[1024])
 	}
-	if !slices.Equal(train.Classes, CIFAR10Classes) || !slices.Equal(train.Mean, CIFAR10Mean) {
+	if !slices.Equal(train.Classes, cifar10Classes) || !slices.Equal(train.Mean, cifar10Mean) {
 		t.Errorf("classes %v, mean %v", train.Classes, train.Mean)
 	}
 }
@@ -79,7 +79,7 @@ func TestCIFAR10BinaryLayouts(t *testing.T) {
 			writeFiles(t, filepath.Join(root, "cifar-10-batches-bin"), files)
 		}},
 		{"archive", func(t *testing.T, root string) {
-			entries := map[string][]byte{"cifar-10-batches-bin/batches.meta.txt": []byte(strings.Join(CIFAR10Classes, "\n"))}
+			entries := map[string][]byte{"cifar-10-batches-bin/batches.meta.txt": []byte(strings.Join(cifar10Classes, "\n"))}
 			for name, b := range files {
 				entries["cifar-10-batches-bin/"+name] = b
 			}
@@ -117,7 +117,7 @@ func TestCIFAR10BinaryErrors(t *testing.T) {
 	// An archive without the test batch names what it lacks.
 	root := t.TempDir()
 	writeTarGz(t, filepath.Join(root, "cifar-10-binary.tar.gz"), map[string][]byte{"cifar-10-batches-bin/data_batch_1.bin": fakeCIFARRecords(0, 1)})
-	_, err := Load(context.Background(), "cifar10", Test, isolate(t, root))
+	_, err := load(context.Background(), "cifar10", testSplit, isolate(t, root))
 	if err == nil || !strings.Contains(err.Error(), "lacks test_batch.bin") {
 		t.Errorf("archive without test batch: err = %v", err)
 	}
@@ -127,8 +127,8 @@ func TestCIFAR10BinaryErrors(t *testing.T) {
 // skipping the test when the files are not on this machine.
 func loadReal(t testing.TB, name string, split Split, opts Options) *Set {
 	t.Helper()
-	s, err := Load(context.Background(), name, split, opts)
-	if errors.Is(err, ErrNotFound) {
+	s, err := load(context.Background(), name, split, opts)
+	if errors.Is(err, errNotFound) {
 		t.Skipf("real data not here: %v", err)
 	}
 	if err != nil {
@@ -140,7 +140,7 @@ func loadReal(t testing.TB, name string, split Split, opts Options) *Set {
 // checkMeans compares a set's channel means, in 0..255, to want.
 func checkMeans(t *testing.T, s *Set, want []float64, tol float64) {
 	t.Helper()
-	mean, _ := s.ChannelStats()
+	mean, _ := s.channelStats()
 	for c := range want {
 		if got := 255 * mean[c]; math.Abs(got-want[c]) > tol {
 			t.Errorf("%s channel %d mean %.2f, want %.2f±%.1f", s.Name, c, got, want[c], tol)
@@ -151,14 +151,14 @@ func checkMeans(t *testing.T, s *Set, want []float64, tol float64) {
 }
 
 func TestCIFAR10TestSplitReal(t *testing.T) {
-	s := loadReal(t, "cifar10", Test, Options{CacheDir: t.TempDir()})
+	s := loadReal(t, "cifar10", testSplit, Options{CacheDir: t.TempDir()})
 	if s.N != 10000 || s.C != 3 || s.H != 32 || s.W != 32 || len(s.Pixels) != 10000*3072 {
 		t.Fatalf("shape N=%d C=%d H=%d W=%d (%d values), want 10000x3x32x32", s.N, s.C, s.H, s.W, len(s.Pixels))
 	}
-	if !slices.Equal(s.Classes, CIFAR10Classes) {
-		t.Errorf("classes %v, want %v", s.Classes, CIFAR10Classes)
+	if !slices.Equal(s.Classes, cifar10Classes) {
+		t.Errorf("classes %v, want %v", s.Classes, cifar10Classes)
 	}
-	for k, n := range s.ClassCounts() {
+	for k, n := range s.classCounts() {
 		if n != 1000 {
 			t.Errorf("class %s has %d images, want 1000", s.Classes[k], n)
 		}
@@ -169,7 +169,7 @@ func TestCIFAR10TestSplitReal(t *testing.T) {
 	// Canonical test-split means are 126.0/123.7/114.9; the JPEG
 	// re-encoding and decoder differences move them by a few tenths.
 	checkMeans(t, s, []float64{126.0, 123.7, 114.9}, 1.0)
-	if !slices.Equal(s.Mean, CIFAR10Mean) || !slices.Equal(s.Std, CIFAR10Std) {
+	if !slices.Equal(s.Mean, cifar10Mean) || !slices.Equal(s.Std, cifar10Std) {
 		t.Errorf("normalisation %v / %v, want CIFAR-10's", s.Mean, s.Std)
 	}
 }
@@ -180,18 +180,18 @@ func TestCIFAR10TrainMeanReal(t *testing.T) {
 	if testing.Short() {
 		t.Skip("decodes 50,000 images on the first run")
 	}
-	s := loadReal(t, "cifar10", Train, Options{Logf: t.Logf})
+	s := loadReal(t, "cifar10", trainSplit, Options{Logf: t.Logf})
 	if s.N != 50000 || s.C != 3 || s.H != 32 || s.W != 32 {
 		t.Fatalf("shape N=%d C=%d H=%d W=%d, want 50000x3x32x32", s.N, s.C, s.H, s.W)
 	}
-	for k, n := range s.ClassCounts() {
+	for k, n := range s.classCounts() {
 		if n != 5000 {
 			t.Errorf("class %s has %d images, want 5000", s.Classes[k], n)
 		}
 	}
 	checkMeans(t, s, []float64{125.3, 123.0, 113.9}, 1.0)
-	_, std := s.ChannelStats()
-	for c, want := range CIFAR10Std {
+	_, std := s.channelStats()
+	for c, want := range cifar10Std {
 		if math.Abs(std[c]-float64(want)) > 0.01 {
 			t.Errorf("channel %d std %.4f, want %.4f", c, std[c], want)
 		}

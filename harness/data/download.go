@@ -70,7 +70,7 @@ func Download(ctx context.Context, client *http.Client, url, md5Hex, dest string
 // path, and returns its path.
 func DownloadCIFAR10(ctx context.Context, dir string) (string, error) {
 	dest := filepath.Join(dir, "cifar10", "cifar-10-binary.tar.gz")
-	if err := Download(ctx, nil, CIFAR10URL, CIFAR10MD5, dest); err != nil {
+	if err := Download(ctx, nil, cifar10URL, cifar10MD5, dest); err != nil {
 		return "", err
 	}
 	return dest, nil

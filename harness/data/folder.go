@@ -198,9 +198,9 @@ func assembleFolder(records []imageRecord, archive bool) (*Set, error) {
 		}
 	}
 	s := &Set{Classes: classes, N: len(records), C: 3, H: first.h, W: first.w}
-	s.Pixels = make([]uint8, s.N*s.ImageLen())
+	s.Pixels = make([]uint8, s.N*s.imageLen())
 	s.Labels = make([]int64, s.N)
-	n := s.ImageLen()
+	n := s.imageLen()
 	for j, i := range order {
 		copy(s.Pixels[j*n:(j+1)*n], records[i].pix)
 		records[i].pix = nil

@@ -86,14 +86,14 @@ func checkFolder(t *testing.T, s *Set, size int) {
 		t.Fatalf("shape %dx%dx%dx%d, want %dx3x%dx%d", s.N, s.C, s.H, s.W, len(wantFolder), size, size)
 	}
 	for i, w := range wantFolder {
-		img := s.Image(i)
+		img := s.image(i)
 		r, g := int(img[0]), int(img[size*size])
 		center := int(img[size*size+size*size/2+size/2])
 		if s.Labels[i] != int64(w[0]) || abs(r-60*w[0]) > 3 || abs(g-20*w[1]) > 3 || abs(center-20*w[1]) > 3 {
 			t.Errorf("image %d: label %d, R %d G %d (center %d); want class %d file %d", i, s.Labels[i], r, g, center, w[0], w[1])
 		}
 	}
-	if !slices.Equal(s.Mean, ImageNetMean) {
+	if !slices.Equal(s.Mean, imageNetMean) {
 		t.Errorf("mean %v, want ImageNet's", s.Mean)
 	}
 }
@@ -115,17 +115,17 @@ func TestImageFolder(t *testing.T) {
 		split Split
 		size  int
 	}{
-		{"directory", "folder:" + filepath.Join(root, "dir"), Test, 8},
-		{"tar.gz with a prefix", "folder:" + filepath.Join(root, "val.tar.gz"), Test, 8},
-		{"split layout, train dir", "folder:" + filepath.Join(root, "splits"), Train, 5},
-		{"split layout, val archive", "folder:" + filepath.Join(root, "splits"), Test, 224},
-		{"imagenet name", "imagenet", Test, 7},
+		{"directory", "folder:" + filepath.Join(root, "dir"), testSplit, 8},
+		{"tar.gz with a prefix", "folder:" + filepath.Join(root, "val.tar.gz"), testSplit, 8},
+		{"split layout, train dir", "folder:" + filepath.Join(root, "splits"), trainSplit, 5},
+		{"split layout, val archive", "folder:" + filepath.Join(root, "splits"), testSplit, 224},
+		{"imagenet name", "imagenet", testSplit, 7},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			opts := isolate(t, root)
 			opts.ImageSize = tt.size
-			s, err := Load(ctx, tt.set, tt.split, opts)
+			s, err := load(ctx, tt.set, tt.split, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -141,7 +141,7 @@ func TestImageFolder(t *testing.T) {
 		writeFiles(t, filepath.Join(one, "dir"), map[string][]byte{"cls/deep/x.png": img})
 		writeTarGz(t, filepath.Join(one, "a.tar"), map[string][]byte{"val/cls/x.png": img})
 		for _, p := range []string{"dir", "a.tar"} {
-			s, err := Load(ctx, "folder:"+filepath.Join(one, p), Test, isolate(t))
+			s, err := load(ctx, "folder:"+filepath.Join(one, p), testSplit, isolate(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -151,14 +151,14 @@ func TestImageFolder(t *testing.T) {
 		}
 	})
 	t.Run("native size", func(t *testing.T) {
-		s, err := Load(ctx, "folder:"+filepath.Join(root, "splits"), Train, isolate(t))
+		s, err := load(ctx, "folder:"+filepath.Join(root, "splits"), trainSplit, isolate(t))
 		if err != nil {
 			t.Fatal(err)
 		}
 		checkFolder(t, s, 6)
 	})
 	t.Run("mixed sizes need a size", func(t *testing.T) {
-		_, err := Load(ctx, "folder:"+filepath.Join(root, "dir"), Test, isolate(t))
+		_, err := load(ctx, "folder:"+filepath.Join(root, "dir"), testSplit, isolate(t))
 		if err == nil || !strings.Contains(err.Error(), "differ in size") {
 			t.Errorf("err = %v, want a size mismatch", err)
 		}
@@ -166,13 +166,13 @@ func TestImageFolder(t *testing.T) {
 	t.Run("relative to the suite", func(t *testing.T) {
 		opts := isolate(t)
 		opts.SuiteDir, opts.ImageSize = root, 4
-		if _, err := Load(ctx, "folder:dir", Test, opts); err != nil {
+		if _, err := load(ctx, "folder:dir", testSplit, opts); err != nil {
 			t.Error(err)
 		}
 	})
 	t.Run("missing", func(t *testing.T) {
-		_, err := Load(ctx, "folder:"+filepath.Join(root, "nope"), Test, isolate(t))
-		var nf *NotFoundError
+		_, err := load(ctx, "folder:"+filepath.Join(root, "nope"), testSplit, isolate(t))
+		var nf *notFoundError
 		if !errors.As(err, &nf) || !strings.Contains(err.Error(), filepath.Join(root, "nope")) {
 			t.Errorf("err = %v, want a NotFoundError naming the path", err)
 		}
@@ -180,7 +180,7 @@ func TestImageFolder(t *testing.T) {
 	t.Run("unsupported images", func(t *testing.T) {
 		bad := t.TempDir()
 		writeFiles(t, bad, map[string][]byte{"a/x.png": solidImage(t, 2, 2, color.NRGBA{A: 255}, "png"), "a/y.webp": []byte("RIFF")})
-		_, err := Load(ctx, "folder:"+bad, Test, isolate(t))
+		_, err := load(ctx, "folder:"+bad, testSplit, isolate(t))
 		if err == nil || !strings.Contains(err.Error(), ".webp") {
 			t.Errorf("err = %v, want one naming .webp", err)
 		}
@@ -188,7 +188,7 @@ func TestImageFolder(t *testing.T) {
 	t.Run("corrupt image", func(t *testing.T) {
 		bad := t.TempDir()
 		writeFiles(t, bad, map[string][]byte{"a/x.png": []byte("not a png")})
-		_, err := Load(ctx, "folder:"+bad, Test, isolate(t))
+		_, err := load(ctx, "folder:"+bad, testSplit, isolate(t))
 		if err == nil || !strings.Contains(err.Error(), "a/x.png") {
 			t.Errorf("err = %v, want one naming a/x.png", err)
 		}

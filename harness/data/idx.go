@@ -12,15 +12,15 @@ import (
 // MNIST and Fashion-MNIST facts.
 var (
 	// FashionMNISTClasses are Fashion-MNIST's class names in label order.
-	FashionMNISTClasses = []string{"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"}
+	fashionMNISTClasses = []string{"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"}
 	// MNISTClasses are the digits.
-	MNISTClasses = []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}
+	mnistClasses = []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}
 
 	// Training split statistics on the 0..1 scale.
-	FashionMNISTMean = []float32{0.2860}
-	FashionMNISTStd  = []float32{0.3530}
-	MNISTMean        = []float32{0.1307}
-	MNISTStd         = []float32{0.3081}
+	fashionMNISTMean = []float32{0.2860}
+	fashionMNISTStd  = []float32{0.3530}
+	mnistMean        = []float32{0.1307}
+	mnistStd         = []float32{0.3081}
 )
 
 // idxUint8 is the IDX type code of unsigned bytes.

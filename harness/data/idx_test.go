@@ -57,9 +57,9 @@ func TestIDXLayouts(t *testing.T) {
 		files          map[string][]byte
 		classes        []string
 	}{
-		{"fashion gz", "fashion-mnist", "fashion-mnist", gzipped, FashionMNISTClasses},
-		{"fashion torchvision raw", "fashion-mnist", "FashionMNIST/raw", raw, FashionMNISTClasses},
-		{"mnist raw", "mnist", "mnist", raw, MNISTClasses},
+		{"fashion gz", "fashion-mnist", "fashion-mnist", gzipped, fashionMNISTClasses},
+		{"fashion torchvision raw", "fashion-mnist", "FashionMNIST/raw", raw, fashionMNISTClasses},
+		{"mnist raw", "mnist", "mnist", raw, mnistClasses},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -72,8 +72,8 @@ func TestIDXLayouts(t *testing.T) {
 			if train.N != 3 || train.C != 1 || train.H != 2 || train.W != 3 || test.N != 2 {
 				t.Fatalf("train %dx%dx%dx%d, test %d", train.N, train.C, train.H, train.W, test.N)
 			}
-			if !slices.Equal(train.Labels, []int64{9, 0, 4}) || train.Image(2)[5] != 30 || !slices.Equal(train.Classes, tt.classes) {
-				t.Errorf("train labels %v, image 2 = %v, classes %v", train.Labels, train.Image(2), train.Classes)
+			if !slices.Equal(train.Labels, []int64{9, 0, 4}) || train.image(2)[5] != 30 || !slices.Equal(train.Classes, tt.classes) {
+				t.Errorf("train labels %v, image 2 = %v, classes %v", train.Labels, train.image(2), train.Classes)
 			}
 		})
 	}
@@ -102,7 +102,7 @@ func TestIDXErrors(t *testing.T) {
 		"t10k-images-idx3-ubyte": idxBytes([]int{2, 1, 1}, []byte{1, 2}),
 		"t10k-labels-idx1-ubyte": idxBytes([]int{3}, []byte{1, 2, 3}),
 	})
-	_, err := Load(context.Background(), "mnist", Test, isolate(t, root))
+	_, err := load(context.Background(), "mnist", testSplit, isolate(t, root))
 	if err == nil || !strings.Contains(err.Error(), "does not match") {
 		t.Errorf("label count mismatch: err = %v", err)
 	}
@@ -110,8 +110,8 @@ func TestIDXErrors(t *testing.T) {
 
 func TestFashionMNISTReal(t *testing.T) {
 	opts := Options{CacheDir: t.TempDir()}
-	train := loadReal(t, "fashion-mnist", Train, opts)
-	test := loadReal(t, "fashion-mnist", Test, opts)
+	train := loadReal(t, "fashion-mnist", trainSplit, opts)
+	test := loadReal(t, "fashion-mnist", testSplit, opts)
 	for _, tt := range []struct {
 		s        *Set
 		n, class int
@@ -119,25 +119,25 @@ func TestFashionMNISTReal(t *testing.T) {
 		if tt.s.N != tt.n || tt.s.C != 1 || tt.s.H != 28 || tt.s.W != 28 {
 			t.Errorf("%s: %dx%dx%dx%d, want %dx1x28x28", tt.s.Name, tt.s.N, tt.s.C, tt.s.H, tt.s.W, tt.n)
 		}
-		for k, n := range tt.s.ClassCounts() {
+		for k, n := range tt.s.classCounts() {
 			if n != tt.class {
 				t.Errorf("%s: class %q has %d images, want %d", tt.s.Name, tt.s.Classes[k], n, tt.class)
 			}
 		}
 	}
 	checkMeans(t, train, []float64{72.94}, 0.1)
-	mean, std := train.ChannelStats()
-	if d := mean[0] - float64(FashionMNISTMean[0]); d > 1e-3 || d < -1e-3 {
-		t.Errorf("train mean %.4f, constant %.4f", mean[0], FashionMNISTMean[0])
+	mean, std := train.channelStats()
+	if d := mean[0] - float64(fashionMNISTMean[0]); d > 1e-3 || d < -1e-3 {
+		t.Errorf("train mean %.4f, constant %.4f", mean[0], fashionMNISTMean[0])
 	}
-	if d := std[0] - float64(FashionMNISTStd[0]); d > 1e-3 || d < -1e-3 {
-		t.Errorf("train std %.4f, constant %.4f", std[0], FashionMNISTStd[0])
+	if d := std[0] - float64(fashionMNISTStd[0]); d > 1e-3 || d < -1e-3 {
+		t.Errorf("train std %.4f, constant %.4f", std[0], fashionMNISTStd[0])
 	}
 
 	// Replicated to three channels for RGB models, from the cache this time.
 	opts.Channels = 3
-	rgb := loadReal(t, "fashion-mnist", Test, opts)
-	if rgb.C != 3 || len(rgb.Mean) != 3 || !bytes.Equal(rgb.Image(7)[784:1568], test.Image(7)) || !slices.Equal(rgb.Labels, test.Labels) {
+	rgb := loadReal(t, "fashion-mnist", testSplit, opts)
+	if rgb.C != 3 || len(rgb.Mean) != 3 || !bytes.Equal(rgb.image(7)[784:1568], test.image(7)) || !slices.Equal(rgb.Labels, test.Labels) {
 		t.Errorf("3-channel copy: C=%d, mean %v, plane 1 or labels differ from the gray set", rgb.C, rgb.Mean)
 	}
 }

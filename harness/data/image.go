@@ -15,7 +15,7 @@ import (
 // DefaultCropPct is the fraction of the resized image kept by the center
 // crop when none is given: timm's default crop_pct, so 224 crops come from
 // images resized to 256.
-const DefaultCropPct = 0.875
+const defaultCropPct = 0.875
 
 // decodeRGB decodes a JPEG or PNG into RGB pixels in CHW order, dropping
 // any alpha channel as PIL's convert("RGB") does.

@@ -65,7 +65,7 @@ func TestResizeCrop(t *testing.T) {
 	// A constant image stays constant through any resize.
 	flat := bytes.Repeat([]uint8{77}, 3*37*53)
 	for _, size := range []int{16, 32, 224} {
-		out := resizeCrop(flat, 3, 37, 53, size, DefaultCropPct)
+		out := resizeCrop(flat, 3, 37, 53, size, defaultCropPct)
 		if len(out) != 3*size*size {
 			t.Fatalf("size %d: %d values", size, len(out))
 		}

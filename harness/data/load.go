@@ -86,20 +86,20 @@ type dataset struct {
 // ImageNet-trained checkpoints (timm's IMAGENET_DEFAULT_MEAN/STD), used for
 // image folders.
 var (
-	ImageNetMean = []float32{0.485, 0.456, 0.406}
-	ImageNetStd  = []float32{0.229, 0.224, 0.225}
+	imageNetMean = []float32{0.485, 0.456, 0.406}
+	imageNetStd  = []float32{0.229, 0.224, 0.225}
 )
 
 // CIFAR10URL and CIFAR10MD5 locate and check the canonical binary archive.
 const (
-	CIFAR10URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
-	CIFAR10MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
+	cifar10URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
+	cifar10MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
 )
 
 var datasets = []*dataset{
 	{
 		name: "cifar10", aliases: []string{"cifar-10", "cifar_10"},
-		native: cifarSide, mean: CIFAR10Mean, std: CIFAR10Std,
+		native: cifarSide, mean: cifar10Mean, std: cifar10Std,
 		accepted: func(split Split) []string {
 			return []string{
 				"cifar10/cifar-10-batches-bin/{" + strings.Join(cifarBinFiles(split), ",") + "}",
@@ -110,36 +110,36 @@ var datasets = []*dataset{
 			}
 		},
 		hint: "put cifar10-train-jpeg.tar.gz and cifar10-test-jpeg.tar.gz, or the canonical cifar-10-binary.tar.gz, in a cifar10/ " +
-			"directory under one of the searched directories; the canonical archive is at " + CIFAR10URL +
-			" (md5 " + CIFAR10MD5 + "), which data.DownloadCIFAR10 fetches and checks where the internet is reachable",
+			"directory under one of the searched directories; the canonical archive is at " + cifar10URL +
+			" (md5 " + cifar10MD5 + "), which data.DownloadCIFAR10 fetches and checks where the internet is reachable",
 		find: findCIFAR10,
 	},
 	{
 		name: "fashion-mnist", aliases: []string{"fashion_mnist", "fashionmnist"},
-		native: 28, mean: FashionMNISTMean, std: FashionMNISTStd,
+		native: 28, mean: fashionMNISTMean, std: fashionMNISTStd,
 		accepted: func(split Split) []string {
 			return idxAccepted([]string{"fashion-mnist", "FashionMNIST/raw"}, split)
 		},
-		hint: "install Debian's dataset-fashion-mnist package (files in " + SystemDatasets + "/fashion-mnist), or put the four " +
+		hint: "install Debian's dataset-fashion-mnist package (files in " + systemDatasets + "/fashion-mnist), or put the four " +
 			"*-ubyte.gz files from https://github.com/zalandoresearch/fashion-mnist in a fashion-mnist/ directory under one of the searched directories",
 		find: func(dir string, split Split) *source {
-			return findIDX(dir, split, []string{"fashion-mnist", "FashionMNIST/raw", "fashion_mnist"}, FashionMNISTClasses)
+			return findIDX(dir, split, []string{"fashion-mnist", "FashionMNIST/raw", "fashion_mnist"}, fashionMNISTClasses)
 		},
 	},
 	{
-		name: "mnist", native: 28, mean: MNISTMean, std: MNISTStd,
+		name: "mnist", native: 28, mean: mnistMean, std: mnistStd,
 		accepted: func(split Split) []string {
 			return idxAccepted([]string{"mnist", "MNIST/raw"}, split)
 		},
 		hint: "put train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz " +
 			"(gzip-compressed or raw) in an mnist/ directory under one of the searched directories",
 		find: func(dir string, split Split) *source {
-			return findIDX(dir, split, []string{"mnist", "MNIST/raw"}, MNISTClasses)
+			return findIDX(dir, split, []string{"mnist", "MNIST/raw"}, mnistClasses)
 		},
 	},
 	{
 		name: "imagenet", aliases: []string{"imagenet-1k", "imagenet1k"},
-		mean: ImageNetMean, std: ImageNetStd,
+		mean: imageNetMean, std: imageNetStd,
 		accepted: func(split Split) []string {
 			sub := imagenetSub(split)
 			return []string{"imagenet/" + sub + "/<class>/*.{JPEG,jpg,png}", "imagenet/" + sub + ".tar", "imagenet/" + sub + ".tar.gz"}
@@ -153,7 +153,7 @@ var datasets = []*dataset{
 }
 
 func imagenetSub(split Split) string {
-	if split == Test {
+	if split == testSplit {
 		return "val"
 	}
 	return "train"
@@ -161,7 +161,7 @@ func imagenetSub(split Split) string {
 
 // idxPrefix is the IDX file name prefix of a split.
 func idxPrefix(split Split) string {
-	if split == Test {
+	if split == testSplit {
 		return "t10k"
 	}
 	return "train"
@@ -240,8 +240,8 @@ func findCIFAR10(dir string, split Split) *source {
 				if err != nil {
 					return nil, err
 				}
-				if !slices.Equal(s.Classes, CIFAR10Classes) {
-					return nil, fmt.Errorf("cifar10 %s: classes %v, want %v", a, s.Classes, CIFAR10Classes)
+				if !slices.Equal(s.Classes, cifar10Classes) {
+					return nil, fmt.Errorf("cifar10 %s: classes %v, want %v", a, s.Classes, cifar10Classes)
 				}
 				return s, nil
 			},
@@ -279,7 +279,7 @@ func findFolder(p string) *source {
 }
 
 // Names returns the names Load accepts besides "folder:PATH".
-func Names() []string {
+func datasetNames() []string {
 	names := []string{"synthetic"}
 	for _, d := range datasets {
 		names = append(names, d.name)
@@ -296,7 +296,7 @@ func lookup(name string) (*dataset, error) {
 			return d, nil
 		}
 	}
-	return nil, fmt.Errorf("unknown data set %q (known: %s, folder:PATH)", name, strings.Join(Names(), ", "))
+	return nil, fmt.Errorf("unknown data set %q (known: %s, folder:PATH)", name, strings.Join(datasetNames(), ", "))
 }
 
 // folderPrefix introduces an ImageFolder given by path.
@@ -313,9 +313,9 @@ const folderPrefix = "folder:"
 // (or test/) such folders or archives.
 //
 // A data set that is nowhere gives a *NotFoundError.
-func Load(ctx context.Context, name string, split Split, opts Options) (*Set, error) {
-	if split != Train && split != Test {
-		return nil, fmt.Errorf("load %s: unknown split %q (want %q or %q)", name, split, Train, Test)
+func load(ctx context.Context, name string, split Split, opts Options) (*Set, error) {
+	if split != trainSplit && split != testSplit {
+		return nil, fmt.Errorf("load %s: unknown split %q (want %q or %q)", name, split, trainSplit, testSplit)
 	}
 	if opts.ImageSize < 0 {
 		return nil, fmt.Errorf("load %s: image size %d, want >= 0", name, opts.ImageSize)
@@ -324,11 +324,11 @@ func Load(ctx context.Context, name string, split Split, opts Options) (*Set, er
 		return nil, fmt.Errorf("load %s: %d channels, want 1 or 3", name, opts.Channels)
 	}
 	if strings.EqualFold(name, "synthetic") {
-		n, seed := SyntheticTrainN, int64(1)
-		if split == Test {
-			n, seed = SyntheticTestN, 2
+		n, seed := syntheticTrainN, int64(1)
+		if split == testSplit {
+			n, seed = syntheticTestN, 2
 		}
-		s, err := Synthetic(SyntheticConfig{N: n, Channels: opts.Channels, Size: opts.ImageSize, Seed: seed})
+		s, err := synthetic(SyntheticConfig{N: n, Channels: opts.Channels, Size: opts.ImageSize, Seed: seed})
 		if err != nil {
 			return nil, err
 		}
@@ -343,7 +343,7 @@ func Load(ctx context.Context, name string, split Split, opts Options) (*Set, er
 		crop = opts.CropPct
 	)
 	if path, ok := strings.CutPrefix(name, folderPrefix); ok {
-		ds = &dataset{name: name, mean: ImageNetMean, std: ImageNetStd}
+		ds = &dataset{name: name, mean: imageNetMean, std: imageNetStd}
 		var err error
 		if src, err = locateFolder(path, split, opts); err != nil {
 			return nil, err
@@ -353,7 +353,7 @@ func Load(ctx context.Context, name string, split Split, opts Options) (*Set, er
 		if ds, err = lookup(name); err != nil {
 			return nil, err
 		}
-		dirs := SearchPath(opts)
+		dirs := searchPath(opts)
 		for _, d := range dirs {
 			if src = ds.find(d, split); src != nil {
 				break
@@ -367,7 +367,7 @@ func Load(ctx context.Context, name string, split Split, opts Options) (*Set, er
 		size = 0
 	}
 	if size > 0 {
-		crop = cmp.Or(crop, DefaultCropPct)
+		crop = cmp.Or(crop, defaultCropPct)
 		if ds.native > 0 {
 			crop = cmp.Or(opts.CropPct, 1)
 		}
@@ -385,7 +385,7 @@ func Load(ctx context.Context, name string, split Split, opts Options) (*Set, er
 	sum := sha256.Sum256(fmt.Appendf(nil, "vitbench data v%d\n%s\n%s\n%s\nsize=%d crop=%g\n", cacheVersion, ds.name, split, fp, size, crop))
 	hash := hex.EncodeToString(sum[:8])
 	key := fmt.Sprintf("%s/%s@%s", ds.name, split, hash)
-	cacheFile := filepath.Join(cmp.Or(opts.CacheDir, DefaultCacheDir()), fmt.Sprintf("%s-%s-%s.bin", safeName(ds.name), split, hash))
+	cacheFile := filepath.Join(cmp.Or(opts.CacheDir, defaultCacheDir()), fmt.Sprintf("%s-%s-%s.bin", safeName(ds.name), split, hash))
 
 	if !opts.NoCache {
 		start := time.Now()
@@ -408,7 +408,7 @@ func Load(ctx context.Context, name string, split Split, opts Options) (*Set, er
 	s.Name = ds.name + "/" + string(split)
 	s.Mean, s.Std, s.Key = slices.Clone(ds.mean), slices.Clone(ds.std), key
 	if size > 0 && (s.H != size || s.W != size) {
-		if s, err = s.Resized(size, crop); err != nil {
+		if s, err = s.resized(size, crop); err != nil {
 			return nil, fmt.Errorf("load %s: %w", name, err)
 		}
 		s.Key = key
@@ -427,15 +427,15 @@ func Load(ctx context.Context, name string, split Split, opts Options) (*Set, er
 
 // finish applies the post-cache conversions.
 func finish(s *Set, opts Options) (*Set, error) {
-	return s.WithChannels(opts.Channels)
+	return s.withChannels(opts.Channels)
 }
 
 // Open loads the train and test splits of the named data set (see Load).
 func Open(ctx context.Context, name string, opts Options) (train, test *Set, err error) {
-	if train, err = Load(ctx, name, Train, opts); err != nil {
+	if train, err = load(ctx, name, trainSplit, opts); err != nil {
 		return nil, nil, err
 	}
-	if test, err = Load(ctx, name, Test, opts); err != nil {
+	if test, err = load(ctx, name, testSplit, opts); err != nil {
 		return nil, nil, err
 	}
 	return train, test, nil
@@ -450,7 +450,7 @@ func locateFolder(p string, split Split, opts Options) (*source, error) {
 		p = abs
 	}
 	subs := []string{"train"}
-	if split == Test {
+	if split == testSplit {
 		subs = []string{"val", "test"}
 	}
 	hasSplits := false
@@ -468,7 +468,7 @@ func locateFolder(p string, split Split, opts Options) (*source, error) {
 				return src, nil
 			}
 		}
-	} else if split == Test {
+	} else if split == testSplit {
 		tried = append(tried, p)
 		if src := findFolder(p); src != nil {
 			return src, nil

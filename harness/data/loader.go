@@ -12,7 +12,7 @@ import (
 )
 
 // DefaultBatchSize is the batch size of a Loader when none is given.
-const DefaultBatchSize = 128
+const defaultBatchSize = 128
 
 // Augment is the training augmentation a Loader applies in Go to the uint8
 // images, before normalisation. Draws come from the loader's seed, the
@@ -82,7 +82,7 @@ func NewLoader(s *Set, opts LoaderOptions) (*Loader, error) {
 		return nil, fmt.Errorf("new loader: %w", err)
 	}
 	if opts.BatchSize == 0 {
-		opts.BatchSize = DefaultBatchSize
+		opts.BatchSize = defaultBatchSize
 	}
 	if opts.BatchSize < 0 {
 		return nil, fmt.Errorf("new loader %s: batch size %d, want >= 1", s.Name, opts.BatchSize)
@@ -142,14 +142,9 @@ func (l *Loader) Len() int { return l.nbatch }
 // Set returns the loader's data set.
 func (l *Loader) Set() *Set { return l.set }
 
-// Shape returns the shape of a full image batch, [B, C, H, W].
-func (l *Loader) Shape() []int64 {
-	return []int64{int64(l.opts.BatchSize), int64(l.c), int64(l.set.H), int64(l.set.W)}
-}
-
 // Order returns the set indices in the order epoch visits them. The slice
 // is shared; do not modify it.
-func (l *Loader) Order(epoch int) []int {
+func (l *Loader) order(epoch int) []int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.perm != nil && l.epoch == epoch {
@@ -172,7 +167,7 @@ func (l *Loader) indices(epoch, i int) ([]int, error) {
 	if i < 0 || i >= l.nbatch {
 		return nil, fmt.Errorf("loader %s: batch %d outside [0, %d)", l.set.Name, i, l.nbatch)
 	}
-	order := l.Order(epoch)
+	order := l.order(epoch)
 	lo := i * l.opts.BatchSize
 	return order[lo:min(lo+l.opts.BatchSize, len(order))], nil
 }
@@ -180,7 +175,7 @@ func (l *Loader) indices(epoch, i int) ([]int, error) {
 // HostBatch builds batch i of epoch in Go memory: the normalised,
 // augmented images as float32 NCHW values and their labels. It is what
 // Batch hands to libtorch.
-func (l *Loader) HostBatch(epoch, i int) (x []float32, y []int64, idx []int, err error) {
+func (l *Loader) buildHostBatch(epoch, i int) (x []float32, y []int64, idx []int, err error) {
 	idx, err = l.indices(epoch, i)
 	if err != nil {
 		return nil, nil, nil, err
@@ -207,7 +202,7 @@ func (l *Loader) fill(epoch, i int, idx []int, x []float32, y []int64) {
 		if aug.Flip {
 			flip = r.Uint64()&1 == 1
 		}
-		img := s.Image(k)
+		img := s.image(k)
 		out := x[j*l.imgLen : (j+1)*l.imgLen]
 		for c := range l.c {
 			lut := &l.lut[c]
@@ -274,7 +269,7 @@ func (b *Batch) Drop() error {
 }
 
 // Batch returns batch i of epoch, in [0, Len()).
-func (l *Loader) Batch(epoch, i int) (*Batch, error) {
+func (l *Loader) batch(epoch, i int) (*Batch, error) {
 	idx, err := l.indices(epoch, i)
 	if err != nil {
 		return nil, err
@@ -359,7 +354,7 @@ func (l *Loader) Epoch(epoch int) iter.Seq2[*Batch, error] {
 		done := make(chan struct{})
 		defer close(done)
 		ready := make(chan *hostBatch, l.opts.Prefetch)
-		order := l.Order(epoch)
+		order := l.order(epoch)
 		go func() {
 			defer close(ready)
 			for i := range l.nbatch {

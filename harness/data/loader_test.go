@@ -13,11 +13,11 @@ import (
 // so normalised batches have mean 0 and std 1.
 func synth(t testing.TB, n, channels int) *Set {
 	t.Helper()
-	s, err := Synthetic(SyntheticConfig{N: n, Channels: channels, Seed: 5})
+	s, err := synthetic(SyntheticConfig{N: n, Channels: channels, Seed: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mean, std := s.ChannelStats()
+	mean, std := s.channelStats()
 	for c := range s.C {
 		s.Mean[c], s.Std[c] = float32(mean[c]), float32(std[c])
 	}
@@ -62,7 +62,7 @@ func TestLoaderShapes(t *testing.T) {
 			if l.Len() != tt.batches {
 				t.Fatalf("Len() = %d, want %d", l.Len(), tt.batches)
 			}
-			b, err := l.Batch(0, l.Len()-1)
+			b, err := l.batch(0, l.Len()-1)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -76,7 +76,7 @@ func TestLoaderShapes(t *testing.T) {
 			if b.Images.DType() != gotch.Float || b.Labels.DType() != gotch.Int64 {
 				t.Errorf("dtypes %v and %v, want float and int64", b.Images.DType(), b.Labels.DType())
 			}
-			if _, err := l.Batch(0, l.Len()); err == nil {
+			if _, err := l.batch(0, l.Len()); err == nil {
 				t.Error("batch past the end: no error")
 			}
 		})
@@ -96,7 +96,7 @@ func TestLoaderNormalisationAndEpoch(t *testing.T) {
 		}
 		x := values[float32](t, b.Images)
 		y := values[int64](t, b.Labels)
-		hx, hy, hidx, err := l.HostBatch(0, len(seen)/64)
+		hx, hy, hidx, err := l.buildHostBatch(0, len(seen)/64)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -145,7 +145,7 @@ func TestLoaderDeterminism(t *testing.T) {
 	s := synth(t, 200, 3)
 	opts := LoaderOptions{BatchSize: 32, Shuffle: true, Augment: TrainAugment, Seed: 1}
 	batch := func(opts LoaderOptions, epoch, i int) ([]float32, []int64) {
-		b, err := newLoader(t, s, opts).Batch(epoch, i)
+		b, err := newLoader(t, s, opts).batch(epoch, i)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -190,11 +190,11 @@ func TestLoaderAugmentation(t *testing.T) {
 	s := synth(t, 64, 3)
 	plain := newLoader(t, s, LoaderOptions{BatchSize: 64, Shuffle: true, Seed: 4})
 	aug := newLoader(t, s, LoaderOptions{BatchSize: 64, Shuffle: true, Seed: 4, Augment: TrainAugment})
-	px, py, pidx, err := plain.HostBatch(0, 0)
+	px, py, pidx, err := plain.buildHostBatch(0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ax, ay, aidx, err := aug.HostBatch(0, 0)
+	ax, ay, aidx, err := aug.buildHostBatch(0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +272,7 @@ func matchesCrop(p, a []float32, side, oy, ox int, flip bool, zeros []float32) b
 func TestLoaderChannelsAndErrors(t *testing.T) {
 	gray := synth(t, 10, 1)
 	l := newLoader(t, gray, LoaderOptions{BatchSize: 4, Channels: 3})
-	x, _, _, err := l.HostBatch(0, 0)
+	x, _, _, err := l.buildHostBatch(0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +280,7 @@ func TestLoaderChannelsAndErrors(t *testing.T) {
 	if len(x) != 4*3*plane || !slices.Equal(x[:plane], x[plane:2*plane]) || !slices.Equal(x[:plane], x[2*plane:3*plane]) {
 		t.Error("gray image not replicated to three channels")
 	}
-	b, err := l.Batch(0, 0)
+	b, err := l.batch(0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +332,7 @@ func TestLoaderCUDA(t *testing.T) {
 		t.Skip("no CUDA device")
 	}
 	l := newLoader(t, synth(t, 50, 3), LoaderOptions{BatchSize: 16, Device: dev, Augment: TrainAugment})
-	b, err := l.Batch(0, 0)
+	b, err := l.batch(0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +343,7 @@ func TestLoaderCUDA(t *testing.T) {
 	if got := b.Labels.MustDevice(); got != dev {
 		t.Errorf("labels on %v, want %v", got, dev)
 	}
-	hx, _, _, _ := l.HostBatch(0, 0)
+	hx, _, _, _ := l.buildHostBatch(0, 0)
 	cpu := b.Images.MustTo(gotch.CPU, false)
 	defer cpu.MustDrop()
 	if !slices.Equal(values[float32](t, cpu), hx) {

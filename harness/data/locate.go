@@ -12,20 +12,20 @@ import (
 const (
 	// EnvData lists directories to search for data sets, separated like
 	// $PATH, after Options.Dirs.
-	EnvData = "VITBENCH_DATA"
+	envData = "VITBENCH_DATA"
 	// EnvDataCache overrides the default cache directory.
-	EnvDataCache = "VITBENCH_DATA_CACHE"
+	envDataCache = "VITBENCH_DATA_CACHE"
 )
 
 // SystemDatasets is where Debian's dataset packages install (for example
 // dataset-fashion-mnist), searched last.
-const SystemDatasets = "/usr/share/datasets"
+const systemDatasets = "/usr/share/datasets"
 
 // ErrNotFound is wrapped by every *NotFoundError.
-var ErrNotFound = errors.New("data set not found")
+var errNotFound = errors.New("data set not found")
 
 // NotFoundError reports a data set that is in none of the searched places.
-type NotFoundError struct {
+type notFoundError struct {
 	Name     string   // data set name as given
 	Split    Split    // the split looked for
 	Searched []string // directories or paths looked in, in order
@@ -36,8 +36,8 @@ type NotFoundError struct {
 }
 
 // newNotFound returns a NotFoundError, noting which searched paths exist.
-func newNotFound(name string, split Split, searched, accepted []string, hint string) *NotFoundError {
-	e := &NotFoundError{Name: name, Split: split, Searched: searched, Accepted: accepted, Hint: hint, missing: map[string]bool{}}
+func newNotFound(name string, split Split, searched, accepted []string, hint string) *notFoundError {
+	e := &notFoundError{Name: name, Split: split, Searched: searched, Accepted: accepted, Hint: hint, missing: map[string]bool{}}
 	for _, d := range searched {
 		if _, err := os.Stat(d); err != nil {
 			e.missing[d] = true
@@ -46,7 +46,7 @@ func newNotFound(name string, split Split, searched, accepted []string, hint str
 	return e
 }
 
-func (e *NotFoundError) Error() string {
+func (e *notFoundError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "data set %q (%s split) not found; searched, in order:", e.Name, e.Split)
 	for _, d := range e.Searched {
@@ -65,12 +65,12 @@ func (e *NotFoundError) Error() string {
 	if e.Hint != "" {
 		fmt.Fprintf(&b, "\nto provide it: %s", e.Hint)
 	}
-	fmt.Fprintf(&b, "\nor add the directory that holds it to the search path (--data-dir, the suite's data dirs, or $%s)", EnvData)
+	fmt.Fprintf(&b, "\nor add the directory that holds it to the search path (--data-dir, the suite's data dirs, or $%s)", envData)
 	return b.String()
 }
 
 // Unwrap returns ErrNotFound.
-func (e *NotFoundError) Unwrap() error { return ErrNotFound }
+func (e *notFoundError) Unwrap() error { return errNotFound }
 
 // SearchPath returns the directories searched for data sets, in order,
 // absolute and without duplicates: opts.Dirs, then $VITBENCH_DATA, then
@@ -78,7 +78,7 @@ func (e *NotFoundError) Unwrap() error { return ErrNotFound }
 // relative to the working directory, to opts.SuiteDir and to the project
 // root, and last /usr/share/datasets. Directories that do not exist are
 // included; they are skipped when searching and marked in errors.
-func SearchPath(opts Options) []string {
+func searchPath(opts Options) []string {
 	var dirs []string
 	seen := map[string]bool{}
 	add := func(d string) {
@@ -97,7 +97,7 @@ func SearchPath(opts Options) []string {
 	for _, d := range opts.Dirs {
 		add(d)
 	}
-	for _, d := range filepath.SplitList(os.Getenv(EnvData)) {
+	for _, d := range filepath.SplitList(os.Getenv(envData)) {
 		add(d)
 	}
 	if opts.NoDefaultDirs {
@@ -118,7 +118,7 @@ func SearchPath(opts Options) []string {
 		add(filepath.Join(b, "..", "shared", "datasets"))
 		add(filepath.Join(b, "..", "..", "shared", "datasets"))
 	}
-	add(SystemDatasets)
+	add(systemDatasets)
 	return dirs
 }
 
@@ -144,8 +144,8 @@ func projectRoot() string {
 // DefaultCacheDir returns where decoded data sets are cached when
 // Options.CacheDir is empty: $VITBENCH_DATA_CACHE if set, else .cache/data
 // under the project root (git-ignored), else the user cache directory.
-func DefaultCacheDir() string {
-	if d := os.Getenv(EnvDataCache); d != "" {
+func defaultCacheDir() string {
+	if d := os.Getenv(envDataCache); d != "" {
 		return d
 	}
 	if root := projectRoot(); root != "" {

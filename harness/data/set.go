@@ -16,8 +16,8 @@ type Split string
 // The published splits. For ImageNet-style folders the test split is the
 // validation folder (val/), which is what papers report on.
 const (
-	Train Split = "train"
-	Test  Split = "test"
+	trainSplit Split = "train"
+	testSplit  Split = "test"
 )
 
 // A Set is a decoded data set split held in memory.
@@ -47,11 +47,11 @@ type Set struct {
 }
 
 // ImageLen returns the number of values in one image, C*H*W.
-func (s *Set) ImageLen() int { return s.C * s.H * s.W }
+func (s *Set) imageLen() int { return s.C * s.H * s.W }
 
 // Image returns image i's pixels (CHW), sharing memory with the set.
-func (s *Set) Image(i int) []uint8 {
-	n := s.ImageLen()
+func (s *Set) image(i int) []uint8 {
+	n := s.imageLen()
 	return s.Pixels[i*n : (i+1)*n : (i+1)*n]
 }
 
@@ -60,8 +60,8 @@ func (s *Set) Validate() error {
 	switch {
 	case s.N < 0 || s.C < 1 || s.H < 1 || s.W < 1:
 		return fmt.Errorf("data set %s: bad shape N=%d C=%d H=%d W=%d", s.Name, s.N, s.C, s.H, s.W)
-	case len(s.Pixels) != s.N*s.ImageLen():
-		return fmt.Errorf("data set %s: %d pixel values, want N*C*H*W = %d", s.Name, len(s.Pixels), s.N*s.ImageLen())
+	case len(s.Pixels) != s.N*s.imageLen():
+		return fmt.Errorf("data set %s: %d pixel values, want N*C*H*W = %d", s.Name, len(s.Pixels), s.N*s.imageLen())
 	case len(s.Labels) != s.N:
 		return fmt.Errorf("data set %s: %d labels for %d images", s.Name, len(s.Labels), s.N)
 	case len(s.Classes) == 0:
@@ -83,7 +83,7 @@ func (s *Set) Validate() error {
 }
 
 // ClassCounts returns how many images each class has.
-func (s *Set) ClassCounts() []int {
+func (s *Set) classCounts() []int {
 	counts := make([]int, len(s.Classes))
 	for _, l := range s.Labels {
 		counts[l]++
@@ -93,12 +93,12 @@ func (s *Set) ClassCounts() []int {
 
 // ChannelStats returns each channel's mean and standard deviation over all
 // pixels of the set, on the 0..1 scale of Mean and Std.
-func (s *Set) ChannelStats() (mean, std []float64) {
+func (s *Set) channelStats() (mean, std []float64) {
 	plane := s.H * s.W
 	sum := make([]uint64, s.C)
 	sq := make([]uint64, s.C)
 	for i := 0; i < s.N; i++ {
-		img := s.Image(i)
+		img := s.image(i)
 		for c := 0; c < s.C; c++ {
 			var a, b uint64
 			for _, v := range img[c*plane : (c+1)*plane] {
@@ -126,7 +126,7 @@ func (s *Set) ChannelStats() (mean, std []float64) {
 
 // Select returns a new set holding the images at idx, in that order. Its
 // Key extends s's with a digest of idx.
-func (s *Set) Select(idx []int) *Set {
+func (s *Set) selectImages(idx []int) *Set {
 	h := sha256.New()
 	for _, i := range idx {
 		h.Write(binary.LittleEndian.AppendUint64(nil, uint64(i)))
@@ -136,7 +136,7 @@ func (s *Set) Select(idx []int) *Set {
 
 // selectAs is Select with the given name and key suffix.
 func (s *Set) selectAs(idx []int, suffix string) *Set {
-	n := s.ImageLen()
+	n := s.imageLen()
 	out := s.like(len(idx), s.Name+suffix, s.Key+suffix)
 	for j, i := range idx {
 		copy(out.Pixels[j*n:(j+1)*n], s.Pixels[i*n:(i+1)*n])
@@ -152,7 +152,7 @@ func (s *Set) like(n int, name, key string) *Set {
 		Classes: slices.Clone(s.Classes),
 		N:       n,
 		C:       s.C, H: s.H, W: s.W,
-		Pixels: make([]uint8, n*s.ImageLen()),
+		Pixels: make([]uint8, n*s.imageLen()),
 		Labels: make([]int64, n),
 		Mean:   slices.Clone(s.Mean),
 		Std:    slices.Clone(s.Std),
@@ -247,14 +247,14 @@ func (s *Set) stratified(k int, seed int64, stream uint64) []bool {
 // normalisation constants follow: replicated, or luma-weighted (an
 // approximation for the standard deviation). The same channel count returns
 // s itself.
-func (s *Set) WithChannels(c int) (*Set, error) {
+func (s *Set) withChannels(c int) (*Set, error) {
 	switch {
 	case c == 0 || c == s.C:
 		return s, nil
 	case s.C == 1 && c == 3:
 		out := s.like(s.N, s.Name, fmt.Sprintf("%s#rgb", s.Key))
 		out.C = 3
-		out.Pixels = make([]uint8, s.N*out.ImageLen())
+		out.Pixels = make([]uint8, s.N*out.imageLen())
 		copy(out.Labels, s.Labels)
 		plane := s.H * s.W
 		for i := 0; i < s.N; i++ {
@@ -274,7 +274,7 @@ func (s *Set) WithChannels(c int) (*Set, error) {
 		copy(out.Labels, s.Labels)
 		plane := s.H * s.W
 		for i := 0; i < s.N; i++ {
-			img := s.Image(i)
+			img := s.image(i)
 			dst := out.Pixels[i*plane : (i+1)*plane]
 			for p := range dst {
 				dst[p] = luma(img[p], img[plane+p], img[2*plane+p])
@@ -298,7 +298,7 @@ func lumaF(v []float32) float32 { return 0.299*v[0] + 0.587*v[1] + 0.114*v[2] }
 // is floor(size/cropPct) and center-cropped to size x size, the evaluation
 // transform of timm and torchvision. cropPct is in (0, 1]; 1 resizes the
 // shorter side straight to size. Sets already size x size return s itself.
-func (s *Set) Resized(size int, cropPct float64) (*Set, error) {
+func (s *Set) resized(size int, cropPct float64) (*Set, error) {
 	if err := checkResize(size, cropPct); err != nil {
 		return nil, fmt.Errorf("resize %s: %w", s.Name, err)
 	}
@@ -311,9 +311,9 @@ func (s *Set) Resized(size int, cropPct float64) (*Set, error) {
 		Mean: slices.Clone(s.Mean), Std: slices.Clone(s.Std),
 		Key: fmt.Sprintf("%s#resize(%d,%g)", s.Key, size, cropPct),
 	}
-	n := out.ImageLen()
+	n := out.imageLen()
 	parallel(s.N, 0, func(i int) {
-		img := resizeCrop(s.Image(i), s.C, s.H, s.W, size, cropPct)
+		img := resizeCrop(s.image(i), s.C, s.H, s.W, size, cropPct)
 		copy(out.Pixels[i*n:(i+1)*n], img)
 	})
 	return out, nil

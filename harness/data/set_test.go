@@ -28,7 +28,7 @@ func tinySet(t testing.TB, counts ...int) *Set {
 
 // origIndex recovers the index a tinySet image was created with.
 func origIndex(s *Set, i int) int {
-	img := s.Image(i)
+	img := s.image(i)
 	return int(img[0]) | int(img[1])<<8
 }
 
@@ -56,7 +56,7 @@ func TestSplit(t *testing.T) {
 			if val.N != tt.val || fit.N != s.N-tt.val {
 				t.Fatalf("sizes fit=%d val=%d, want %d and %d", fit.N, val.N, s.N-tt.val, tt.val)
 			}
-			if got := val.ClassCounts(); !slices.Equal(got, tt.wantVal) {
+			if got := val.classCounts(); !slices.Equal(got, tt.wantVal) {
 				t.Errorf("val class counts %v, want %v", got, tt.wantVal)
 			}
 			// Disjoint, together everything, each in original order, labels kept.
@@ -140,7 +140,7 @@ func TestSubset(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := sub.ClassCounts(); !slices.Equal(got, tt.want) {
+		if got := sub.classCounts(); !slices.Equal(got, tt.want) {
 			t.Errorf("Subset(%d) class counts %v, want %v", tt.n, got, tt.want)
 		}
 		again, _ := s.Subset(tt.n, 3)
@@ -152,7 +152,7 @@ func TestSubset(t *testing.T) {
 
 func TestWithChannels(t *testing.T) {
 	gray := tinySet(t, 2, 1)
-	rgb, err := gray.WithChannels(3)
+	rgb, err := gray.withChannels(3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,14 +160,14 @@ func TestWithChannels(t *testing.T) {
 		t.Fatalf("rgb: C=%d, %d values, %d means", rgb.C, len(rgb.Pixels), len(rgb.Mean))
 	}
 	for i := range gray.N {
-		g, c := gray.Image(i), rgb.Image(i)
+		g, c := gray.image(i), rgb.image(i)
 		for ch := range 3 {
 			if !slices.Equal(c[ch*4:(ch+1)*4], g) {
 				t.Fatalf("image %d channel %d = %v, want %v", i, ch, c[ch*4:(ch+1)*4], g)
 			}
 		}
 	}
-	back, err := rgb.WithChannels(1)
+	back, err := rgb.withChannels(1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,10 +182,10 @@ func TestWithChannels(t *testing.T) {
 	if !slices.Equal(back.Pixels, gray.Pixels) {
 		t.Errorf("luma of replicated gray: %v, want %v", back.Pixels, gray.Pixels)
 	}
-	if same, _ := gray.WithChannels(0); same != gray {
+	if same, _ := gray.withChannels(0); same != gray {
 		t.Error("WithChannels(0) copied")
 	}
-	if _, err := gray.WithChannels(2); err == nil {
+	if _, err := gray.withChannels(2); err == nil {
 		t.Error("WithChannels(2): no error")
 	}
 }
@@ -216,7 +216,7 @@ func TestChannelStats(t *testing.T) {
 	s := &Set{Name: "two", Classes: []string{"x"}, N: 2, C: 2, H: 1, W: 2,
 		Pixels: []uint8{0, 255, 51, 51, 255, 0, 51, 51}, Labels: []int64{0, 0},
 		Mean: []float32{0, 0}, Std: []float32{1, 1}}
-	mean, std := s.ChannelStats()
+	mean, std := s.channelStats()
 	if mean[0] != 0.5 || std[0] != 0.5 || mean[1] != 0.2 || std[1] != 0 {
 		t.Errorf("ChannelStats = %v, %v; want [0.5 0.2], [0.5 0]", mean, std)
 	}
@@ -224,11 +224,11 @@ func TestChannelStats(t *testing.T) {
 
 func TestSelect(t *testing.T) {
 	s := tinySet(t, 3, 3)
-	sel := s.Select([]int{5, 0, 5})
+	sel := s.selectImages([]int{5, 0, 5})
 	if sel.N != 3 || origIndex(sel, 0) != 5 || origIndex(sel, 1) != 0 || !slices.Equal(sel.Labels, []int64{1, 0, 1}) {
 		t.Errorf("Select gave images %d %d, labels %v", origIndex(sel, 0), origIndex(sel, 1), sel.Labels)
 	}
-	if other := s.Select([]int{5, 0, 4}); other.Key == sel.Key || !strings.HasPrefix(sel.Key, s.Key+"#select(3,") {
+	if other := s.selectImages([]int{5, 0, 4}); other.Key == sel.Key || !strings.HasPrefix(sel.Key, s.Key+"#select(3,") {
 		t.Errorf("keys %q and %q", sel.Key, other.Key)
 	}
 	sel.Pixels[0] = 99

@@ -18,8 +18,8 @@ type SyntheticConfig struct {
 
 // Default sizes of the synthetic splits returned by Load("synthetic").
 const (
-	SyntheticTrainN = 2000
-	SyntheticTestN  = 500
+	syntheticTrainN = 2000
+	syntheticTestN  = 500
 )
 
 // Synthetic returns a deterministic data set for tests: each class is a
@@ -29,7 +29,7 @@ const (
 // classes within an epoch or two; a model that cannot learn is broken.
 // Labels cycle through the classes, so every class has N/K images (the
 // first N mod K classes one more).
-func Synthetic(cfg SyntheticConfig) (*Set, error) {
+func synthetic(cfg SyntheticConfig) (*Set, error) {
 	cfg.N = cmp.Or(cfg.N, 1000)
 	cfg.Classes = cmp.Or(cfg.Classes, 10)
 	cfg.Channels = cmp.Or(cfg.Channels, 3)
@@ -52,7 +52,7 @@ func Synthetic(cfg SyntheticConfig) (*Set, error) {
 		s.Mean = append(s.Mean, 0.5)
 		s.Std = append(s.Std, 0.25)
 	}
-	s.Pixels = make([]uint8, s.N*s.ImageLen())
+	s.Pixels = make([]uint8, s.N*s.imageLen())
 	s.Labels = make([]int64, s.N)
 	plane := cfg.Size * cfg.Size
 	parallel(s.N, 0, func(i int) {
@@ -64,7 +64,7 @@ func Synthetic(cfg SyntheticConfig) (*Set, error) {
 		phase := 2 * math.Pi * float64(r.Uint64()>>11) / (1 << 53)
 		shift := float64(below(r, 17)) - 8
 		cos, sin := math.Cos(theta), math.Sin(theta)
-		img := s.Image(i)
+		img := s.image(i)
 		for c := range cfg.Channels {
 			// Hues spread around the colour wheel; gray sets get
 			// brightness levels instead.

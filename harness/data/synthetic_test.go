@@ -15,7 +15,7 @@ func TestSynthetic(t *testing.T) {
 		{SyntheticConfig{N: 30, Classes: 3, Channels: 1, Size: 8, Seed: 7}, 30, 1, 8},
 	}
 	for _, tt := range tests {
-		s, err := Synthetic(tt.cfg)
+		s, err := synthetic(tt.cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -25,22 +25,22 @@ func TestSynthetic(t *testing.T) {
 		if s.N != tt.n || s.C != tt.c || s.H != tt.s || s.W != tt.s {
 			t.Errorf("%+v: %dx%dx%dx%d", tt.cfg, s.N, s.C, s.H, s.W)
 		}
-		counts := s.ClassCounts()
+		counts := s.classCounts()
 		if slices.Min(counts) != slices.Max(counts) {
 			t.Errorf("%+v: unbalanced classes %v", tt.cfg, counts)
 		}
-		again, _ := Synthetic(tt.cfg)
+		again, _ := synthetic(tt.cfg)
 		if !slices.Equal(s.Pixels, again.Pixels) || s.Key != again.Key {
 			t.Errorf("%+v: not deterministic", tt.cfg)
 		}
 		tt.cfg.Seed++
-		other, _ := Synthetic(tt.cfg)
+		other, _ := synthetic(tt.cfg)
 		if slices.Equal(s.Pixels, other.Pixels) || s.Key == other.Key {
 			t.Errorf("%+v: the seed changes nothing", tt.cfg)
 		}
 	}
 	for _, bad := range []SyntheticConfig{{N: -1}, {Channels: 2}, {Size: -3}} {
-		if _, err := Synthetic(bad); err == nil {
+		if _, err := synthetic(bad); err == nil {
 			t.Errorf("%+v: no error", bad)
 		}
 	}
@@ -56,11 +56,11 @@ func TestSyntheticLearnable(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if train.N != SyntheticTrainN || test.N != SyntheticTestN || train.C != channels {
+		if train.N != syntheticTrainN || test.N != syntheticTestN || train.C != channels {
 			t.Fatalf("sizes %d/%d, %d channels", train.N, test.N, train.C)
 		}
 		feature := func(s *Set, i int) []float64 {
-			img, plane := s.Image(i), s.H*s.W
+			img, plane := s.image(i), s.H*s.W
 			f := make([]float64, s.C)
 			for c := range s.C {
 				for _, v := range img[c*plane : (c+1)*plane] {

@@ -47,7 +47,7 @@ type Latency struct {
 
 // Percentile returns the p-th percentile (0..100) of sorted values, by
 // linear interpolation between closest ranks.
-func Percentile(sorted []float64, p float64) float64 {
+func percentile(sorted []float64, p float64) float64 {
 	if len(sorted) == 0 {
 		return math.NaN()
 	}
@@ -160,7 +160,7 @@ func summarize(o Options, samples []float64) *Latency {
 	sorted := append([]float64(nil), samples...)
 	sort.Float64s(sorted)
 	l := &Latency{Batch: o.Batch, Device: o.Device.Name, Samples: samples,
-		P50: Percentile(sorted, 50), P90: Percentile(sorted, 90), P99: Percentile(sorted, 99)}
+		P50: percentile(sorted, 50), P90: percentile(sorted, 90), P99: percentile(sorted, 99)}
 	l.Throughput = float64(o.Batch) / l.P50
 	l.Split = splitOf(o)
 	return l

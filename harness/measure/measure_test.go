@@ -29,11 +29,11 @@ func TestPercentile(t *testing.T) {
 		{[]float64{0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100}, 99, 99}, // between closest ranks
 	}
 	for _, tt := range tests {
-		if got := Percentile(tt.sorted, tt.p); math.Abs(got-tt.want) > 1e-12 {
+		if got := percentile(tt.sorted, tt.p); math.Abs(got-tt.want) > 1e-12 {
 			t.Errorf("Percentile(%v, %g) = %g, want %g", tt.sorted, tt.p, got, tt.want)
 		}
 	}
-	if got := Percentile(nil, 50); !math.IsNaN(got) {
+	if got := percentile(nil, 50); !math.IsNaN(got) {
 		t.Errorf("Percentile(nil) = %g, want NaN", got)
 	}
 }

@@ -12,7 +12,7 @@ import (
 const ReferenceBLAS = "reference BLAS (slow!)"
 
 // UnknownBLAS is Info.BLAS when no BLAS library could be identified.
-const UnknownBLAS = "unknown"
+const unknownBLAS = "unknown"
 
 // classifyBLAS names the BLAS implementation a library file belongs to.
 // path should have its symbolic links resolved: Debian's alternatives

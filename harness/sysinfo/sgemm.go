@@ -12,9 +12,9 @@ import (
 
 // Defaults of the sgemm measurement.
 const (
-	DefaultSgemmSize   = 1024 // side of the square float32 matrices
-	DefaultSgemmRuns   = 10   // timed multiplies; the median is reported
-	DefaultSgemmWarmup = 3    // untimed multiplies first (thread pools, caches, page faults)
+	defaultSgemmSize   = 1024 // side of the square float32 matrices
+	defaultSgemmRuns   = 10   // timed multiplies; the median is reported
+	defaultSgemmWarmup = 3    // untimed multiplies first (thread pools, caches, page faults)
 
 	// sgemmBudget bounds the timed part: on the reference BLAS one
 	// 1024x1024 multiply takes half a second, and ten of them would make
@@ -27,7 +27,7 @@ const (
 // then the median of runs timed ones (fewer when each is so slow that the
 // runs would exceed about two seconds, but at least three). It returns
 // GFLOP/s counted as 2n³ floating-point operations per multiply.
-func Sgemm(ctx context.Context, n, warmup, runs int) (float64, error) {
+func sgemm(ctx context.Context, n, warmup, runs int) (float64, error) {
 	if n < 1 || runs < 1 || warmup < 0 {
 		return 0, fmt.Errorf("sgemm: bad size %d, runs %d or warm-up %d", n, runs, warmup)
 	}

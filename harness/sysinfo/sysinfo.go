@@ -37,7 +37,7 @@ import (
 // SlowSgemmGFLOPS is the sgemm speed below which Warnings complains: an
 // optimized BLAS reaches 100-125 GFLOP/s on the project's 2-core machines
 // and the reference BLAS about 4.
-const SlowSgemmGFLOPS = 20
+const slowSgemmGFLOPS = 20
 
 // Info is the fingerprint of a machine and of the libraries this process
 // loaded. Its JSON form is the object `bench env --json` prints: the keys
@@ -147,8 +147,8 @@ func (c collector) collect(ctx context.Context, opts Options) (*Info, error) {
 		return nil, err
 	}
 	if !opts.SkipSgemm {
-		n := cmpOr(opts.SgemmSize, DefaultSgemmSize)
-		g, err := Sgemm(ctx, n, DefaultSgemmWarmup, cmpOr(opts.SgemmRuns, DefaultSgemmRuns))
+		n := cmpOr(opts.SgemmSize, defaultSgemmSize)
+		g, err := sgemm(ctx, n, defaultSgemmWarmup, cmpOr(opts.SgemmRuns, defaultSgemmRuns))
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -212,7 +212,7 @@ func (c collector) blas(info *Info, maps string, problem func(string, ...any)) {
 		info.BLAS = blasFromConfig(cfg)
 	}
 	if info.BLAS == "" {
-		info.BLAS = UnknownBLAS
+		info.BLAS = unknownBLAS
 	}
 	switch {
 	case strings.HasPrefix(info.BLAS, "OpenBLAS"):
@@ -408,7 +408,7 @@ func runCommand(ctx context.Context, name string, args ...string) ([]byte, error
 }
 
 // Machine converts the fingerprint to the record a stored run carries.
-func (i *Info) Machine() store.Machine {
+func (i *Info) machine() store.Machine {
 	return store.Machine{
 		Hostname:    i.Hostname,
 		CPU:         i.CPU,
@@ -429,7 +429,7 @@ func (i *Info) Machine() store.Machine {
 // Threads and Engine to what it times with).
 func (i *Info) Run() store.Run {
 	return store.Run{
-		Machine:     i.Machine(),
+		Machine:     i.machine(),
 		Threads:     i.Threads,
 		SgemmGFLOPS: i.SgemmGFLOPS,
 		CUDA:        i.CUDA,
@@ -445,12 +445,12 @@ func (i *Info) Warnings() []string {
 			"(1024x1024 sgemm 3.9 vs ~120 GFLOP/s on 2 cores), so latency and training times mean nothing. "+
 			"Fix: apt-get install libopenblas0-pthread%s", i.BLASPath, alternativesHint(i.BLASPath)))
 	}
-	if i.SgemmGFLOPS > 0 && i.SgemmGFLOPS < SlowSgemmGFLOPS {
+	if i.SgemmGFLOPS > 0 && i.SgemmGFLOPS < slowSgemmGFLOPS {
 		w = append(w, fmt.Sprintf("sgemm reached only %.1f GFLOP/s (%dx%d float32, %d libtorch threads; an optimized BLAS "+
 			"reaches ~100 or more on 2 cores): check the BLAS (%s) and the thread count (OMP_NUM_THREADS)",
 			i.SgemmGFLOPS, i.SgemmSize, i.SgemmSize, i.Threads, i.BLAS))
 	}
-	if i.BLAS == UnknownBLAS {
+	if i.BLAS == unknownBLAS {
 		w = append(w, "could not tell which BLAS libtorch loaded; the sgemm speed is the only evidence")
 	}
 	if i.GPU != "" && !i.CUDA {

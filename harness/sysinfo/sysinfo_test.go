@@ -34,7 +34,7 @@ func TestCollect(t *testing.T) {
 	// (prepared copy)".
 	check("gotch version", strings.HasPrefix(info.Gotch, "v0.9.") || strings.HasPrefix(info.Gotch, "unknown (built from /"))
 	check("go version", info.Go == runtime.Version())
-	check("blas", info.BLAS != "" && info.BLAS != UnknownBLAS)
+	check("blas", info.BLAS != "" && info.BLAS != unknownBLAS)
 	check("sgemm", info.SgemmGFLOPS > 0 && info.SgemmSize == 256)
 	check("cpu", info.CPU != "")
 	check("cores", info.Cores > 0)
@@ -71,12 +71,12 @@ func TestCollectCanceled(t *testing.T) {
 }
 
 func TestSgemm(t *testing.T) {
-	g, err := Sgemm(context.Background(), 128, 1, 3)
+	g, err := sgemm(context.Background(), 128, 1, 3)
 	if err != nil || g <= 0 {
 		t.Errorf("Sgemm(128) = %v, %v; want a positive speed", g, err)
 	}
 	for _, bad := range [][3]int{{0, 1, 1}, {8, -1, 1}, {8, 1, 0}} {
-		if _, err := Sgemm(context.Background(), bad[0], bad[1], bad[2]); err == nil {
+		if _, err := sgemm(context.Background(), bad[0], bad[1], bad[2]); err == nil {
 			t.Errorf("Sgemm%v: no error", bad)
 		}
 	}
@@ -119,7 +119,7 @@ func TestWarnings(t *testing.T) {
 			},
 		},
 		{"slow sgemm", func(i *Info) { i.SgemmGFLOPS = 12.5 }, []string{"only 12.5 GFLOP/s (1024x1024 float32, 2 libtorch threads"}},
-		{"unknown BLAS", func(i *Info) { i.BLAS = UnknownBLAS }, []string{"could not tell which BLAS"}},
+		{"unknown BLAS", func(i *Info) { i.BLAS = unknownBLAS }, []string{"could not tell which BLAS"}},
 		{"GPU without CUDA", func(i *Info) { i.GPU = "NVIDIA H100" }, []string{"a GPU is present (NVIDIA H100)"}},
 		{"GPU with CUDA", func(i *Info) { i.GPU, i.CUDA = "NVIDIA H100", true }, nil},
 		{"no libtorch version", func(i *Info) { i.Libtorch = "" }, []string{"libtorch version"}},
@@ -162,7 +162,7 @@ func TestMachine(t *testing.T) {
 		OS: "Debian GNU/Linux 12 (bookworm)", Libtorch: "1.13.1", BLAS: "OpenBLAS (pthread)",
 		Gotch: "v0.9.1 (prepared copy)", Go: "go1.26.8",
 	}
-	if got := i.Machine(); got != want {
+	if got := i.machine(); got != want {
 		t.Errorf("Machine() = %+v\nwant %+v", got, want)
 	}
 	wantRun := store.Run{Machine: want, Threads: 1, SgemmGFLOPS: 118.5, CUDA: true}

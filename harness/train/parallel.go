@@ -30,7 +30,7 @@ import (
 // Replicable is implemented by losses that hold a model of their own (a
 // teacher): each data-parallel worker gets its own copy instead of sharing
 // one across threads. release frees the copy.
-type Replicable interface {
+type replicable interface {
 	Replicate() (loss Loss, release func(), err error)
 }
 
@@ -91,7 +91,7 @@ func newParallel(m *vit.Model, loss Loss, n, threads int) (*parallel, error) {
 			return nil, err
 		}
 		w := &worker{model: rep, loss: loss, jobs: make(chan shard), results: make(chan shardResult)}
-		if r, ok := loss.(Replicable); ok {
+		if r, ok := loss.(replicable); ok {
 			if w.loss, w.release, err = r.Replicate(); err != nil {
 				rep.Drop()
 				p.close()

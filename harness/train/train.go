@@ -60,7 +60,7 @@ func (r Recipe) Steps(batchesPerEpoch int) int {
 }
 
 // LRAt is the learning rate at step (0-based) of total steps.
-func (r Recipe) LRAt(step, total, batchesPerEpoch int) float64 {
+func (r Recipe) lrAt(step, total, batchesPerEpoch int) float64 {
 	warm := int(math.Round(r.WarmupEpochs * float64(batchesPerEpoch)))
 	if warm >= total {
 		warm = total / 10
@@ -126,7 +126,7 @@ type Options struct {
 }
 
 // ErrDiverged reports a NaN or infinite loss.
-var ErrDiverged = errors.New("training diverged: loss is not finite")
+var errDiverged = errors.New("training diverged: loss is not finite")
 
 // Result summarises a Fit.
 type Result struct {
@@ -191,7 +191,7 @@ func Fit(ctx context.Context, m *vit.Model, src Source, r Recipe, o Options) (*R
 				y.MustDrop()
 				return res, err
 			}
-			opt.SetLR(r.LRAt(step, total, nb))
+			opt.SetLR(r.lrAt(step, total, nb))
 			var lv float64
 			if dp != nil {
 				opt.MustZeroGrad()
@@ -199,7 +199,7 @@ func Fit(ctx context.Context, m *vit.Model, src Source, r Recipe, o Options) (*R
 					return res, fmt.Errorf("step %d: %w", step, err)
 				}
 				if math.IsNaN(lv) || math.IsInf(lv, 0) {
-					return res, fmt.Errorf("step %d: %w", step, ErrDiverged)
+					return res, fmt.Errorf("step %d: %w", step, errDiverged)
 				}
 			} else {
 				loss := o.Loss.Loss(m, x, y)
@@ -208,7 +208,7 @@ func Fit(ctx context.Context, m *vit.Model, src Source, r Recipe, o Options) (*R
 				lv = loss.Float64Values()[0]
 				if math.IsNaN(lv) || math.IsInf(lv, 0) {
 					loss.MustDrop()
-					return res, fmt.Errorf("step %d: %w", step, ErrDiverged)
+					return res, fmt.Errorf("step %d: %w", step, errDiverged)
 				}
 				opt.MustZeroGrad()
 				loss.MustBackward()

@@ -81,7 +81,7 @@ func TestFitDivergenceIsAnError(t *testing.T) {
 	if err == nil {
 		t.Fatal("lr 1e6 with SGD did not diverge")
 	}
-	if !errors.Is(err, ErrDiverged) {
+	if !errors.Is(err, errDiverged) {
 		t.Fatalf("error = %v, want ErrDiverged", err)
 	}
 }
@@ -93,7 +93,7 @@ func TestSchedule(t *testing.T) {
 		want float64
 	}{{0, 0.1}, {9, 1}, {10, 1}, {55, 0.5}, {99, 0.0003}}
 	for _, tt := range tests {
-		if got := r.LRAt(int(tt.step), 100, 10); math.Abs(got-tt.want) > 0.01 {
+		if got := r.lrAt(int(tt.step), 100, 10); math.Abs(got-tt.want) > 0.01 {
 			t.Errorf("cosine LR at %v = %v, want %v", tt.step, got, tt.want)
 		}
 	}

@@ -18,7 +18,7 @@ import (
 // ReadStateDict reads a PyTorch checkpoint written by torch.save: a state
 // dict, or a dict holding one under "model", "state_dict" or "module"
 // (nested dicts are flattened with dotted keys). Tensors land on the CPU.
-func ReadStateDict(path string) (map[string]*ts.Tensor, error) {
+func readStateDict(path string) (map[string]*ts.Tensor, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("read checkpoint: %w", err)
 	}
@@ -108,26 +108,26 @@ type Layout string
 
 // Checkpoint layouts.
 const (
-	LayoutTimm        Layout = "timm"
-	LayoutTorchvision Layout = "torchvision"
+	layoutTimm        Layout = "timm"
+	layoutTorchvision Layout = "torchvision"
 )
 
 // DetectLayout tells the naming convention of a state dict by its sentinel
 // keys, as timm's checkpoint_filter_fn does.
-func DetectLayout(sd map[string]*ts.Tensor) Layout {
+func detectLayout(sd map[string]*ts.Tensor) Layout {
 	if _, ok := sd["class_token"]; ok {
-		return LayoutTorchvision
+		return layoutTorchvision
 	}
 	if _, ok := sd["conv_proj.weight"]; ok {
-		return LayoutTorchvision
+		return layoutTorchvision
 	}
-	return LayoutTimm
+	return layoutTimm
 }
 
 // FilterCheckpoint turns a state dict of either layout into timm names,
 // stripping wrapper prefixes ("module.", "model."). It takes ownership of
 // the tensors in sd.
-func FilterCheckpoint(sd map[string]*ts.Tensor) map[string]*ts.Tensor {
+func filterCheckpoint(sd map[string]*ts.Tensor) map[string]*ts.Tensor {
 	stripped := make(map[string]*ts.Tensor, len(sd))
 	for k, v := range sd {
 		for _, p := range []string{"module.", "model.", "state_dict."} {
@@ -135,7 +135,7 @@ func FilterCheckpoint(sd map[string]*ts.Tensor) map[string]*ts.Tensor {
 		}
 		stripped[k] = v
 	}
-	if DetectLayout(stripped) == LayoutTorchvision {
+	if detectLayout(stripped) == layoutTorchvision {
 		return fromTorchvision(stripped)
 	}
 	return stripped
@@ -268,11 +268,11 @@ func (m *Model) LoadStateDict(sd map[string]*ts.Tensor) error {
 // LoadPyTorch reads a timm- or torchvision-named .pth/.pt file into the
 // model.
 func (m *Model) LoadPyTorch(path string) error {
-	sd, err := ReadStateDict(path)
+	sd, err := readStateDict(path)
 	if err != nil {
 		return err
 	}
-	sd = FilterCheckpoint(sd)
+	sd = filterCheckpoint(sd)
 	defer func() {
 		for _, t := range sd {
 			t.MustDrop()

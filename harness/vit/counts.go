@@ -143,7 +143,7 @@ func (m *Model) Count() Counts {
 	nonzero := map[string]int64{}
 	for _, l := range m.Linears() {
 		var nz, total int64
-		for _, t := range l.Tensors() {
+		for _, t := range l.tensors() {
 			nz += countNonZero(t)
 			total += int64(t.Numel())
 		}

@@ -36,7 +36,7 @@ var siteNames = [numSites]string{"qkv_in", "attn_map", "proj_in", "fc1_in", "fc2
 func (s Site) String() string { return siteNames[s] }
 
 // Sites lists the block sites.
-func Sites() []Site {
+func sites() []Site {
 	s := make([]Site, numSites)
 	for i := range s {
 		s[i] = Site(i)
@@ -98,7 +98,7 @@ func (l *Linear) Params() int64 {
 }
 
 // Tensors returns the layer's parameter tensors.
-func (l *Linear) Tensors() []*ts.Tensor {
+func (l *Linear) tensors() []*ts.Tensor {
 	var out []*ts.Tensor
 	for _, t := range []*ts.Tensor{l.Weight, l.Down, l.Up, l.Bias} {
 		if t != nil {

@@ -3,8 +3,9 @@ package vit
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -250,7 +251,7 @@ func (s *QuantState) validate(m *Model) error {
 		errs = append(errs, fmt.Sprintf("unknown precision %q (%s, %s, %s)", s.Precision, PrecisionInt, PrecisionFP16, PrecisionBF16))
 	}
 	vars := m.VS.Variables()
-	for _, name := range sortedKeys(s.Weights) {
+	for _, name := range slices.Sorted(maps.Keys(s.Weights)) {
 		spec := s.Weights[name]
 		v, ok := vars[name]
 		if !ok {
@@ -269,7 +270,7 @@ func (s *QuantState) validate(m *Model) error {
 		}
 	}
 	sites := m.TapPoints()
-	for _, key := range sortedKeys(s.Acts) {
+	for _, key := range slices.Sorted(maps.Keys(s.Acts)) {
 		spec := s.Acts[key]
 		if _, ok := sites[key]; !ok {
 			errs = append(errs, fmt.Sprintf("activation quantizer at %s, which the model does not have", key))
@@ -301,7 +302,7 @@ func (m *Model) TapPoints() map[string]*Tap {
 		pts[ActHeadDist] = &m.HeadDist.Tap
 	}
 	for _, b := range m.Blocks {
-		for _, s := range Sites() {
+		for _, s := range sites() {
 			pts[ActKey(b.Index, s)] = &b.Taps[s]
 		}
 	}
@@ -558,15 +559,6 @@ func (m *Model) BitOps() int64 {
 		}
 	}
 	return total
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // ExecutedSimulated is Config.Executed of a fake-quantized model.

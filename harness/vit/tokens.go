@@ -448,13 +448,13 @@ func (z *tokenSizes) keyWeights() *ts.Tensor {
 // the model merges tokens. Next, when set, runs on its output, so another
 // tap on the attention map (a quantizer) should be chained there rather
 // than replace it.
-type PropAttention struct {
+type propAttention struct {
 	Next  Tap
 	sizes *tokenSizes
 }
 
 // Tap implements Tap.
-func (p *PropAttention) Tap(attn *ts.Tensor) *ts.Tensor {
+func (p *propAttention) Tap(attn *ts.Tensor) *ts.Tensor {
 	out := attn
 	if w := p.sizes.keyWeights(); w != nil {
 		if ws, as := w.MustSize(), attn.MustSize(); ws[0] != as[0] || ws[3] != as[3] {
@@ -506,7 +506,7 @@ func (m *Model) attachReducers() {
 				Prefix: m.Cfg.NumPrefix(), sizes: sizes, reset: i == first}
 		}
 		if merges && i > first {
-			b.Taps[SiteAttnMap] = &PropAttention{Next: b.Taps[SiteAttnMap], sizes: sizes}
+			b.Taps[SiteAttnMap] = &propAttention{Next: b.Taps[SiteAttnMap], sizes: sizes}
 		}
 	}
 }

@@ -119,7 +119,7 @@ func TestNoReductionReproducesLogits(t *testing.T) {
 					r.Prefix, r.sizes, r.reset = red.Cfg.NumPrefix(), sizes, i == 0
 					b.Reducer = &r
 					if i > 0 {
-						b.Taps[SiteAttnMap] = &PropAttention{sizes: sizes}
+						b.Taps[SiteAttnMap] = &propAttention{sizes: sizes}
 					}
 				}
 				x := ts.MustRandn([]int64{2, 3, 16, 16}, gotch.Float, gotch.CPU)
@@ -292,7 +292,7 @@ func TestToMeMatchesReference(t *testing.T) {
 		y.MustDrop()
 		s.MustDrop()
 
-		p := &PropAttention{sizes: &tokenSizes{s: g.s}}
+		p := &propAttention{sizes: &tokenSizes{s: g.s}}
 		soft := g.a.MustSoftmax(-1, gotch.Float, false)
 		pa := p.Tap(soft)
 		if d := maxDiff(pa, outs[i].Attn); d > 1e-6 {

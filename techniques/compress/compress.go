@@ -54,15 +54,28 @@ var registry = struct {
 	entries map[string]Entry
 }{entries: map[string]Entry{}}
 
-// Register makes the entry of a technique available. It panics when the
-// technique has no schema (package techniques) or already has an entry:
-// both are programming errors.
-func Register(technique string, e Entry) {
+// Register makes the entry of a technique available: apply takes the
+// technique's own Config type C, which the registered Entry checks and
+// validates before calling it. It panics when the technique has no schema
+// (package techniques) or already has an entry: both are programming
+// errors.
+func Register[C techniques.Config](technique string, apply func(ctx context.Context, c C, m *vit.Model, env Env) (*vit.Model, error)) {
 	if _, err := techniques.Lookup(technique); err != nil {
 		panic(fmt.Sprintf("compress: cannot register %q: it has no schema: %v", technique, err))
 	}
-	if e == nil {
+	if apply == nil {
 		panic(fmt.Sprintf("compress: cannot register %q: nil entry", technique))
+	}
+	e := func(ctx context.Context, cfg techniques.Config, m *vit.Model, env Env) (*vit.Model, error) {
+		c, ok := cfg.(C)
+		if !ok {
+			var want C
+			return nil, fmt.Errorf("%s: config is %T, not %T", technique, cfg, want)
+		}
+		if err := c.Validate(); err != nil {
+			return nil, err
+		}
+		return apply(ctx, c, m, env)
 	}
 	registry.Lock()
 	defer registry.Unlock()

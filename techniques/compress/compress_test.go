@@ -153,7 +153,6 @@ func TestTraining(t *testing.T) {
 		want   train.Loss // Teacher is filled in with the one served
 	}{
 		{"plain", nil, false, nil},
-		{"label smoothing without teacher", func(b *techniques.FineTune) { b.LabelSmoothing = 0.1 }, false, nil},
 		{"masked", nil, true, nil},
 		{"soft", func(b *techniques.FineTune) { b.Teacher = "big" }, false,
 			train.KD{Temperature: techniques.DefaultKDTemperature, Alpha: techniques.DefaultKDAlpha}},
@@ -285,7 +284,12 @@ type fakeConfig struct {
 	Scale float64 `toml:"scale"`
 }
 
-func (*fakeConfig) Validate() error { return nil }
+func (c *fakeConfig) Validate() error {
+	if c.Scale < 0 {
+		return fmt.Errorf("scale %g: want >= 0", c.Scale)
+	}
+	return nil
+}
 
 func init() {
 	techniques.Register(techniques.Technique{Name: fakeTechnique, Family: "test",
@@ -293,11 +297,11 @@ func init() {
 }
 
 func TestRegister(t *testing.T) {
-	entry := func(_ context.Context, cfg techniques.Config, m *vit.Model, env compress.Env) (*vit.Model, error) {
-		env.Logf("scale %g", cfg.(*fakeConfig).Scale)
+	entry := func(_ context.Context, c *fakeConfig, m *vit.Model, env compress.Env) (*vit.Model, error) {
+		env.Logf("scale %g", c.Scale)
 		return m, nil
 	}
-	panics := func(name string, e compress.Entry) (msg string) {
+	panics := func(name string, e func(context.Context, *fakeConfig, *vit.Model, compress.Env) (*vit.Model, error)) (msg string) {
 		defer func() { msg = fmt.Sprint(recover()) }()
 		compress.Register(name, e)
 		return "<no panic>"
@@ -305,7 +309,7 @@ func TestRegister(t *testing.T) {
 	tests := []struct {
 		name      string
 		technique string
-		entry     compress.Entry
+		entry     func(context.Context, *fakeConfig, *vit.Model, compress.Env) (*vit.Model, error)
 		want      string // substring of the panic
 	}{
 		{"no schema", "no-such-technique", entry, `cannot register "no-such-technique": it has no schema: unknown technique "no-such-technique"`},
@@ -330,6 +334,21 @@ func TestRegister(t *testing.T) {
 	}
 	if !slices.Equal(env.Logs, []string{"scale 2"}) {
 		t.Errorf("logs %q, want the entry's", env.Logs)
+	}
+	// The entry sees only its own, valid Config.
+	for _, tt := range []struct {
+		cfg  techniques.Config
+		want string
+	}{
+		{techniques.NewPruneConfig(), "compress-test-fake: config is *techniques.PruneConfig, not *compress_test.fakeConfig"},
+		{&fakeConfig{Scale: -1}, "scale -1"},
+	} {
+		if _, err := compress.Apply(context.Background(), fakeTechnique, tt.cfg, nil, env); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Apply(%T): %v, want an error containing %q", tt.cfg, err, tt.want)
+		}
+	}
+	if len(env.Logs) != 1 {
+		t.Errorf("the entry ran on a config it must not see: logs %q", env.Logs)
 	}
 	if _, err := compress.Apply(context.Background(), techniques.Prune, techniques.NewPruneConfig(), nil, env); err == nil ||
 		!strings.Contains(err.Error(), `technique "prune" has no apply entry linked into this program`) {

@@ -20,7 +20,6 @@ package distill
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/vitbench/vitbench/harness/vit"
 	"github.com/vitbench/vitbench/techniques"
@@ -32,14 +31,7 @@ func init() {
 }
 
 // Apply distills the teacher into m in place and returns m.
-func Apply(ctx context.Context, cfg techniques.Config, m *vit.Model, env compress.Env) (*vit.Model, error) {
-	c, ok := cfg.(*techniques.DistillConfig)
-	if !ok {
-		return nil, fmt.Errorf("distill: config is %T, not *techniques.DistillConfig", cfg)
-	}
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
+func Apply(ctx context.Context, c *techniques.DistillConfig, m *vit.Model, env compress.Env) (*vit.Model, error) {
 	env.Logf("distill from %s: %s, T=%g, alpha=%g, %g epochs", c.Teacher, c.KDKind, c.KDTemperature, c.KDAlpha, c.Epochs)
 	return m, compress.FineTune(ctx, env, c.FineTune, m)
 }

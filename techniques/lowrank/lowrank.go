@@ -247,11 +247,7 @@ func init() {
 }
 
 // apply is the registered entry: factor, then fine-tune when asked.
-func apply(ctx context.Context, tc techniques.Config, m *vit.Model, env compress.Env) (*vit.Model, error) {
-	c, ok := tc.(*techniques.LowRankConfig)
-	if !ok {
-		return nil, fmt.Errorf("lowrank: config is %T, not *techniques.LowRankConfig", tc)
-	}
+func apply(ctx context.Context, c *techniques.LowRankConfig, m *vit.Model, env compress.Env) (*vit.Model, error) {
 	nm, decisions, err := Factor(m, options(c))
 	if err != nil {
 		return nil, err

@@ -46,14 +46,7 @@ func init() {
 // Apply prunes m as cfg (a *Config) asks. Unstructured pruning changes m in
 // place and returns it; structured pruning and token reduction return a
 // new model (the caller drops m).
-func Apply(ctx context.Context, cfg techniques.Config, m *vit.Model, env compress.Env) (*vit.Model, error) {
-	c, ok := cfg.(*techniques.PruneConfig)
-	if !ok {
-		return nil, fmt.Errorf("prune: config is %T, not *techniques.PruneConfig", cfg)
-	}
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
+func Apply(ctx context.Context, c *techniques.PruneConfig, m *vit.Model, env compress.Env) (*vit.Model, error) {
 	tuner, err := compress.NewFineTuner(ctx, env, c.FineTune)
 	if err != nil {
 		return nil, err

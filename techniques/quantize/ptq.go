@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 
 	"github.com/sugarme/gotch/ts"
@@ -192,7 +194,7 @@ func Quantize(ctx context.Context, m *vit.Model, batches []*ts.Tensor, p *Plan) 
 		}
 	}
 	vars := m.VS.Variables()
-	for _, name := range sortedKeys(p.Weights) {
+	for _, name := range slices.Sorted(maps.Keys(p.Weights)) {
 		if _, ok := vars[name]; !ok {
 			return nil, fmt.Errorf("quantize: the model has no parameter %s", name)
 		}
@@ -283,7 +285,7 @@ func CalibrateActivations(ctx context.Context, m *vit.Model, batches []*ts.Tenso
 		}
 	}
 	out := map[string]*vit.QuantSpec{}
-	for _, key := range sortedKeys(obs) {
+	for _, key := range slices.Sorted(maps.Keys(obs)) {
 		s, err := obs[key].Spec()
 		if err != nil {
 			return nil, fmt.Errorf("calibrate %s: %w", key, err)
@@ -405,13 +407,4 @@ func reparam(gamma, beta *ts.Tensor, l *vit.Linear, r1, shift, corr []float32) {
 	nw := w.MustMul(r, false)
 	w.Copy_(nw)
 	nw.MustDrop()
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

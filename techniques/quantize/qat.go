@@ -3,6 +3,8 @@ package quantize
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/sugarme/gotch/ts"
 	"github.com/vitbench/vitbench/harness/vit"
@@ -57,7 +59,7 @@ func QAT(ctx context.Context, m *vit.Model, shadows map[string]*ts.Tensor, fineT
 			x.last.MustDrop()
 		}
 	}()
-	for _, name := range sortedKeys(shadows) {
+	for _, name := range slices.Sorted(maps.Keys(shadows)) {
 		spec, ok := s.Weights[name]
 		w, err := m.VS.Root().Get(name)
 		if !ok || err != nil {

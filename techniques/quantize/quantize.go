@@ -66,11 +66,7 @@ func init() {
 
 // apply is the registered entry: it translates the Config and runs the
 // algorithm on m in place.
-func apply(ctx context.Context, tc techniques.Config, m *vit.Model, env compress.Env) (*vit.Model, error) {
-	c, ok := tc.(*techniques.QuantizeConfig)
-	if !ok {
-		return nil, fmt.Errorf("quantize: config is %T, not *techniques.QuantizeConfig", tc)
-	}
+func apply(ctx context.Context, c *techniques.QuantizeConfig, m *vit.Model, env compress.Env) (*vit.Model, error) {
 	if m.Cfg.Quant != nil {
 		return nil, fmt.Errorf("quantize: the model is already quantized (%s); quantize once, last", m.Cfg.Quant.Precision)
 	}
