@@ -32,7 +32,7 @@ Flags:
 func runEnv(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("env", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	asJSON := fs.Bool("json", false, "print one JSON object (the keys of SPEC section 3, then extra detail and \"warnings\")")
+	asJSON := fs.Bool("json", false, "print one JSON object: libtorch, gotch, go, blas, sgemm_gflops, cuda, gpu, cpu, cores and threads first, then extra detail and \"warnings\"")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), envUsage)
 		fs.PrintDefaults()

@@ -148,7 +148,8 @@ type inspectLayer struct {
 	FLOPs int64 `json:"flops"` // 2 x MACs
 }
 
-// inspectResult is the `bench inspect --json` object (SPEC section 3).
+// inspectResult is the `bench inspect --json` object: the keys its --json
+// help names first, then extra detail.
 type inspectResult struct {
 	Arch      string         `json:"arch"`
 	Params    int64          `json:"params"`

@@ -39,8 +39,9 @@ what 'bench inspect' takes.
 Flags:
 `
 
-// latencyResult is the `bench latency --json` object (SPEC section 3),
-// then the settings behind it.
+// latencyResult is the `bench latency --json` object: the measurement
+// (arch through engine; scripts/bench.sh reads these keys), then the
+// settings behind it.
 type latencyResult struct {
 	Arch       string  `json:"arch"`
 	Batch      int     `json:"batch"`

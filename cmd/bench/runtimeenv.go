@@ -12,43 +12,37 @@ import (
 
 // runtimeEnv is what bench sets for libgomp and glibc's malloc when the
 // user has not. Both read their settings once, when the process starts,
-// so bench re-executes itself with them (reexecWithRuntimeEnv).
+// so bench re-executes itself with them (reexecWithRuntimeEnv). What each
+// setting gained is in docs/performance.md ("Threads and memory").
 //
 // OMP_WAIT_POLICY: libtorch's intra-op pool (OpenMP) and OpenBLAS's own
-// pthread pool share the cores. With libgomp's default "active" waiting,
-// idle OpenMP workers spin between parallel regions and steal the cores
-// OpenBLAS's threads and the data loader need: on 2 cores a training step
-// ran at 1.3 it/s with the default and 1.9 it/s with passive waiting (perf
-// showed a quarter of the time in libgomp's spin loop and sched_yield).
+// pthread pool share the cores, and with libgomp's default "active"
+// waiting idle OpenMP workers spin between parallel regions on the cores
+// OpenBLAS's threads and the data loader need (harness/train
+// BenchmarkTrainStep shows the difference).
 //
 // MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_: by default glibc
 // serves every activation buffer over its (adaptive) mmap threshold with a
 // fresh mapping and trims freed heap back to the system, so each forward
-// pass page-faults and zeroes its activations again. Keeping blocks up to
-// 32 MiB on the heap and never trimming took deit-style batch-64 inference
-// of the CIFAR ViT from 312 to 921 images/s here (both settings are
-// needed: either alone was slower). The same advice as jemalloc or
-// tcmalloc for PyTorch on CPU, without another library; the cost is that
-// the resident set stays at its peak.
+// pass page-faults and zeroes its activations again; keeping blocks up to
+// 32 MiB on the heap and never trimming reuses them (harness/vit
+// BenchmarkForward at batch 64; it takes both settings). The same advice
+// as jemalloc or tcmalloc for PyTorch on CPU, without another library;
+// the cost is that the resident set stays at its peak.
 //
-// MALLOC_ARENA_MAX and MALLOC_MMAP_MAX_: two ways around those settings
-// remained. Go runs cgo calls on whichever OS thread is free, and glibc
-// gives each new thread its own arena; a secondary arena's heap (64 MiB
-// at most) is unmapped as soon as it empties, whatever the trim
-// threshold. And 32 MiB is the highest mmap threshold glibc accepts, while
-// deit_tiny's MLP activations at batch 64 are 39 MB. One arena, no mmap:
-// 2.34M page faults over six batch-64 passes of deit_tiny fell to 135k
-// (PyTorch under the same settings: 128k), and the pass from 4.4-7.6 s to
-// 1.6 s. bench.sh exports the same settings to PyTorch's side.
+// MALLOC_ARENA_MAX and MALLOC_MMAP_MAX_ close the two ways around those
+// settings: Go runs cgo calls on whichever OS thread is free, glibc gives
+// each new thread its own arena, and a secondary arena's heap is unmapped
+// as soon as it empties, whatever the trim threshold; and 32 MiB, the
+// highest mmap threshold glibc accepts, is less than deit_tiny's MLP
+// activations at batch 64 (BenchmarkForward again; `make bench` exports
+// the same settings to PyTorch's side so that both are compared alike).
 //
 // OPENBLAS_THREAD_TIMEOUT: after each GEMM, OpenBLAS's worker threads
-// keep polling for the next one (with sched_yield) for 2^28 cycles, about
-// 0.1 s, before they sleep, while libtorch's next op, an elementwise one
-// on its OpenMP workers, wants the same cores. 4 (2^4 cycles, the
-// smallest) lets them sleep at once. The CIFAR ViT's training step
-// (harness/train BenchmarkTrainStep, 2 cores, six alternating pairs):
-// +4.7%, +8.1%, +10.2%, +1.4%, +7.5%, -7.4%: a median gain of about 6%,
-// inside this VM's noise in any single pair.
+// keep polling for the next one (with sched_yield) for 2^28 cycles before
+// they sleep, while libtorch's next op, an elementwise one on its OpenMP
+// workers, wants the same cores; 4 (2^4 cycles, the smallest) lets them
+// sleep at once (harness/train BenchmarkTrainStep).
 var runtimeEnv = []struct{ key, value string }{
 	{"OMP_WAIT_POLICY", "passive"},
 	{"MALLOC_MMAP_THRESHOLD_", "33554432"},
@@ -96,15 +90,13 @@ var avx512Cores = []string{"skylakex", "cooperlake", "sapphirerapids"}
 // Unset, a DYNAMIC_ARCH OpenBLAS picks its kernels from the CPU, and
 // bench leaves it to that. Set to a core type without AVX-512 on a CPU that
 // has it, the variable is taken as a pool-wide default rather than a
-// choice made for this machine, and bench asks for SkylakeX instead (the
-// machines this was built on export OPENBLAS_CORETYPE=Haswell to every
-// process, on an AMD EPYC of family 26 with full-width AVX-512). There
-// the CIFAR ViT's training step (harness/train
-// BenchmarkTrainStep/workers=2, 40 steps, four alternating rounds) went
-// from 307-344 to 358-505 images/s, and bench env's 1024x1024 sgemm from
-// 79-84 to 102-108 GFLOP/s (five alternating pairs). Every run records
-// the core type OpenBLAS reports (the machine's BLAS detail), so runs
-// made with different kernels are never taken for the same machine.
+// choice made for this machine, and bench asks for SkylakeX instead, whose
+// AVX-512 kernels make both training and plain matrix products faster on
+// such a CPU (harness/train BenchmarkTrainStep/workers=2 and bench env's
+// sgemm show it; docs/performance.md, "OpenBLAS's kernels", has the
+// numbers). Every run records the core type OpenBLAS reports (the
+// machine's BLAS detail), so runs made with different kernels are never
+// taken for the same machine.
 func blasCoreOverride(current string, set bool, choice string, f x86Features) string {
 	switch {
 	case choice == "keep":

@@ -42,7 +42,8 @@ type Options struct {
 	// (e.g. "deit_tiny_patch16_224"). Nil accepts every name.
 	CheckArch func(name string) error
 	// KnownData lists the data set names the caller can load. Nil means
-	// BuiltinData.
+	// the built-in ones (cifar10, fashion-mnist, mnist, imagefolder,
+	// synthetic).
 	KnownData []string
 }
 
@@ -179,7 +180,7 @@ func (d DataSpec) TrainImages() int {
 	return n - d.ValSize
 }
 
-// Classes returns the data set's class count, or 0 when it is not known
+// classes returns the data set's class count, or 0 when it is not known
 // before loading it.
 func (d DataSpec) classes() int { return builtinData[d.Name].classes }
 
@@ -201,7 +202,7 @@ type TrainSpec struct {
 	Mixup          float64 `json:"mixup"`     // mixup alpha; 0 = off
 }
 
-// DefaultTrain returns the recipe a model starts from: a ViT-on-CIFAR
+// defaultTrain returns the recipe a model starts from: a ViT-on-CIFAR
 // recipe. WarmupEpochs, when not given, is min(1, epochs/10).
 func defaultTrain() TrainSpec {
 	return TrainSpec{
@@ -261,7 +262,7 @@ type dataInfo struct {
 	needsPath                               bool
 }
 
-// BuiltinData lists the data set names the harness knows.
+// builtinDataNames lists the data set names the harness knows.
 var builtinDataNames = []string{"cifar10", "fashion-mnist", "mnist", "imagefolder", "synthetic"}
 
 var builtinData = map[string]dataInfo{

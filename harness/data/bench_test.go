@@ -39,7 +39,7 @@ func BenchmarkLoadCIFAR10TrainCached(b *testing.B) {
 // BenchmarkLoaderEpochCIFAR10 measures building one augmented, shuffled
 // training epoch of synthetic CIFAR-sized images as CPU tensors.
 func BenchmarkLoaderEpochCIFAR10(b *testing.B) {
-	s, err := synthetic(SyntheticConfig{N: 10000})
+	s, err := synthetic(syntheticConfig{N: 10000})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -14,10 +14,10 @@ import (
 
 // CIFAR-10 facts.
 var (
-	// CIFAR10Classes are the class names in label order (batches.meta.txt),
+	// cifar10Classes are the class names in label order (batches.meta.txt),
 	// which is also the sorted order of the ImageFolder copies.
 	cifar10Classes = []string{"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"}
-	// CIFAR10Mean and CIFAR10Std are the per-channel statistics of the
+	// cifar10Mean and cifar10Std are the per-channel statistics of the
 	// training split on the 0..1 scale (the canonical binary files).
 	cifar10Mean = []float32{0.4914, 0.4822, 0.4465}
 	cifar10Std  = []float32{0.2470, 0.2435, 0.2616}
@@ -31,7 +31,7 @@ const (
 )
 
 // cifarBinFiles are the canonical batch files of each split, in order.
-func cifarBinFiles(split Split) []string {
+func cifarBinFiles(split splitName) []string {
 	if split == trainSplit {
 		return []string{"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"}
 	}
@@ -75,7 +75,7 @@ func newCIFARSet(pix []uint8, labels []int64) *Set {
 
 // readCIFARBinaryDir reads a split from an extracted cifar-10-batches-bin
 // directory.
-func readCIFARBinaryDir(dir string, split Split) (*Set, error) {
+func readCIFARBinaryDir(dir string, split splitName) (*Set, error) {
 	files := cifarBinFiles(split)
 	pix := make([]uint8, 0, len(files)*cifarPerBin*cifarImage)
 	labels := make([]int64, 0, len(files)*cifarPerBin)
@@ -96,7 +96,7 @@ func readCIFARBinaryDir(dir string, split Split) (*Set, error) {
 
 // readCIFARBinaryTar reads a split from cifar-10-binary.tar.gz without
 // extracting it.
-func readCIFARBinaryTar(ctx context.Context, archive string, split Split) (*Set, error) {
+func readCIFARBinaryTar(ctx context.Context, archive string, split splitName) (*Set, error) {
 	files := cifarBinFiles(split)
 	type part struct {
 		pix    []uint8

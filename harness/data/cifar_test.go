@@ -125,7 +125,7 @@ func TestCIFAR10BinaryErrors(t *testing.T) {
 
 // loadReal loads a split of a real data set from the default search path,
 // skipping the test when the files are not on this machine.
-func loadReal(t testing.TB, name string, split Split, opts Options) *Set {
+func loadReal(t testing.TB, name string, split splitName, opts Options) *Set {
 	t.Helper()
 	s, err := load(context.Background(), name, split, opts)
 	if errors.Is(err, errNotFound) {

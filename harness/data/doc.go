@@ -3,17 +3,16 @@
 //
 // The steps, in order:
 //
-//  1. Locate. [Load] and [Open] take a data set name ("cifar10",
-//     "fashion-mnist", "mnist", "imagenet", "synthetic", or "folder:PATH")
-//     and look for its files along a search path (see [SearchPath]):
-//     [Options.Dirs] (the --data-dir flag or the suite's data.dirs key),
-//     then $VITBENCH_DATA (a list separated like $PATH), then
-//     ../shared/datasets and ../../shared/datasets relative to the working
-//     directory, to the directory of the suite file and to the project root
-//     (the nearest directory above the working directory holding go.mod),
-//     then /usr/share/datasets. When nothing is found the error is a
-//     [*NotFoundError] that names every directory searched, the file names
-//     that would have been accepted and how to provide them.
+//  1. Locate. [Open] takes a data set name ("cifar10", "fashion-mnist",
+//     "mnist", "imagenet", "synthetic", or "folder:PATH") and looks for
+//     its files along a search path: [Options.Dirs] (the --data-dir flag
+//     or the suite's data.dirs key), then $VITBENCH_DATA (a list separated
+//     like $PATH), then ../shared/datasets and ../../shared/datasets
+//     relative to the working directory, to the directory of the suite
+//     file and to the project root (the nearest directory above the
+//     working directory holding go.mod), then /usr/share/datasets. When nothing is found the error names
+//     every directory searched, the file names that would have been
+//     accepted and how to provide them.
 //  2. Decode. Sources are read in place, never copied: CIFAR-10 as the
 //     canonical binary batches (cifar-10-binary.tar.gz or an extracted
 //     cifar-10-batches-bin/) or as a tar.gz of JPEGs in ImageFolder layout;
@@ -42,8 +41,8 @@
 // or [LoaderOptions.Channels] replicates it to three for models with RGB
 // patch embeddings.
 //
-// Note: the CIFAR-10 copy under ../shared/datasets is a JPEG re-encoding of
-// the original images, so accuracies on it are close to, not identical
-// with, results on the canonical binary files. When both layouts are in the
-// same directory the canonical one is preferred.
+// Note: a CIFAR-10 tar.gz of JPEGs is a re-encoding of the original images,
+// so accuracies on it are close to, not identical with, results on the
+// canonical binary files. When both layouts are in the same directory the
+// canonical one is preferred.
 package data

@@ -66,7 +66,7 @@ func Download(ctx context.Context, client *http.Client, url, md5Hex, dest string
 }
 
 // DownloadCIFAR10 fetches the canonical cifar-10-binary.tar.gz (about 162
-// MB) into dir/cifar10/, where Load finds it when dir is on the search
+// MB) into dir/cifar10/, where Open finds it when dir is on the search
 // path, and returns its path.
 func DownloadCIFAR10(ctx context.Context, dir string) (string, error) {
 	dest := filepath.Join(dir, "cifar10", "cifar-10-binary.tar.gz")

@@ -29,7 +29,7 @@ var (
 // folderConfig is how an ImageFolder is decoded.
 type folderConfig struct {
 	size    int     // output size after resize + center crop; 0 keeps the native size
-	cropPct float64 // see Set.Resized
+	cropPct float64 // see Set.resized
 	workers int     // decoding goroutines; 0 means GOMAXPROCS
 }
 

@@ -112,7 +112,7 @@ func TestImageFolder(t *testing.T) {
 	tests := []struct {
 		name  string
 		set   string
-		split Split
+		split splitName
 		size  int
 	}{
 		{"directory", "folder:" + filepath.Join(root, "dir"), testSplit, 8},

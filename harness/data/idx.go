@@ -11,9 +11,9 @@ import (
 
 // MNIST and Fashion-MNIST facts.
 var (
-	// FashionMNISTClasses are Fashion-MNIST's class names in label order.
+	// fashionMNISTClasses are Fashion-MNIST's class names in label order.
 	fashionMNISTClasses = []string{"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"}
-	// MNISTClasses are the digits.
+	// mnistClasses are the digits.
 	mnistClasses = []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}
 
 	// Training split statistics on the 0..1 scale.

@@ -12,7 +12,7 @@ import (
 	"sync"
 )
 
-// DefaultCropPct is the fraction of the resized image kept by the center
+// defaultCropPct is the fraction of the resized image kept by the center
 // crop when none is given: timm's default crop_pct, so 224 crops come from
 // images resized to 256.
 const defaultCropPct = 0.875

@@ -17,7 +17,8 @@ import (
 
 // Options says where to find data sets, where to cache them and how to
 // preprocess them. The zero value searches the default places, caches in
-// DefaultCacheDir and keeps images as they are.
+// the default cache directory ($VITBENCH_DATA_CACHE, else .cache/data under
+// the project root) and keeps images as they are.
 type Options struct {
 	// Dirs are searched first, in order (the --data-dir flag, the suite's
 	// data dirs). Relative entries are taken from the working directory;
@@ -30,21 +31,22 @@ type Options struct {
 	// "folder:PATH" is taken from it.
 	SuiteDir string
 
-	// CacheDir holds decoded sets; empty means DefaultCacheDir().
+	// CacheDir holds decoded sets; empty means the default (see Options).
 	CacheDir string
 	// NoCache decodes from the source every time and writes no cache.
 	NoCache bool
 
-	// Channels converts the loaded set (see Set.WithChannels): 1 or 3, or 0
-	// to keep the source's channels (1 for MNIST, 3 otherwise).
+	// Channels converts the loaded set: 1 or 3 (three replicate a gray
+	// plane, one takes the luma), or 0 to keep the source's channels (1 for
+	// MNIST, 3 otherwise).
 	Channels int
 	// ImageSize, when not 0, makes every image ImageSize x ImageSize by
 	// resizing its shorter side to floor(ImageSize/CropPct) and taking the
-	// center crop (see Set.Resized). Image folders need it unless all their
+	// center crop, as timm's and torchvision's evaluation transform does. Image folders need it unless all their
 	// images have one size.
 	ImageSize int
-	// CropPct is the crop fraction for ImageSize; 0 means DefaultCropPct
-	// for image folders and 1 (resize only) for fixed-size sets such as
+	// CropPct is the crop fraction for ImageSize; 0 means 0.875 (timm's
+	// default crop_pct) for image folders and 1 (resize only) for fixed-size sets such as
 	// CIFAR-10.
 	CropPct float64
 
@@ -77,12 +79,12 @@ type dataset struct {
 	aliases   []string
 	native    int // image side of fixed-size sets, 0 for folders
 	mean, std []float32
-	accepted  func(split Split) []string // layouts under a search directory, for errors
+	accepted  func(split splitName) []string // layouts under a search directory, for errors
 	hint      string
-	find      func(dir string, split Split) *source
+	find      func(dir string, split splitName) *source
 }
 
-// ImageNetMean and ImageNetStd are the normalisation constants of
+// imageNetMean and imageNetStd are the normalisation constants of
 // ImageNet-trained checkpoints (timm's IMAGENET_DEFAULT_MEAN/STD), used for
 // image folders.
 var (
@@ -90,7 +92,7 @@ var (
 	imageNetStd  = []float32{0.229, 0.224, 0.225}
 )
 
-// CIFAR10URL and CIFAR10MD5 locate and check the canonical binary archive.
+// cifar10URL and cifar10MD5 locate and check the canonical binary archive.
 const (
 	cifar10URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 	cifar10MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
@@ -100,7 +102,7 @@ var datasets = []*dataset{
 	{
 		name: "cifar10", aliases: []string{"cifar-10", "cifar_10"},
 		native: cifarSide, mean: cifar10Mean, std: cifar10Std,
-		accepted: func(split Split) []string {
+		accepted: func(split splitName) []string {
 			return []string{
 				"cifar10/cifar-10-batches-bin/{" + strings.Join(cifarBinFiles(split), ",") + "}",
 				"cifar-10-batches-bin/{" + strings.Join(cifarBinFiles(split), ",") + "}",
@@ -117,42 +119,42 @@ var datasets = []*dataset{
 	{
 		name: "fashion-mnist", aliases: []string{"fashion_mnist", "fashionmnist"},
 		native: 28, mean: fashionMNISTMean, std: fashionMNISTStd,
-		accepted: func(split Split) []string {
+		accepted: func(split splitName) []string {
 			return idxAccepted([]string{"fashion-mnist", "FashionMNIST/raw"}, split)
 		},
 		hint: "install Debian's dataset-fashion-mnist package (files in " + systemDatasets + "/fashion-mnist), or put the four " +
 			"*-ubyte.gz files from https://github.com/zalandoresearch/fashion-mnist in a fashion-mnist/ directory under one of the searched directories",
-		find: func(dir string, split Split) *source {
+		find: func(dir string, split splitName) *source {
 			return findIDX(dir, split, []string{"fashion-mnist", "FashionMNIST/raw", "fashion_mnist"}, fashionMNISTClasses)
 		},
 	},
 	{
 		name: "mnist", native: 28, mean: mnistMean, std: mnistStd,
-		accepted: func(split Split) []string {
+		accepted: func(split splitName) []string {
 			return idxAccepted([]string{"mnist", "MNIST/raw"}, split)
 		},
 		hint: "put train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz " +
 			"(gzip-compressed or raw) in an mnist/ directory under one of the searched directories",
-		find: func(dir string, split Split) *source {
+		find: func(dir string, split splitName) *source {
 			return findIDX(dir, split, []string{"mnist", "MNIST/raw"}, mnistClasses)
 		},
 	},
 	{
 		name: "imagenet", aliases: []string{"imagenet-1k", "imagenet1k"},
 		mean: imageNetMean, std: imageNetStd,
-		accepted: func(split Split) []string {
+		accepted: func(split splitName) []string {
 			sub := imagenetSub(split)
 			return []string{"imagenet/" + sub + "/<class>/*.{JPEG,jpg,png}", "imagenet/" + sub + ".tar", "imagenet/" + sub + ".tar.gz"}
 		},
 		hint: "put the images as <wnid>/*.JPEG class directories (the ImageNet-val layout after valprep) in imagenet/val/ " +
 			"(or imagenet/val.tar) under one of the searched directories",
-		find: func(dir string, split Split) *source {
+		find: func(dir string, split splitName) *source {
 			return findFolder(filepath.Join(dir, "imagenet", imagenetSub(split)))
 		},
 	},
 }
 
-func imagenetSub(split Split) string {
+func imagenetSub(split splitName) string {
 	if split == testSplit {
 		return "val"
 	}
@@ -160,14 +162,14 @@ func imagenetSub(split Split) string {
 }
 
 // idxPrefix is the IDX file name prefix of a split.
-func idxPrefix(split Split) string {
+func idxPrefix(split splitName) string {
 	if split == testSplit {
 		return "t10k"
 	}
 	return "train"
 }
 
-func idxAccepted(subdirs []string, split Split) []string {
+func idxAccepted(subdirs []string, split splitName) []string {
 	p := idxPrefix(split)
 	var out []string
 	for _, d := range subdirs {
@@ -176,7 +178,7 @@ func idxAccepted(subdirs []string, split Split) []string {
 	return out
 }
 
-func findIDX(dir string, split Split, subdirs, classes []string) *source {
+func findIDX(dir string, split splitName, subdirs, classes []string) *source {
 	p := idxPrefix(split)
 	for _, sub := range subdirs {
 		d := filepath.Join(dir, filepath.FromSlash(sub))
@@ -203,7 +205,7 @@ func findIDX(dir string, split Split, subdirs, classes []string) *source {
 	return nil
 }
 
-func findCIFAR10(dir string, split Split) *source {
+func findCIFAR10(dir string, split splitName) *source {
 	for _, d := range []string{filepath.Join(dir, "cifar10", "cifar-10-batches-bin"), filepath.Join(dir, "cifar-10-batches-bin")} {
 		var files []string
 		for _, f := range cifarBinFiles(split) {
@@ -278,7 +280,7 @@ func findFolder(p string) *source {
 	return nil
 }
 
-// Names returns the names Load accepts besides "folder:PATH".
+// datasetNames returns the names load accepts besides "folder:PATH".
 func datasetNames() []string {
 	names := []string{"synthetic"}
 	for _, d := range datasets {
@@ -302,18 +304,18 @@ func lookup(name string) (*dataset, error) {
 // folderPrefix introduces an ImageFolder given by path.
 const folderPrefix = "folder:"
 
-// Load returns one split of the named data set, from the cache when a
+// load returns one split of the named data set, from the cache when a
 // valid entry exists and otherwise decoded from the first place on the
 // search path that has it (and then cached).
 //
 // Names: "cifar10", "fashion-mnist", "mnist", "imagenet" (test = the
-// val/ folder), "synthetic" (generated; see Synthetic), and
+// val/ folder), "synthetic" (generated; see synthetic), and
 // "folder:PATH" for an ImageFolder at PATH: a directory or tar(.gz) of
 // <class>/ directories (the test split), or one holding train/ and val/
 // (or test/) such folders or archives.
 //
-// A data set that is nowhere gives a *NotFoundError.
-func load(ctx context.Context, name string, split Split, opts Options) (*Set, error) {
+// A data set that is nowhere gives a *notFoundError.
+func load(ctx context.Context, name string, split splitName, opts Options) (*Set, error) {
 	if split != trainSplit && split != testSplit {
 		return nil, fmt.Errorf("load %s: unknown split %q (want %q or %q)", name, split, trainSplit, testSplit)
 	}
@@ -328,7 +330,7 @@ func load(ctx context.Context, name string, split Split, opts Options) (*Set, er
 		if split == testSplit {
 			n, seed = syntheticTestN, 2
 		}
-		s, err := synthetic(SyntheticConfig{N: n, Channels: opts.Channels, Size: opts.ImageSize, Seed: seed})
+		s, err := synthetic(syntheticConfig{N: n, Channels: opts.Channels, Size: opts.ImageSize, Seed: seed})
 		if err != nil {
 			return nil, err
 		}
@@ -430,7 +432,11 @@ func finish(s *Set, opts Options) (*Set, error) {
 	return s.withChannels(opts.Channels)
 }
 
-// Open loads the train and test splits of the named data set (see Load).
+// Open loads the train and test splits of the named data set, each from
+// the cache when a valid entry exists and otherwise decoded from the first
+// place on the search path that has it (and then cached); see load for the
+// names it takes. A data set that is nowhere gives an error naming every
+// place searched and how to provide the files.
 func Open(ctx context.Context, name string, opts Options) (train, test *Set, err error) {
 	if train, err = load(ctx, name, trainSplit, opts); err != nil {
 		return nil, nil, err
@@ -442,7 +448,7 @@ func Open(ctx context.Context, name string, opts Options) (train, test *Set, err
 }
 
 // locateFolder resolves "folder:PATH" for a split.
-func locateFolder(p string, split Split, opts Options) (*source, error) {
+func locateFolder(p string, split splitName, opts Options) (*source, error) {
 	if !filepath.IsAbs(p) && opts.SuiteDir != "" {
 		p = filepath.Join(opts.SuiteDir, p)
 	}

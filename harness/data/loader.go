@@ -11,7 +11,7 @@ import (
 	ts "github.com/sugarme/gotch/ts"
 )
 
-// DefaultBatchSize is the batch size of a Loader when none is given.
+// defaultBatchSize is the batch size of a Loader when none is given.
 const defaultBatchSize = 128
 
 // Augment is the training augmentation a Loader applies in Go to the uint8
@@ -33,9 +33,9 @@ type Augment struct {
 var TrainAugment = Augment{Crop: true, Pad: 4, Flip: true}
 
 // LoaderOptions configures a Loader. The zero value gives batches of
-// DefaultBatchSize in the set's order, unaugmented, on the CPU.
+// 128 images in the set's order, unaugmented, on the CPU.
 type LoaderOptions struct {
-	BatchSize int     // images per batch [DefaultBatchSize]
+	BatchSize int     // images per batch [128]
 	Shuffle   bool    // a new order each epoch, drawn from Seed and the epoch
 	Augment   Augment // training augmentation; the zero value is none
 	DropLast  bool    // leave out the last, smaller batch
@@ -142,7 +142,7 @@ func (l *Loader) Len() int { return l.nbatch }
 // Set returns the loader's data set.
 func (l *Loader) Set() *Set { return l.set }
 
-// Order returns the set indices in the order epoch visits them. The slice
+// order returns the set indices in the order epoch visits them. The slice
 // is shared; do not modify it.
 func (l *Loader) order(epoch int) []int {
 	l.mu.Lock()
@@ -172,9 +172,9 @@ func (l *Loader) indices(epoch, i int) ([]int, error) {
 	return order[lo:min(lo+l.opts.BatchSize, len(order))], nil
 }
 
-// HostBatch builds batch i of epoch in Go memory: the normalised,
+// buildHostBatch builds batch i of epoch in Go memory: the normalised,
 // augmented images as float32 NCHW values and their labels. It is what
-// Batch hands to libtorch.
+// batch hands to libtorch.
 func (l *Loader) buildHostBatch(epoch, i int) (x []float32, y []int64, idx []int, err error) {
 	idx, err = l.indices(epoch, i)
 	if err != nil {
@@ -268,7 +268,7 @@ func (b *Batch) Drop() error {
 	return errors.Join(errs...)
 }
 
-// Batch returns batch i of epoch, in [0, Len()).
+// batch returns batch i of epoch, in [0, Len()).
 func (l *Loader) batch(epoch, i int) (*Batch, error) {
 	idx, err := l.indices(epoch, i)
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 // so normalised batches have mean 0 and std 1.
 func synth(t testing.TB, n, channels int) *Set {
 	t.Helper()
-	s, err := synthetic(SyntheticConfig{N: n, Channels: channels, Seed: 5})
+	s, err := synthetic(syntheticConfig{N: n, Channels: channels, Seed: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +176,7 @@ func TestLoaderDeterminism(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i == 2 && !slices.Equal(values[float32](t, b.Images), x1) {
-			t.Error("Epoch(3) batch 2 differs from Batch(3, 2)")
+			t.Error("Epoch(3) batch 2 differs from batch(3, 2)")
 		}
 		b.Drop()
 		i++

@@ -10,33 +10,33 @@ import (
 
 // Environment variables.
 const (
-	// EnvData lists directories to search for data sets, separated like
+	// envData lists directories to search for data sets, separated like
 	// $PATH, after Options.Dirs.
 	envData = "VITBENCH_DATA"
-	// EnvDataCache overrides the default cache directory.
+	// envDataCache overrides the default cache directory.
 	envDataCache = "VITBENCH_DATA_CACHE"
 )
 
-// SystemDatasets is where Debian's dataset packages install (for example
+// systemDatasets is where Debian's dataset packages install (for example
 // dataset-fashion-mnist), searched last.
 const systemDatasets = "/usr/share/datasets"
 
-// ErrNotFound is wrapped by every *NotFoundError.
+// errNotFound is wrapped by every *notFoundError.
 var errNotFound = errors.New("data set not found")
 
-// NotFoundError reports a data set that is in none of the searched places.
+// notFoundError reports a data set that is in none of the searched places.
 type notFoundError struct {
-	Name     string   // data set name as given
-	Split    Split    // the split looked for
-	Searched []string // directories or paths looked in, in order
-	Accepted []string // layouts accepted under each searched directory
-	Hint     string   // how to provide the files
+	Name     string    // data set name as given
+	Split    splitName // the split looked for
+	Searched []string  // directories or paths looked in, in order
+	Accepted []string  // layouts accepted under each searched directory
+	Hint     string    // how to provide the files
 
 	missing map[string]bool // searched paths that did not exist
 }
 
-// newNotFound returns a NotFoundError, noting which searched paths exist.
-func newNotFound(name string, split Split, searched, accepted []string, hint string) *notFoundError {
+// newNotFound returns a notFoundError, noting which searched paths exist.
+func newNotFound(name string, split splitName, searched, accepted []string, hint string) *notFoundError {
 	e := &notFoundError{Name: name, Split: split, Searched: searched, Accepted: accepted, Hint: hint, missing: map[string]bool{}}
 	for _, d := range searched {
 		if _, err := os.Stat(d); err != nil {
@@ -69,10 +69,10 @@ func (e *notFoundError) Error() string {
 	return b.String()
 }
 
-// Unwrap returns ErrNotFound.
+// Unwrap returns errNotFound.
 func (e *notFoundError) Unwrap() error { return errNotFound }
 
-// SearchPath returns the directories searched for data sets, in order,
+// searchPath returns the directories searched for data sets, in order,
 // absolute and without duplicates: opts.Dirs, then $VITBENCH_DATA, then
 // (unless opts.NoDefaultDirs) ../shared/datasets and ../../shared/datasets
 // relative to the working directory, to opts.SuiteDir and to the project
@@ -141,7 +141,7 @@ func projectRoot() string {
 	}
 }
 
-// DefaultCacheDir returns where decoded data sets are cached when
+// defaultCacheDir returns where decoded data sets are cached when
 // Options.CacheDir is empty: $VITBENCH_DATA_CACHE if set, else .cache/data
 // under the project root (git-ignored), else the user cache directory.
 func defaultCacheDir() string {

@@ -22,13 +22,13 @@ func TestSearchPathOrder(t *testing.T) {
 		filepath.Join(suite, "..", "..", "shared", "datasets"),
 	}
 	if len(got) < len(want) || !slices.Equal(got[:len(want)], want) {
-		t.Errorf("SearchPath =\n%v\nwant it to start with\n%v", got, want)
+		t.Errorf("searchPath =\n%v\nwant it to start with\n%v", got, want)
 	}
 	if got[len(got)-1] != systemDatasets {
 		t.Errorf("last entry %q, want %q", got[len(got)-1], systemDatasets)
 	}
 	if root := projectRoot(); root != "" && !slices.Contains(got, filepath.Join(root, "..", "shared", "datasets")) {
-		t.Errorf("SearchPath %v lacks the project root's ../shared/datasets", got)
+		t.Errorf("searchPath %v lacks the project root's ../shared/datasets", got)
 	}
 	if only := searchPath(Options{Dirs: []string{a}, NoDefaultDirs: true}); !slices.Equal(only, []string{a, b, c}) {
 		t.Errorf("NoDefaultDirs: %v, want [%s %s %s]", only, a, b, c)

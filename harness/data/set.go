@@ -10,14 +10,14 @@ import (
 	"slices"
 )
 
-// Split names one of a data set's published splits.
-type Split string
+// splitName names one of a data set's published splits.
+type splitName string
 
 // The published splits. For ImageNet-style folders the test split is the
 // validation folder (val/), which is what papers report on.
 const (
-	trainSplit Split = "train"
-	testSplit  Split = "test"
+	trainSplit splitName = "train"
+	testSplit  splitName = "test"
 )
 
 // A Set is a decoded data set split held in memory.
@@ -29,7 +29,7 @@ const (
 // feeds the model (pixel/255 - Mean[c]) / Std[c].
 //
 // A Set is not modified by this package after it is returned; methods that
-// derive a new set (Split, Subset, Select, WithChannels, Resized) copy.
+// derive a new set (Split, Subset, selectImages, withChannels, resized) copy.
 type Set struct {
 	Name    string   // "cifar10/train"; derived sets append "#val", "#fit", "#subset<n>"
 	Classes []string // class names, index = label
@@ -46,10 +46,10 @@ type Set struct {
 	Key string
 }
 
-// ImageLen returns the number of values in one image, C*H*W.
+// imageLen returns the number of values in one image, C*H*W.
 func (s *Set) imageLen() int { return s.C * s.H * s.W }
 
-// Image returns image i's pixels (CHW), sharing memory with the set.
+// image returns image i's pixels (CHW), sharing memory with the set.
 func (s *Set) image(i int) []uint8 {
 	n := s.imageLen()
 	return s.Pixels[i*n : (i+1)*n : (i+1)*n]
@@ -82,7 +82,7 @@ func (s *Set) Validate() error {
 	return nil
 }
 
-// ClassCounts returns how many images each class has.
+// classCounts returns how many images each class has.
 func (s *Set) classCounts() []int {
 	counts := make([]int, len(s.Classes))
 	for _, l := range s.Labels {
@@ -91,7 +91,7 @@ func (s *Set) classCounts() []int {
 	return counts
 }
 
-// ChannelStats returns each channel's mean and standard deviation over all
+// channelStats returns each channel's mean and standard deviation over all
 // pixels of the set, on the 0..1 scale of Mean and Std.
 func (s *Set) channelStats() (mean, std []float64) {
 	plane := s.H * s.W
@@ -124,7 +124,7 @@ func (s *Set) channelStats() (mean, std []float64) {
 	return mean, std
 }
 
-// Select returns a new set holding the images at idx, in that order. Its
+// selectImages returns a new set holding the images at idx, in that order. Its
 // Key extends s's with a digest of idx.
 func (s *Set) selectImages(idx []int) *Set {
 	h := sha256.New()
@@ -134,7 +134,7 @@ func (s *Set) selectImages(idx []int) *Set {
 	return s.selectAs(idx, fmt.Sprintf("#select(%d,%x)", len(idx), h.Sum(nil)[:8]))
 }
 
-// selectAs is Select with the given name and key suffix.
+// selectAs is selectImages with the given name and key suffix.
 func (s *Set) selectAs(idx []int, suffix string) *Set {
 	n := s.imageLen()
 	out := s.like(len(idx), s.Name+suffix, s.Key+suffix)
@@ -242,7 +242,7 @@ func (s *Set) stratified(k int, seed int64, stream uint64) []bool {
 	return chosen
 }
 
-// WithChannels returns the set with c channels: 1 to 3 replicates the gray
+// withChannels returns the set with c channels: 1 to 3 replicates the gray
 // plane, 3 to 1 takes the luma (ITU-R 601-2, as PIL's convert("L")). The
 // normalisation constants follow: replicated, or luma-weighted (an
 // approximation for the standard deviation). The same channel count returns
@@ -294,7 +294,7 @@ func luma(r, g, b uint8) uint8 {
 
 func lumaF(v []float32) float32 { return 0.299*v[0] + 0.587*v[1] + 0.114*v[2] }
 
-// Resized returns the set with every image resized so that its shorter side
+// resized returns the set with every image resized so that its shorter side
 // is floor(size/cropPct) and center-cropped to size x size, the evaluation
 // transform of timm and torchvision. cropPct is in (0, 1]; 1 resizes the
 // shorter side straight to size. Sets already size x size return s itself.

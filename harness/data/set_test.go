@@ -183,10 +183,10 @@ func TestWithChannels(t *testing.T) {
 		t.Errorf("luma of replicated gray: %v, want %v", back.Pixels, gray.Pixels)
 	}
 	if same, _ := gray.withChannels(0); same != gray {
-		t.Error("WithChannels(0) copied")
+		t.Error("withChannels(0) copied")
 	}
 	if _, err := gray.withChannels(2); err == nil {
-		t.Error("WithChannels(2): no error")
+		t.Error("withChannels(2): no error")
 	}
 }
 

@@ -6,9 +6,9 @@ import (
 	"math"
 )
 
-// SyntheticConfig describes a generated data set. Zero fields take the
+// syntheticConfig describes a generated data set. Zero fields take the
 // defaults in brackets.
-type SyntheticConfig struct {
+type syntheticConfig struct {
 	N        int   // images [1000]
 	Classes  int   // classes [10]
 	Channels int   // channels, 1 or 3 [3]
@@ -16,20 +16,20 @@ type SyntheticConfig struct {
 	Seed     int64 // generator seed; different seeds give different images of the same classes
 }
 
-// Default sizes of the synthetic splits returned by Load("synthetic").
+// Default sizes of the synthetic splits returned by load("synthetic").
 const (
 	syntheticTrainN = 2000
 	syntheticTestN  = 500
 )
 
-// Synthetic returns a deterministic data set for tests: each class is a
+// synthetic returns a deterministic data set for tests: each class is a
 // colour (a hue, or a gray level for one channel) and an oriented stripe pattern (class k has orientation k*180/K
 // degrees and 2, 3 or 4 cycles per image), each image adds a random phase,
 // a random brightness shift and pixel noise. A small model separates the
 // classes within an epoch or two; a model that cannot learn is broken.
 // Labels cycle through the classes, so every class has N/K images (the
 // first N mod K classes one more).
-func synthetic(cfg SyntheticConfig) (*Set, error) {
+func synthetic(cfg syntheticConfig) (*Set, error) {
 	cfg.N = cmp.Or(cfg.N, 1000)
 	cfg.Classes = cmp.Or(cfg.Classes, 10)
 	cfg.Channels = cmp.Or(cfg.Channels, 3)

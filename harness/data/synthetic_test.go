@@ -8,11 +8,11 @@ import (
 
 func TestSynthetic(t *testing.T) {
 	tests := []struct {
-		cfg     SyntheticConfig
+		cfg     syntheticConfig
 		n, c, s int
 	}{
-		{SyntheticConfig{}, 1000, 3, 32},
-		{SyntheticConfig{N: 30, Classes: 3, Channels: 1, Size: 8, Seed: 7}, 30, 1, 8},
+		{syntheticConfig{}, 1000, 3, 32},
+		{syntheticConfig{N: 30, Classes: 3, Channels: 1, Size: 8, Seed: 7}, 30, 1, 8},
 	}
 	for _, tt := range tests {
 		s, err := synthetic(tt.cfg)
@@ -39,7 +39,7 @@ func TestSynthetic(t *testing.T) {
 			t.Errorf("%+v: the seed changes nothing", tt.cfg)
 		}
 	}
-	for _, bad := range []SyntheticConfig{{N: -1}, {Channels: 2}, {Size: -3}} {
+	for _, bad := range []syntheticConfig{{N: -1}, {Channels: 2}, {Size: -3}} {
 		if _, err := synthetic(bad); err == nil {
 			t.Errorf("%+v: no error", bad)
 		}

@@ -45,7 +45,7 @@ type Latency struct {
 	Split      int       `json:"split,omitempty"` // threads each pass was split over (Options.Split); 0: not split
 }
 
-// Percentile returns the p-th percentile (0..100) of sorted values, by
+// percentile returns the p-th percentile (0..100) of sorted values, by
 // linear interpolation between closest ranks.
 func percentile(sorted []float64, p float64) float64 {
 	if len(sorted) == 0 {

@@ -30,11 +30,11 @@ func TestPercentile(t *testing.T) {
 	}
 	for _, tt := range tests {
 		if got := percentile(tt.sorted, tt.p); math.Abs(got-tt.want) > 1e-12 {
-			t.Errorf("Percentile(%v, %g) = %g, want %g", tt.sorted, tt.p, got, tt.want)
+			t.Errorf("percentile(%v, %g) = %g, want %g", tt.sorted, tt.p, got, tt.want)
 		}
 	}
 	if got := percentile(nil, 50); !math.IsNaN(got) {
-		t.Errorf("Percentile(nil) = %g, want NaN", got)
+		t.Errorf("percentile(nil) = %g, want NaN", got)
 	}
 }
 

@@ -28,7 +28,7 @@ const (
 	UnitOps     = "ops"
 )
 
-// Names of the metrics the runner records (SPEC section 7). Keys in the
+// Names of the standard metrics the runner records. Keys in the
 // store and in exports; keep them stable.
 const (
 	Top1             = "top1"

@@ -86,7 +86,8 @@ func (r *Runner) record(e *plan.Experiment, rec *store.Experiment, ev *evaluatio
 	rec.Curves = r.state.curves[e.Nodes[0]]
 }
 
-// relative computes the baseline-relative metrics of SPEC section 7.
+// relative computes the metrics of m relative to its baseline's, base:
+// metrics.Top1Delta through metrics.ThroughputGain.
 func relative(m, base []metrics.Metric) []metrics.Metric {
 	get := func(ms []metrics.Metric, name string) float64 {
 		for _, x := range ms {

@@ -7,11 +7,12 @@ import (
 )
 
 // ReferenceBLAS is Info.BLAS when libtorch loaded the reference (netlib)
-// BLAS: correct, but 30 times slower than an optimized one, which makes
-// every latency measured on top of it meaningless.
+// BLAS: correct, but so much slower than an optimized one (compare `bench
+// env`'s sgemm_gflops) that every latency measured on top of it is
+// meaningless.
 const ReferenceBLAS = "reference BLAS (slow!)"
 
-// UnknownBLAS is Info.BLAS when no BLAS library could be identified.
+// unknownBLAS is Info.BLAS when no BLAS library could be identified.
 const unknownBLAS = "unknown"
 
 // classifyBLAS names the BLAS implementation a library file belongs to.

@@ -16,13 +16,13 @@ const (
 	defaultSgemmRuns   = 10   // timed multiplies; the median is reported
 	defaultSgemmWarmup = 3    // untimed multiplies first (thread pools, caches, page faults)
 
-	// sgemmBudget bounds the timed part: on the reference BLAS one
-	// 1024x1024 multiply takes half a second, and ten of them would make
-	// `bench env` slow for no more information.
+	// sgemmBudget bounds the timed part: on the reference BLAS each
+	// 1024x1024 multiply takes a good part of a second, and ten of them
+	// would make `bench env` slow for no more information.
 	sgemmBudget = 2 * time.Second
 )
 
-// Sgemm measures the float32 matrix multiply speed libtorch reaches on
+// sgemm measures the float32 matrix multiply speed libtorch reaches on
 // the CPU, through gotch: C = A·B with n×n matrices, warmup untimed runs,
 // then the median of runs timed ones (fewer when each is so slow that the
 // runs would exceed about two seconds, but at least three). It returns

@@ -4,7 +4,7 @@
 // system, and the versions of gotch, Go and the project itself.
 //
 // Every stored run records this fingerprint (harness/store.Machine, via
-// Info.Machine) with the facts of the run measured here (threads, sgemm
+// Info.Run) with the facts of the run measured here (threads, sgemm
 // speed, CUDA use: Info.Run), and `bench env` prints it. Latency numbers from machines
 // with different fingerprints are not comparable; numbers measured on
 // libtorch's reference BLAS are not worth comparing at all, which is why
@@ -34,19 +34,21 @@ import (
 	"github.com/vitbench/vitbench/harness/store"
 )
 
-// SlowSgemmGFLOPS is the sgemm speed below which Warnings complains: an
-// optimized BLAS reaches 100-125 GFLOP/s on the project's 2-core machines
-// and the reference BLAS about 4.
+// slowSgemmGFLOPS is the sgemm speed below which Warnings complains: far
+// below what an optimized BLAS reaches and far above the reference BLAS, so
+// that it catches the wrong library rather than a busy machine (`bench env`
+// measures it; docs/performance.md has the speeds seen).
 const slowSgemmGFLOPS = 20
 
 // Info is the fingerprint of a machine and of the libraries this process
-// loaded. Its JSON form is the object `bench env --json` prints: the keys
-// of SPEC section 3 first, then extra detail.
+// loaded. Its JSON form is the object `bench env --json` prints: the
+// fingerprint's headline keys (libtorch through threads) first, then extra
+// detail.
 type Info struct {
 	Libtorch    string  `json:"libtorch"`     // "1.13.1"; "" when unknown
 	Gotch       string  `json:"gotch"`        // "v0.9.1 (prepared copy)"
 	Go          string  `json:"go"`           // "go1.26.8"
-	BLAS        string  `json:"blas"`         // "OpenBLAS (pthread)", ReferenceBLAS, UnknownBLAS, ...
+	BLAS        string  `json:"blas"`         // "OpenBLAS (pthread)", ReferenceBLAS, unknownBLAS, ...
 	SgemmGFLOPS float64 `json:"sgemm_gflops"` // 0 when not measured
 	CUDA        bool    `json:"cuda"`         // libtorch can use a CUDA device
 	GPU         string  `json:"gpu"`          // from nvidia-smi; "" when none
@@ -63,7 +65,7 @@ type Info struct {
 	LibtorchSource string `json:"libtorch_source,omitempty"` // where Libtorch was read
 	BLASPath       string `json:"blas_path,omitempty"`       // the BLAS library, symbolic links resolved
 	BLASDetail     string `json:"blas_detail,omitempty"`     // the library's own description, e.g. OpenBLAS's config string
-	SgemmSize      int    `json:"sgemm_size,omitempty"`      // side of the matrices Sgemm multiplied
+	SgemmSize      int    `json:"sgemm_size,omitempty"`      // side of the matrices sgemm multiplied
 
 	// Problems lists the probes that failed; the rest of Info is still
 	// filled. Warnings includes them.
@@ -74,10 +76,9 @@ type Info struct {
 // default measurement.
 type Options struct {
 	// SgemmSize is the side of the square matrices of the sgemm
-	// measurement; 0 means DefaultSgemmSize.
+	// measurement; 0 means 1024.
 	SgemmSize int
-	// SgemmRuns is the number of timed multiplies; 0 means
-	// DefaultSgemmRuns.
+	// SgemmRuns is the number of timed multiplies; 0 means 10.
 	SgemmRuns int
 	// SkipSgemm leaves SgemmGFLOPS at 0, for callers that need the
 	// fingerprint in milliseconds.
@@ -407,7 +408,7 @@ func runCommand(ctx context.Context, name string, args ...string) ([]byte, error
 	return out, nil
 }
 
-// Machine converts the fingerprint to the record a stored run carries.
+// machine converts the fingerprint to the record a stored run carries.
 func (i *Info) machine() store.Machine {
 	return store.Machine{
 		Hostname:    i.Hostname,

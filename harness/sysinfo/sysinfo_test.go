@@ -73,11 +73,11 @@ func TestCollectCanceled(t *testing.T) {
 func TestSgemm(t *testing.T) {
 	g, err := sgemm(context.Background(), 128, 1, 3)
 	if err != nil || g <= 0 {
-		t.Errorf("Sgemm(128) = %v, %v; want a positive speed", g, err)
+		t.Errorf("sgemm(128) = %v, %v; want a positive speed", g, err)
 	}
 	for _, bad := range [][3]int{{0, 1, 1}, {8, -1, 1}, {8, 1, 0}} {
 		if _, err := sgemm(context.Background(), bad[0], bad[1], bad[2]); err == nil {
-			t.Errorf("Sgemm%v: no error", bad)
+			t.Errorf("sgemm%v: no error", bad)
 		}
 	}
 }
@@ -163,7 +163,7 @@ func TestMachine(t *testing.T) {
 		Gotch: "v0.9.1 (prepared copy)", Go: "go1.26.8",
 	}
 	if got := i.machine(); got != want {
-		t.Errorf("Machine() = %+v\nwant %+v", got, want)
+		t.Errorf("machine() = %+v\nwant %+v", got, want)
 	}
 	wantRun := store.Run{Machine: want, Threads: 1, SgemmGFLOPS: 118.5, CUDA: true}
 	if got := i.Run(); !reflect.DeepEqual(got, wantRun) {

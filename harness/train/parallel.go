@@ -19,22 +19,20 @@ import (
 // A ViT has no batch statistics, so this trains the same model as one
 // worker would, up to the order of floating-point sums.
 //
-// Why: libtorch scales poorly across cores on a model this small. On the
-// 2-core machine this project targets, one training loop with 2 intra-op
-// threads made 2.3-2.8 steps/s of the CIFAR ViT (width 128, depth 4) at
-// batch 128, while two single-threaded loops made 1.8-1.95 each, side by
-// side (120 steps, two pairs). Data-parallel on the real CIFAR-10 loader:
-// 2.18-2.47 steps/s with one worker of 2 threads, 2.69-2.95 with two
-// workers of 1 thread (two pairs, 115 steps).
+// Why: libtorch scales poorly across cores on a model this small, so two
+// single-threaded workers side by side take more steps a second than one
+// loop on two intra-op threads (BenchmarkTrainStep, workers=1 against
+// workers=2; docs/performance.md, "Data-parallel training", has the
+// numbers).
 
-// Replicable is implemented by losses that hold a model of their own (a
+// replicable is implemented by losses that hold a model of their own (a
 // teacher): each data-parallel worker gets its own copy instead of sharing
 // one across threads. release frees the copy.
 type replicable interface {
 	Replicate() (loss Loss, release func(), err error)
 }
 
-// Replicate implements Replicable: the copy has its own teacher.
+// Replicate implements replicable: the copy has its own teacher.
 func (k KD) Replicate() (Loss, func(), error) {
 	t, err := k.Teacher.Replicate()
 	if err != nil {

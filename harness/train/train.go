@@ -59,7 +59,7 @@ func (r Recipe) Steps(batchesPerEpoch int) int {
 	return s
 }
 
-// LRAt is the learning rate at step (0-based) of total steps.
+// lrAt is the learning rate at step (0-based) of total steps.
 func (r Recipe) lrAt(step, total, batchesPerEpoch int) float64 {
 	warm := int(math.Round(r.WarmupEpochs * float64(batchesPerEpoch)))
 	if warm >= total {
@@ -125,7 +125,7 @@ type Options struct {
 	WorkerThreads int
 }
 
-// ErrDiverged reports a NaN or infinite loss.
+// errDiverged reports a NaN or infinite loss.
 var errDiverged = errors.New("training diverged: loss is not finite")
 
 // Result summarises a Fit.

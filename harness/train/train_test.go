@@ -82,7 +82,7 @@ func TestFitDivergenceIsAnError(t *testing.T) {
 		t.Fatal("lr 1e6 with SGD did not diverge")
 	}
 	if !errors.Is(err, errDiverged) {
-		t.Fatalf("error = %v, want ErrDiverged", err)
+		t.Fatalf("error = %v, want errDiverged", err)
 	}
 }
 

@@ -15,7 +15,7 @@ import (
 	"github.com/vitbench/vitbench/internal/torchrt"
 )
 
-// ReadStateDict reads a PyTorch checkpoint written by torch.save: a state
+// readStateDict reads a PyTorch checkpoint written by torch.save: a state
 // dict, or a dict holding one under "model", "state_dict" or "module"
 // (nested dicts are flattened with dotted keys). Tensors land on the CPU.
 func readStateDict(path string) (map[string]*ts.Tensor, error) {
@@ -103,18 +103,18 @@ func storageTensor(sx *pickle.StorageTensor) (*ts.Tensor, error) {
 	return c, nil
 }
 
-// Layout names a checkpoint naming convention.
-type Layout string
+// layout names a checkpoint naming convention.
+type layout string
 
 // Checkpoint layouts.
 const (
-	layoutTimm        Layout = "timm"
-	layoutTorchvision Layout = "torchvision"
+	layoutTimm        layout = "timm"
+	layoutTorchvision layout = "torchvision"
 )
 
-// DetectLayout tells the naming convention of a state dict by its sentinel
+// detectLayout tells the naming convention of a state dict by its sentinel
 // keys, as timm's checkpoint_filter_fn does.
-func detectLayout(sd map[string]*ts.Tensor) Layout {
+func detectLayout(sd map[string]*ts.Tensor) layout {
 	if _, ok := sd["class_token"]; ok {
 		return layoutTorchvision
 	}
@@ -124,7 +124,7 @@ func detectLayout(sd map[string]*ts.Tensor) Layout {
 	return layoutTimm
 }
 
-// FilterCheckpoint turns a state dict of either layout into timm names,
+// filterCheckpoint turns a state dict of either layout into timm names,
 // stripping wrapper prefixes ("module.", "model."). It takes ownership of
 // the tensors in sd.
 func filterCheckpoint(sd map[string]*ts.Tensor) map[string]*ts.Tensor {

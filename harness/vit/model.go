@@ -35,7 +35,7 @@ var siteNames = [numSites]string{"qkv_in", "attn_map", "proj_in", "fc1_in", "fc2
 
 func (s Site) String() string { return siteNames[s] }
 
-// Sites lists the block sites.
+// sites lists the block sites.
 func sites() []Site {
 	s := make([]Site, numSites)
 	for i := range s {
@@ -97,7 +97,7 @@ func (l *Linear) Params() int64 {
 	return n
 }
 
-// Tensors returns the layer's parameter tensors.
+// tensors returns the layer's parameter tensors.
 func (l *Linear) tensors() []*ts.Tensor {
 	var out []*ts.Tensor
 	for _, t := range []*ts.Tensor{l.Weight, l.Down, l.Up, l.Bias} {
@@ -350,13 +350,12 @@ func (b *Block) Forward(x *ts.Tensor) *ts.Tensor {
 // forward runs the block on x and frees x. With inference set (autograd
 // off) the residual adds and the GELU overwrite tensors the block owns
 // instead of allocating new ones, which autograd forbids (it saves them
-// for the backward pass); the values are the same bit for bit. deit_tiny
-// on 2 threads (BenchmarkForwardInPlace, four alternating runs each):
-// batch 64 770-806 ms against 795-832 without, batch 1 19.6-22.3 ms
-// against 18.7-23.3, a gain inside this VM's noise. Two more
-// rewrites were tried and measured no faster, so they are not here:
-// scaling q while gathering it for the batched product, and gathering k
-// untransposed for BLAS's transpose flag.
+// for the backward pass); the values are the same bit for bit. It saves
+// allocating and filling those tensors, a small gain at batch 64 and none
+// measurable at batch 1 (BenchmarkForwardInPlace). Two more rewrites were
+// tried and measured no faster, so they are not here: scaling q while
+// gathering it for the batched product, and gathering k untransposed for
+// BLAS's transpose flag.
 func (b *Block) forward(x *ts.Tensor, inference bool) *ts.Tensor {
 	q, k, v := b.queryKeyValue(x)
 	return b.attendAndMLP(x, q, k, v, inference, true)

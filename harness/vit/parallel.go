@@ -26,13 +26,10 @@ import (
 // Why: on few cores libtorch spends much of a pass keeping its threads in
 // step. Every op is its own OpenMP region and every GEMM its own job for
 // OpenBLAS's pool, so a 2-thread pass of deit_tiny wakes and waits for a
-// thread hundreds of times; on this project's 2-core VMs about a fifth of
-// the CPU time of a batch-64 pass went to the scheduler (perf: __schedule,
-// sched_yield), in PyTorch as in gotch. Threads that each own their share
-// of a pass meet once per block, or never: deit_tiny on 2 threads took
-// 0.71 (batch 1) and 0.82 (batch 64) of PyTorch eager's time, where one
-// pass on libtorch's 2-thread pool took 0.96 and 1.01 (make bench, five
-// alternating rounds).
+// thread hundreds of times, in PyTorch as in gotch. Threads that each own
+// their share of a pass meet once per block, or never, and finish it
+// sooner than libtorch's pool does (BenchmarkForwardParallel, and `make
+// bench` against PyTorch eager; docs/performance.md has the numbers).
 //
 // Parallel is for inference of a finished model: taps that record
 // (calibration observers) would be called from several threads at once,

@@ -71,10 +71,10 @@ func (t *TokenReduction) keeps(patches int) (int, bool) {
 //
 // Note: the choice of tokens (EViT's ranking by attention, ToMe's
 // matching) is made on the host from the class attention and the keys,
-// and the tokens are then combined by one index_add per method. gotch
-// allocates a 100 KB Go object with every tensor it returns, so the cost
-// of a reducer at small batches is its number of tensor operations: about
-// a dozen here, against ToMe's fifty-odd.
+// and the tokens are then combined by one index_add per method. Every
+// tensor operation is a cgo call that returns a new Go wrapper, so the
+// cost of a reducer at small batches is its number of tensor operations:
+// about a dozen here, against ToMe's fifty-odd.
 func (t *TokenReduction) Reduce(x, keys, clsAttn *ts.Tensor) *ts.Tensor {
 	track := t.sizes != nil
 	var size *ts.Tensor // [B,N,1] sizes of x's tokens; nil: all 1
@@ -441,7 +441,7 @@ func (z *tokenSizes) keyWeights() *ts.Tensor {
 	return z.row
 }
 
-// PropAttention is the proportional attention of ToMe as a Tap on the
+// propAttention is the proportional attention of ToMe as a Tap on the
 // attention probabilities (SiteAttnMap): softmax(a + log s) is computed as
 // p*s / sum(p*s) from p = softmax(a), with s the sizes of the key tokens.
 // New installs it on the blocks after a model's first reducing block when

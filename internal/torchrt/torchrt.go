@@ -118,11 +118,10 @@ func NoGrad(fn func()) {
 // retake), and sysmon, having retaken something, goes back to polling
 // every 20 µs before it backs off again. On a machine whose cores are all
 // busy with libtorch's threads each of those wake-ups preempts a compute
-// thread. A forward pass of deit_tiny at batch 1 on 2 cores (30-35 ms,
-// hundreds of cgo calls) made 790 context switches with no yield and 633
-// yielding between blocks, and ran 11% faster (harness/vit
-// BenchmarkForwardPaced). A yield restarts the 10 ms clock; it costs a
-// few microseconds, so Tick yields only when paceEvery has passed.
+// thread, so a forward pass that yields between blocks makes fewer
+// context switches and runs faster (harness/vit BenchmarkForwardPaced, at
+// batch 1 on all cores). A yield restarts the 10 ms clock; it costs a few
+// microseconds, so Tick yields only when paceEvery has passed.
 //
 // The goroutine must be locked to its OS thread (runtime.LockOSThread),
 // as every libtorch caller's must be: grad mode and the thread count are
