@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make bench: fp32 inference latency through gotch against PyTorch eager on
-# the same libtorch, side by side in one run (SPEC section 9).
+# the same libtorch, side by side in one run.
 #
 # Builds cmd/bench, writes one timm-initialised checkpoint, then for each
 # batch size runs `bench latency --json` and scripts/bench_torch.py

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -30,22 +28,10 @@ Flags:
 
 // runEnv implements `bench env`.
 func runEnv(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("env", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("env", stderr, usageText(envUsage))
 	asJSON := fs.Bool("json", false, "print one JSON object: libtorch, gotch, go, blas, sgemm_gflops, cuda, gpu, cpu, cores and threads first, then extra detail and \"warnings\"")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), envUsage)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError{fmt.Errorf("env: %w", err)}
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return usageError{fmt.Errorf("env: unexpected argument %q", fs.Arg(0))}
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
 	}
 
 	info, err := sysinfo.Collect(ctx, sysinfo.Options{})

@@ -27,7 +27,7 @@ func TestEnvJSON(t *testing.T) {
 	anyString := func(v any) bool { _, ok := v.(string); return ok }
 	positive := func(v any) bool { f, ok := v.(float64); return ok && f > 0 }
 	isBool := func(v any) bool { _, ok := v.(bool); return ok }
-	// The keys of SPEC section 3.
+	// The machine keys bench env --json prints first.
 	spec := map[string]func(any) bool{
 		"libtorch": nonEmpty, "gotch": nonEmpty, "go": nonEmpty, "blas": nonEmpty,
 		"sgemm_gflops": positive, "cuda": isBool, "gpu": anyString, "cpu": nonEmpty,
@@ -136,7 +136,7 @@ func TestWriteEnvJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := out.String()
-	// The SPEC keys come first, in the SPEC's order; warnings is [] not null.
+	// The machine keys come first, in their order; warnings is [] not null.
 	last := -1
 	for _, k := range []string{"libtorch", "gotch", "go", "blas", "sgemm_gflops", "cuda", "gpu", "cpu", "cores", "threads", "warnings"} {
 		i := strings.Index(s, `"`+k+`":`)

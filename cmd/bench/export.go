@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -24,18 +23,7 @@ func (d *exportDBs) Set(v string) error {
 	return nil
 }
 
-// runExport implements `bench export [--db PATH]... --format csv|json
-// [--out FILE]`: one row per experiment result, with the run's machine, for
-// pandas or a spreadsheet.
-func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fset := flag.NewFlagSet("export", flag.ContinueOnError)
-	fset.SetOutput(stderr)
-	var dbs exportDBs
-	fset.Var(&dbs, "db", "results `database`; repeat to merge the databases of several machines (default "+store.DefaultPath+")")
-	format := fset.String("format", "", "output `format`: csv or json (required)")
-	out := fset.String("out", "", "write to `FILE` instead of standard output")
-	fset.Usage = func() {
-		fmt.Fprint(stderr, `usage: bench export [--db PATH]... --format csv|json [--out FILE]
+const exportUsage = `usage: bench export [--db PATH]... --format csv|json [--out FILE]
 
 Writes one row per experiment: the run (uuid, suite, start), its machine
 (hostname, cpu, cores, gpu, libtorch, blas, threads, device), the experiment
@@ -47,17 +35,19 @@ normalised units (seconds, bytes, percent, counts). CSV leaves a missing
 value empty; JSON is an array of objects with the same keys, parameters
 as strings or null, metrics as numbers or null.
 
-`)
-		fset.PrintDefaults()
-	}
-	if err := fset.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError{err}
-	}
-	if fset.NArg() > 0 {
-		return usageError{fmt.Errorf("export: unexpected argument %q", fset.Arg(0))}
+`
+
+// runExport implements `bench export [--db PATH]... --format csv|json
+// [--out FILE]`: one row per experiment result, with the run's machine, for
+// pandas or a spreadsheet.
+func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fset := newFlagSet("export", stderr, usageText(exportUsage))
+	var dbs exportDBs
+	fset.Var(&dbs, "db", "results `database`; repeat to merge the databases of several machines (default "+store.DefaultPath+")")
+	format := fset.String("format", "", "output `format`: csv or json (required)")
+	out := fset.String("out", "", "write to `FILE` instead of standard output")
+	if help, err := parseFlags(fset, args); help || err != nil {
+		return err
 	}
 	var write func(io.Writer, *store.Snapshot) error
 	switch *format {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -35,27 +34,16 @@ Flags:
 
 // runForward implements `bench forward`.
 func runForward(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("forward", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("forward", stderr, usageText(forwardUsage))
 	var mf modelFlags
 	mf.register(fs)
 	input := fs.String("input", "", "input images, .npy [B, C, H, W]")
 	output := fs.String("output", "", "where the logits go, .npy [B, classes] float32")
 	threads := fs.Int("threads", 0, "libtorch intra-op threads (0 = all logical CPUs)")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), forwardUsage)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError{fmt.Errorf("forward: %w", err)}
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
 	}
 	switch {
-	case fs.NArg() > 0:
-		fs.Usage()
-		return usageError{fmt.Errorf("forward: unexpected argument %q", fs.Arg(0))}
 	case mf.weights == "":
 		return usageError{errors.New("forward: --weights is required")}
 	case *input == "" || *output == "":
@@ -69,11 +57,7 @@ func runForward(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	n := *threads
-	if n == 0 {
-		n = runtime.NumCPU()
-	}
-	torchrt.SetNumThreads(n)
+	setThreads(*threads)
 
 	m, err := mf.load(gotch.CPU)
 	if err != nil {

@@ -167,24 +167,12 @@ type inspectResult struct {
 
 // runInspect implements `bench inspect`.
 func runInspect(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("inspect", stderr, func(w io.Writer) { fmt.Fprintf(w, inspectUsage, strings.Join(vit.Names(), ", ")) })
 	var mf modelFlags
 	mf.register(fs)
 	asJSON := fs.Bool("json", false, "print one JSON object: arch, params, macs, flops (2 x macs), size_bytes, layers")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), inspectUsage, strings.Join(vit.Names(), ", "))
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError{fmt.Errorf("inspect: %w", err)}
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return usageError{fmt.Errorf("inspect: unexpected argument %q", fs.Arg(0))}
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
 	}
 	res, err := inspect(&mf)
 	if err != nil {

@@ -3,15 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"runtime"
 	"slices"
 
 	"github.com/vitbench/vitbench/harness/measure"
-	"github.com/vitbench/vitbench/internal/torchrt"
 )
 
 func init() { commands["latency"] = runLatency }
@@ -59,8 +56,7 @@ type latencyResult struct {
 
 // runLatency implements `bench latency`.
 func runLatency(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("latency", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("latency", stderr, usageText(latencyUsage))
 	var mf modelFlags
 	mf.register(fs)
 	batch := fs.Int("batch", 1, "images per forward pass")
@@ -70,19 +66,8 @@ func runLatency(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	iters := fs.Int("iters", 50, "timed passes")
 	device := fs.String("device", "cpu", "cpu or cuda")
 	asJSON := fs.Bool("json", false, "print one JSON object: arch, batch, threads, device, p50_ms, p90_ms, p99_ms, throughput_ips")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), latencyUsage)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError{fmt.Errorf("latency: %w", err)}
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return usageError{fmt.Errorf("latency: unexpected argument %q", fs.Arg(0))}
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
 	}
 	switch {
 	case *batch < 1:
@@ -115,11 +100,7 @@ func runLatency(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	// OpenMP's thread count are per thread.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	n := *threads
-	if n == 0 {
-		n = runtime.NumCPU()
-	}
-	torchrt.SetNumThreads(n)
+	n := setThreads(*threads)
 	eng := measure.ResolveEngine(*engine, n, *device == "cpu")
 	split := measure.SplitFor(eng, n)
 

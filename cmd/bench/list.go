@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -20,31 +19,22 @@ import (
 
 func init() { commands["list"] = runList }
 
-// runList implements `bench list [--db PATH] [--json]`: the runs of a
-// results database, oldest first, each with its experiments.
-func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fset := flag.NewFlagSet("list", flag.ContinueOnError)
-	fset.SetOutput(stderr)
-	dbPath := fset.String("db", store.DefaultPath, "results `database`")
-	asJSON := fset.Bool("json", false, `print one JSON object, {"runs": [...]}`)
-	fset.Usage = func() {
-		fmt.Fprint(stderr, `usage: bench list [--db PATH] [--json]
+const listUsage = `usage: bench list [--db PATH] [--json]
 
 Lists the runs of a results database, oldest first, with their machine,
 suite and status, and the experiments of each with top-1, parameters and
 p50 latency at batch 1.
 
-`)
-		fset.PrintDefaults()
-	}
-	if err := fset.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError{err}
-	}
-	if fset.NArg() > 0 {
-		return usageError{fmt.Errorf("list: unexpected argument %q", fset.Arg(0))}
+`
+
+// runList implements `bench list [--db PATH] [--json]`: the runs of a
+// results database, oldest first, each with its experiments.
+func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fset := newFlagSet("list", stderr, usageText(listUsage))
+	dbPath := fset.String("db", store.DefaultPath, "results `database`")
+	asJSON := fset.Bool("json", false, `print one JSON object, {"runs": [...]}`)
+	if help, err := parseFlags(fset, args); help || err != nil {
+		return err
 	}
 	snap, err := readResults(*dbPath)
 	if err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -15,19 +14,7 @@ import (
 
 func init() { commands["report"] = runReport }
 
-// runReport implements `bench report [--db PATH]... [--out DIR]`: it reads
-// one or more results databases read-only, merges their runs (several
-// machines side by side) and writes the HTML report, then prints the path
-// of its index page.
-func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fset := flag.NewFlagSet("report", flag.ContinueOnError)
-	fset.SetOutput(stderr)
-	var dbs dbPathsFlag
-	fset.Var(&dbs, "db", "results `database`; repeat to merge the runs of several machines (default "+store.DefaultPath+")")
-	out := fset.String("out", reportOutDefault, "report `folder`")
-	assets := fset.String("assets", reports.DefaultAssetsDir, "`folder` holding "+reports.EChartsScript+" (filled by scripts/assets.sh)")
-	fset.Usage = func() {
-		fmt.Fprint(stderr, `usage: bench report [--db PATH]... [--out DIR] [--assets DIR]
+const reportUsage = `usage: bench report [--db PATH]... [--out DIR] [--assets DIR]
 
 Renders the results databases as a static HTML site that opens from disk
 with no network: an overview with findings and a sortable summary,
@@ -35,17 +22,20 @@ trade-off views with Pareto fronts, sweeps, a combination matrix, one page
 per experiment, machines side by side and the published literature.
 Several --db merge the runs of several machines.
 
-`)
-		fset.PrintDefaults()
-	}
-	if err := fset.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError{err}
-	}
-	if fset.NArg() > 0 {
-		return usageError{fmt.Errorf("report: unexpected argument %q", fset.Arg(0))}
+`
+
+// runReport implements `bench report [--db PATH]... [--out DIR]`: it reads
+// one or more results databases read-only, merges their runs (several
+// machines side by side) and writes the HTML report, then prints the path
+// of its index page.
+func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fset := newFlagSet("report", stderr, usageText(reportUsage))
+	var dbs dbPathsFlag
+	fset.Var(&dbs, "db", "results `database`; repeat to merge the runs of several machines (default "+store.DefaultPath+")")
+	out := fset.String("out", reportOutDefault, "report `folder`")
+	assets := fset.String("assets", reports.DefaultAssetsDir, "`folder` holding "+reports.EChartsScript+" (filled by scripts/assets.sh)")
+	if help, err := parseFlags(fset, args); help || err != nil {
+		return err
 	}
 	if *out == "" {
 		return usageError{errors.New("report: --out is empty")}

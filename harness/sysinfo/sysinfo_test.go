@@ -46,7 +46,7 @@ func TestCollect(t *testing.T) {
 		t.Errorf("problems: %q", info.Problems)
 	}
 
-	// The JSON form starts with the keys of SPEC section 3, in order.
+	// The JSON form starts with the machine keys every result file carries, in order.
 	b, err := json.Marshal(info)
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ package techtest
 
 import (
 	"iter"
+	"testing"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -18,6 +19,17 @@ import (
 func TinyConfig() vit.Config {
 	return vit.Config{Name: "tiny", ImgSize: 16, PatchSize: 4, InChans: 3, NumClasses: 4,
 		EmbedDim: 32, Depth: 2, NumHeads: 2, MLPRatio: 2, QKVBias: true}
+}
+
+// NewModel makes a model of cfg on the CPU, its weights drawn from seed.
+func NewModel(t testing.TB, cfg vit.Config, seed int64) *vit.Model {
+	t.Helper()
+	torchrt.ManualSeed(seed)
+	m, err := vit.New(cfg, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 // Quadrants is a 4-class problem on 3x16x16 images: the class says which

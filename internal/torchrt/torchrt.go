@@ -37,6 +37,7 @@ import (
 	"time"
 
 	// Imported for its cgo object, which defines the functions above.
+	"github.com/sugarme/gotch"
 	_ "github.com/sugarme/gotch/libtch"
 	"github.com/sugarme/gotch/ts"
 )
@@ -154,4 +155,15 @@ func GradEnabled() bool {
 		ts.MustGradSetEnabled(true)
 	}
 	return was
+}
+
+// Float64s copies a tensor's values out as float64, in row-major order
+// whatever its strides (gotch's Float64Values copies storage order, which
+// differs for a strided view of a float64 tensor).
+func Float64s(t *ts.Tensor) []float64 {
+	d := t.MustTotype(gotch.Double, false).MustContiguous(true)
+	defer d.MustDrop()
+	out := make([]float64, d.Numel())
+	d.MustCopyData(out, uint(len(out)))
+	return out
 }

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 	"github.com/vitbench/vitbench/harness/train"
 	"github.com/vitbench/vitbench/harness/vit"
@@ -18,21 +17,11 @@ import (
 	"github.com/vitbench/vitbench/techniques/compress/compresstest"
 )
 
-func newModel(t testing.TB, cfg vit.Config, seed int64) *vit.Model {
-	t.Helper()
-	torchrt.ManualSeed(seed)
-	m, err := vit.New(cfg, gotch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
 // teachers serves "big", a tiny model of the given config, and records
 // every one it hands out.
 func teachers(t testing.TB, cfg vit.Config, made *[]*vit.Model) map[string]func() *vit.Model {
 	return map[string]func() *vit.Model{"big": func() *vit.Model {
-		m := newModel(t, cfg, 2)
+		m := techtest.NewModel(t, cfg, 2)
 		*made = append(*made, m)
 		return m
 	}}
@@ -59,7 +48,7 @@ func withMask(m *vit.Model) *vit.Linear {
 // several times with one teacher, which Close drops.
 func TestFineTunerLoadsTeacherOnce(t *testing.T) {
 	ctx := context.Background()
-	m := newModel(t, techtest.TinyConfig(), 1)
+	m := techtest.NewModel(t, techtest.TinyConfig(), 1)
 	defer m.Drop()
 	var made []*vit.Model
 	env := &compresstest.Env{NoTrain: true, Teachers: teachers(t, techtest.TinyConfig(), &made)}
@@ -113,7 +102,7 @@ func TestFineTuneTeacherMismatch(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			student := newModel(t, techtest.TinyConfig(), 1)
+			student := techtest.NewModel(t, techtest.TinyConfig(), 1)
 			defer student.Drop()
 			cfg := techtest.TinyConfig()
 			if tt.edit != nil {
@@ -162,7 +151,7 @@ func TestTraining(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m := newModel(t, techtest.TinyConfig(), 1)
+			m := techtest.NewModel(t, techtest.TinyConfig(), 1)
 			defer m.Drop()
 			if tt.masked {
 				withMask(m)
@@ -213,7 +202,7 @@ func TestTraining(t *testing.T) {
 // TestFineTuneNoEpochs: a block without epochs neither trains nor
 // fetches its teacher.
 func TestFineTuneNoEpochs(t *testing.T) {
-	m := newModel(t, techtest.TinyConfig(), 1)
+	m := techtest.NewModel(t, techtest.TinyConfig(), 1)
 	defer m.Drop()
 	env := &compresstest.Env{NoTrain: true}
 	block := techniques.NewFineTune()
@@ -238,7 +227,7 @@ func zeros(w *ts.Tensor) []bool {
 // zeroed again after a step and stay zero through a real fine-tune, while
 // the others train.
 func TestKeepMasks(t *testing.T) {
-	m := newModel(t, techtest.TinyConfig(), 1)
+	m := techtest.NewModel(t, techtest.TinyConfig(), 1)
 	defer m.Drop()
 	if keep := compress.KeepMasks(m); keep != nil {
 		t.Fatal("KeepMasks of a model without masks is not nil")

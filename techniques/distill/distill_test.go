@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vitbench/vitbench/internal/techtest"
+
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 	"github.com/vitbench/vitbench/harness/train"
@@ -28,16 +30,6 @@ const referencePython = "/usr/bin/python3"
 func testConfig(dim int, distilled bool) vit.Config {
 	return vit.Config{Name: "kd-test", ImgSize: 16, PatchSize: 4, InChans: 3, NumClasses: 4,
 		EmbedDim: dim, Depth: 2, NumHeads: 2, MLPRatio: 2, QKVBias: true, Distilled: distilled}
-}
-
-func newModel(t testing.TB, cfg vit.Config, seed int64) *vit.Model {
-	t.Helper()
-	torchrt.ManualSeed(seed)
-	m, err := vit.New(cfg, gotch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
 }
 
 // kdLoss is the loss compress.FineTuner builds from block with teacher
@@ -106,10 +98,10 @@ func TestKDMatchesPyTorch(t *testing.T) {
 		})
 		return m
 	}
-	teacher := sharpen(newModel(t, testConfig(32, false), 1), 40)
+	teacher := sharpen(techtest.NewModel(t, testConfig(32, false), 1), 40)
 	defer teacher.Drop()
 	for i, tt := range tests {
-		student := sharpen(newModel(t, testConfig(16, tt.distilled), int64(10+i)), 30)
+		student := sharpen(techtest.NewModel(t, testConfig(16, tt.distilled), int64(10+i)), 30)
 		torchrt.ManualSeed(int64(20 + i))
 		x := ts.MustRandn([]int64{6, 3, 16, 16}, gotch.Float, gotch.CPU)
 		y := ts.MustRandint(4, []int64{6}, gotch.Int64, gotch.CPU)
@@ -174,9 +166,9 @@ func TestKDMatchesPyTorch(t *testing.T) {
 
 // TestAlphaZeroIsCrossEntropy: with alpha 0 the teacher has no say.
 func TestAlphaZeroIsCrossEntropy(t *testing.T) {
-	teacher := newModel(t, testConfig(32, false), 1)
+	teacher := techtest.NewModel(t, testConfig(32, false), 1)
 	defer teacher.Drop()
-	student := newModel(t, testConfig(16, false), 2)
+	student := techtest.NewModel(t, testConfig(16, false), 2)
 	defer student.Drop()
 	torchrt.ManualSeed(3)
 	x := ts.MustRandn([]int64{5, 3, 16, 16}, gotch.Float, gotch.CPU)
@@ -208,8 +200,8 @@ func TestTeacherGetsNoGradient(t *testing.T) {
 	runtime.LockOSThread() // grad mode is per OS thread
 	defer runtime.UnlockOSThread()
 	for _, kind := range []string{techniques.KDSoft, techniques.KDHard} {
-		teacher := newModel(t, testConfig(32, false), 1)
-		student := newModel(t, testConfig(16, true), 2)
+		teacher := techtest.NewModel(t, testConfig(32, false), 1)
+		student := techtest.NewModel(t, testConfig(16, true), 2)
 		x := ts.MustRandn([]int64{4, 3, 16, 16}, gotch.Float, gotch.CPU)
 		y := ts.MustOfSlice([]int64{0, 1, 2, 3})
 		c := techniques.FineTune{KDKind: kind, KDTemperature: 4, KDAlpha: 0.5}
@@ -247,7 +239,7 @@ func TestTeacherGetsNoGradient(t *testing.T) {
 // student learns, keeps its zeros, and the teacher is unchanged.
 func TestApply(t *testing.T) {
 	cfg := testConfig(16, false)
-	student := newModel(t, cfg, 5)
+	student := techtest.NewModel(t, cfg, 5)
 	defer student.Drop()
 	// Half the fc1 weights of block 0 pruned, with their mask.
 	l := student.Blocks[0].FC1
@@ -268,7 +260,7 @@ func TestApply(t *testing.T) {
 	var teacher *vit.Model // the teacher handed out
 	var teacherBefore, teacherAfter []float64
 	env := &compresstest.Env{Log: t.Logf, Teachers: map[string]func() *vit.Model{"big": func() *vit.Model {
-		teacher = newModel(t, testConfig(32, false), 6)
+		teacher = techtest.NewModel(t, testConfig(32, false), 6)
 		teacherBefore = teacher.Blocks[0].QKV.Weight.Float64Values()
 		return teacher
 	}}}
@@ -306,12 +298,12 @@ func TestApply(t *testing.T) {
 }
 
 func TestApplyRejectsMismatchedTeacher(t *testing.T) {
-	student := newModel(t, testConfig(16, false), 5)
+	student := techtest.NewModel(t, testConfig(16, false), 5)
 	defer student.Drop()
 	env := &compresstest.Env{Log: t.Logf, Teachers: map[string]func() *vit.Model{"big": func() *vit.Model {
 		c := testConfig(32, false)
 		c.NumClasses = 7
-		return newModel(t, c, 6)
+		return techtest.NewModel(t, c, 6)
 	}}}
 	c := techniques.NewDistillConfig()
 	c.Teacher = "big"

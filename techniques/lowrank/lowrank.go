@@ -203,7 +203,7 @@ func factorLayer(l *vit.Linear, o Options) (d Decision, down, up *ts.Tensor) {
 	defer u.MustDrop()
 	defer s.MustDrop()
 	defer v.MustDrop()
-	sv := floats(s)
+	sv := torchrt.Float64s(s)
 	r := ChooseRank(sv, l.In, l.Out, o)
 	d.Rank = r
 	var kept, total float64
@@ -231,15 +231,6 @@ func factorLayer(l *vit.Linear, o Options) (d Decision, down, up *ts.Tensor) {
 		t.MustDrop()
 	}
 	return d, down, up
-}
-
-// floats copies a tensor's values out as float64.
-func floats(t *ts.Tensor) []float64 {
-	d := t.MustTotype(gotch.Double, false).MustContiguous(true)
-	defer d.MustDrop()
-	out := make([]float64, d.Numel())
-	d.MustCopyData(out, uint(len(out)))
-	return out
 }
 
 func init() {

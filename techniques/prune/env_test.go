@@ -17,16 +17,6 @@ func testConfig(distilled bool) vit.Config {
 		EmbedDim: 32, Depth: 3, NumHeads: 4, MLPRatio: 2, QKVBias: true, Distilled: distilled}
 }
 
-func newModel(t testing.TB, cfg vit.Config, seed int64) *vit.Model {
-	t.Helper()
-	torchrt.ManualSeed(seed)
-	m, err := vit.New(cfg, gotch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
 // images returns n random images for cfg.
 func images(cfg vit.Config, n int, seed int64) *ts.Tensor {
 	torchrt.ManualSeed(seed)

@@ -11,6 +11,7 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 	"github.com/vitbench/vitbench/harness/vit"
+	"github.com/vitbench/vitbench/internal/techtest"
 	"github.com/vitbench/vitbench/internal/torchrt"
 	"github.com/vitbench/vitbench/techniques"
 	"github.com/vitbench/vitbench/techniques/compress"
@@ -52,7 +53,7 @@ func TestUnstructuredSparsity(t *testing.T) {
 		{0, false, nil},
 	}
 	for _, tt := range tests {
-		m := newModel(t, testConfig(false), 1)
+		m := techtest.NewModel(t, testConfig(false), 1)
 		groups := tt.groups
 		if groups == nil {
 			groups = []string{"qkv", "proj", "fc1", "fc2"}
@@ -154,7 +155,7 @@ func TestAmountZeroReproducesLogits(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				cfg := testConfig(distilled)
-				m := newModel(t, cfg, 2)
+				m := techtest.NewModel(t, cfg, 2)
 				x := images(cfg, 4, 3)
 				defer x.MustDrop()
 				want := logits(m, x)
@@ -186,7 +187,7 @@ func TestAmountZeroReproducesLogits(t *testing.T) {
 // have zero proj columns, and whose block 1 neurons 5 and 9 have zero fc2
 // columns: removing them cannot change the outputs.
 func deadUnits(t *testing.T, cfg vit.Config) *vit.Model {
-	m := newModel(t, cfg, 4)
+	m := techtest.NewModel(t, cfg, 4)
 	zeroCols := func(l *vit.Linear, cols ...int) {
 		w := l.Weight
 		if l.Rank > 0 {
@@ -295,7 +296,7 @@ func TestShrinkKeepsComputation(t *testing.T) {
 }
 
 func TestShrinkRejectsBadLists(t *testing.T) {
-	m := newModel(t, testConfig(false), 1)
+	m := techtest.NewModel(t, testConfig(false), 1)
 	defer m.Drop()
 	tests := []struct {
 		name         string
@@ -419,7 +420,7 @@ func TestStructuredApply(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig(false)
-			m := newModel(t, cfg, 6)
+			m := techtest.NewModel(t, cfg, 6)
 			c := techniques.NewPruneConfig()
 			tt.edit(c)
 			env := newEnv(t, nil)
@@ -457,7 +458,7 @@ func TestStructuredApply(t *testing.T) {
 // pruned weights at zero.
 func TestIterativeUnstructured(t *testing.T) {
 	cfg := testConfig(false)
-	m := newModel(t, cfg, 8)
+	m := techtest.NewModel(t, cfg, 8)
 	defer m.Drop()
 	c := techniques.NewPruneConfig()
 	c.Kind, c.Amount, c.Schedule, c.Steps, c.Epochs, c.Scope = techniques.KindUnstructured, 0.6, "iterative", 3, 0.75, "global"
@@ -501,8 +502,8 @@ func TestIterativeUnstructured(t *testing.T) {
 // fine-tuning after pruning.
 func TestFineTuneWithTeacher(t *testing.T) {
 	cfg := testConfig(false)
-	m := newModel(t, cfg, 9)
-	env := newEnv(t, map[string]func() *vit.Model{"big": func() *vit.Model { return newModel(t, cfg, 10) }})
+	m := techtest.NewModel(t, cfg, 9)
+	env := newEnv(t, map[string]func() *vit.Model{"big": func() *vit.Model { return techtest.NewModel(t, cfg, 10) }})
 	c := techniques.NewPruneConfig()
 	c.Kind, c.Amount, c.Teacher, c.Epochs = techniques.KindMLP, 0.5, "big", 0.25
 	out, err := Apply(context.Background(), c, m, env)
@@ -535,7 +536,7 @@ func TestTokenReduction(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig(false)
-			m := newModel(t, cfg, 11)
+			m := techtest.NewModel(t, cfg, 11)
 			defer m.Drop()
 			c := techniques.NewPruneConfig()
 			tt.edit(c)

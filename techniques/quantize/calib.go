@@ -7,6 +7,7 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 	"github.com/vitbench/vitbench/harness/vit"
+	"github.com/vitbench/vitbench/internal/torchrt"
 )
 
 // The calibrators below work on a 2-D tensor of rows: one row per channel
@@ -34,20 +35,11 @@ func Rows(x *ts.Tensor, axis int) *ts.Tensor {
 		MustReshape([]int64{size[axis], -1}, true).MustContiguous(true)
 }
 
-// floats copies a tensor's values out as float64 (exact for float32).
-func floats(t *ts.Tensor) []float64 {
-	d := t.MustTotype(gotch.Double, false).MustContiguous(true)
-	defer d.MustDrop()
-	out := make([]float64, d.Numel())
-	d.MustCopyData(out, uint(len(out)))
-	return out
-}
-
 // MinMax returns each row's minimum and maximum.
 func MinMax(rows *ts.Tensor) (lo, hi []float64) {
 	mn := rows.MustAmin([]int64{1}, false, false)
 	mx := rows.MustAmax([]int64{1}, false, false)
-	lo, hi = floats(mn), floats(mx)
+	lo, hi = torchrt.Float64s(mn), torchrt.Float64s(mx)
 	mn.MustDrop()
 	mx.MustDrop()
 	return lo, hi
@@ -74,7 +66,7 @@ func Percentile(rows *ts.Tensor, p float64, abs bool) []float64 {
 	frac := pos - float64(k)
 	width := min(int64(2), n-k)
 	cols := sorted.MustNarrow(1, k, width, false)
-	v := floats(cols)
+	v := torchrt.Float64s(cols)
 	cols.MustDrop()
 	out := make([]float64, len(v)/int(width))
 	for i := range out {
@@ -195,7 +187,7 @@ func SquaredError(rows *ts.Tensor, spec *vit.QuantSpec) []float64 {
 	q := spec.Apply(rows)
 	d := q.MustSub(rows, true)
 	e := d.MustSquare(true).MustSumDimIntlist([]int64{1}, false, gotch.Double, true)
-	out := floats(e)
+	out := torchrt.Float64s(e)
 	e.MustDrop()
 	return out
 }

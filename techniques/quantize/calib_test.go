@@ -11,6 +11,7 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 	"github.com/vitbench/vitbench/harness/vit"
+	"github.com/vitbench/vitbench/internal/torchrt"
 	"github.com/vitbench/vitbench/techniques"
 )
 
@@ -380,7 +381,7 @@ func TestStraightThrough(t *testing.T) {
 			l.MustDrop()
 			g := x.MustGrad(false)
 			defer g.MustDrop()
-			got := floats(g)
+			got := torchrt.Float64s(g)
 			for i := range tt.want {
 				if got[i] != tt.want[i] {
 					t.Errorf("grad at %g: %g, want %g", vals[i], got[i], tt.want[i])
