@@ -1,20 +1,14 @@
 package techniques
 
 import (
-	"errors"
 	"math"
 	"reflect"
 	"slices"
-	"strings"
 	"testing"
 )
 
 func TestFineTuneValidate(t *testing.T) {
-	tests := []struct {
-		name string
-		edit func(f *FineTune)
-		want string // substring of the error; "" for valid
-	}{
+	tests := []validateCase[*FineTune]{
 		{"defaults", nil, ""},
 		{"epochs", func(f *FineTune) { f.Epochs = 2.5 }, ""},
 		{"teacher", func(f *FineTune) { f.Teacher, f.Epochs = "big", 1 }, ""},
@@ -33,26 +27,7 @@ func TestFineTuneValidate(t *testing.T) {
 		{"smoothing without a teacher", func(f *FineTune) { f.LabelSmoothing, f.Epochs = 0.1, 1 }, "label_smoothing 0.1 smooths the label term of distillation: set teacher"},
 		{"several", func(f *FineTune) { f.LR, f.KDAlpha = -1, 2 }, "lr -1: want >= 0; kd_alpha 2"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			f := NewFineTune()
-			if tt.edit != nil {
-				tt.edit(&f)
-			}
-			err := f.Validate()
-			switch {
-			case tt.want == "" && err != nil:
-				t.Errorf("unexpected error: %v", err)
-			case tt.want == "":
-			case err == nil:
-				t.Errorf("no error, want one containing %q", tt.want)
-			case !errors.Is(err, ErrInvalid) || !strings.HasPrefix(err.Error(), "invalid parameters of the fine-tune: "):
-				t.Errorf("error %q: want ErrInvalid of the fine-tune", err)
-			case !strings.Contains(err.Error(), tt.want):
-				t.Errorf("error %q, want one containing %q", err, tt.want)
-			}
-		})
-	}
+	runValidate(t, "the fine-tune", func() *FineTune { f := NewFineTune(); return &f }, tests)
 }
 
 func TestFineTuneReferences(t *testing.T) {

@@ -320,13 +320,8 @@ func assign(dst reflect.Value, v any) error {
 		}
 		dst.SetUint(uint64(i))
 	case reflect.Float32, reflect.Float64:
-		var f float64
-		switch x := v.(type) {
-		case int64:
-			f = float64(x)
-		case float64:
-			f = x
-		default:
+		f, ok := toFloat(v)
+		if !ok {
 			return bad()
 		}
 		if dst.OverflowFloat(f) {
@@ -509,4 +504,15 @@ func listDepth(v any) int {
 		d = min(d, listDepth(e))
 	}
 	return 1 + d
+}
+
+// toFloat is a TOML number as a float64: TOML decodes integers as int64.
+func toFloat(v any) (float64, bool) {
+	switch x := v.(type) {
+	case int64:
+		return float64(x), true
+	case float64:
+		return x, true
+	}
+	return 0, false
 }

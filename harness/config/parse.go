@@ -243,13 +243,8 @@ func (d *fileDecoder) integer(p keyPath, v any) (int, bool) {
 }
 
 func (d *fileDecoder) number(p keyPath, v any) (float64, bool) {
-	var f float64
-	switch x := v.(type) {
-	case int64:
-		f = float64(x)
-	case float64:
-		f = x
-	default:
+	f, ok := toFloat(v)
+	if !ok {
 		d.errorf(p, "want a number, got %s", describe(v))
 		return 0, false
 	}
