@@ -177,12 +177,12 @@ func TestSlugAndClassify(t *testing.T) {
 		fams     []string
 		fam, set string
 	}{
-		{nil, FamilyBaseline, ""},
-		{[]string{"baseline"}, FamilyBaseline, ""},
-		{[]string{"quantize"}, FamilyQuantize, "quantize"},
-		{[]string{"prune", "prune"}, FamilyPrune, "prune"},
-		{[]string{"prune", "distill", "quantize"}, FamilyCombination, "prune+distill+quantize"},
-		{[]string{"nas"}, FamilyOther, "nas"},
+		{nil, familyBaseline, ""},
+		{[]string{"baseline"}, familyBaseline, ""},
+		{[]string{"quantize"}, familyQuantize, "quantize"},
+		{[]string{"prune", "prune"}, familyPrune, "prune"},
+		{[]string{"prune", "distill", "quantize"}, familyCombination, "prune+distill+quantize"},
+		{[]string{"nas"}, familyOther, "nas"},
 	} {
 		fam, set := classify(&store.Experiment{Families: tt.fams})
 		if fam != tt.fam || set != tt.set {
@@ -270,7 +270,7 @@ func TestFindings(t *testing.T) {
 	for i, fam := range f.Families {
 		got[fam] = row.Cells[i]
 	}
-	if got[FamilyPrune].Text != "—" || got[FamilyDistill].Text != "74.00%" || !got[FamilyCombination].Best || got[FamilyDistill].Best {
+	if got[familyPrune].Text != "—" || got[familyDistill].Text != "74.00%" || !got[familyCombination].Best || got[familyDistill].Best {
 		t.Errorf("MACs ≤ 50%% row = %+v", got)
 	}
 }

@@ -17,9 +17,9 @@ import (
 // by relative path; Render copies it from Options.AssetsDir.
 const EChartsScript = "echarts.min.js"
 
-// EChartsVersion is the ECharts release go-echarts v2.6.7 targets and
+// echartsVersion is the ECharts release go-echarts v2.6.7 targets and
 // scripts/assets.sh fetches from npm.
-const EChartsVersion = "5.4.3"
+const echartsVersion = "5.4.3"
 
 // localAssets is the go-echarts assets host of every chart: the report
 // folder itself. Pages are written by this package's templates, which load
@@ -193,7 +193,7 @@ func familySeriesOpts(fam string) []charts.SeriesOpts {
 		func(s *charts.SingleSeries) {
 			s.Symbol = st.Symbol
 			s.SymbolSize = 12
-			if fam == FamilyBaseline || fam == FamilyCombination {
+			if fam == familyBaseline || fam == familyCombination {
 				s.SymbolSize = 16
 			}
 		},

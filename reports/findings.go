@@ -108,7 +108,7 @@ func (f *findings) budgetFindings(a *costAxis, pts []point, baseCost float64) {
 		best := map[string]point{}
 		var overall *point
 		for _, p := range pts {
-			if p.r.fam == FamilyBaseline || p.x > limit {
+			if p.r.fam == familyBaseline || p.x > limit {
 				continue
 			}
 			if cur, ok := best[p.r.fam]; !ok || p.y > cur.y {
@@ -168,9 +168,9 @@ func combinationFindings(g *group) []string {
 			continue
 		}
 		switch r.fam {
-		case FamilyCombination:
+		case familyCombination:
 			combos = append(combos, r)
-		case FamilyBaseline:
+		case familyBaseline:
 		default:
 			singles = append(singles, r)
 		}
@@ -181,7 +181,7 @@ func combinationFindings(g *group) []string {
 	onFront := map[*row][]string{}
 	for _, a := range costAxes {
 		for _, p := range paretoFront(g.points(a)) {
-			if p.r.fam == FamilyCombination {
+			if p.r.fam == familyCombination {
 				onFront[p.r] = append(onFront[p.r], a.noun)
 			}
 		}
@@ -225,7 +225,7 @@ func presentFamilies(rows []*row, withBaseline bool) []string {
 	}
 	var out []string
 	for _, f := range familyOrder {
-		if has[f] && (withBaseline || f != FamilyBaseline) {
+		if has[f] && (withBaseline || f != familyBaseline) {
 			out = append(out, f)
 		}
 	}
@@ -233,7 +233,7 @@ func presentFamilies(rows []*row, withBaseline bool) []string {
 }
 
 func familyPhrase(r *row) string {
-	if r.fam == FamilyCombination {
+	if r.fam == familyCombination {
 		return "the combination " + r.set
 	}
 	return r.fam

@@ -19,9 +19,9 @@ import (
 //go:embed published.toml
 var publishedTOML []byte
 
-// Source is one publication's table: columns and rows as its authors
+// source is one publication's table: columns and rows as its authors
 // report them. Cells are strings or numbers.
-type Source struct {
+type source struct {
 	ID        string          `toml:"id"`
 	Name      string          `toml:"name"` // short name for headings; optional
 	Cite      string          `toml:"cite"`
@@ -31,18 +31,18 @@ type Source struct {
 	Rows      [][]interface{} `toml:"rows"`
 }
 
-// Published returns the published results embedded in the package.
-func Published() ([]Source, error) {
-	return ParsePublished(bytes.NewReader(publishedTOML))
+// published returns the published results embedded in the package.
+func published() ([]source, error) {
+	return parsePublished(bytes.NewReader(publishedTOML))
 }
 
-// ParsePublished reads published results in the layout of
+// parsePublished reads published results in the layout of
 // reports/published.toml: [[source]] tables with id, cite, technique,
 // columns and rows. Every row must have one cell per column, and every
 // cell must be a string or a number.
-func ParsePublished(r io.Reader) ([]Source, error) {
+func parsePublished(r io.Reader) ([]source, error) {
 	var doc struct {
-		Source []Source `toml:"source"`
+		Source []source `toml:"source"`
 	}
 	md, err := toml.NewDecoder(r).Decode(&doc)
 	if err != nil {
@@ -85,7 +85,7 @@ func ParsePublished(r io.Reader) ([]Source, error) {
 	return doc.Source, nil
 }
 
-func (s *Source) col(name string) int {
+func (s *source) col(name string) int {
 	for i, c := range s.Columns {
 		if c == name {
 			return i
@@ -150,7 +150,7 @@ var quantColumn = regexp.MustCompile(`^(?:(.+)_)?w(\d+)a(\d+)$`)
 
 // plotSource interprets a source's layout. It recognises the layouts of
 // reports/published.toml; an unknown layout gives a table and no chart.
-func plotSource(s *Source, methodName string) (*litPlot, error) {
+func plotSource(s *source, methodName string) (*litPlot, error) {
 	switch {
 	case s.col("fp32") >= 0:
 		return plotQuantWide(s, 0, methodName)
@@ -170,12 +170,12 @@ func plotSource(s *Source, methodName string) (*litPlot, error) {
 
 // plotQuantWide: one row per model, a full-precision column "fp32" and one
 // column per method and bit width ("base_w8a8", "w4a4").
-func plotQuantWide(s *Source, label int, methodName string) (*litPlot, error) {
+func plotQuantWide(s *source, label int, methodName string) (*litPlot, error) {
 	fp := s.col("fp32")
 	p := &litPlot{
 		XLabel: "weight bits (W = A)", YLabel: "Δ top-1 vs fp32 (pts)", Relative: true, DiscreteX: true,
 		Reference: "each model's fp32 top-1 in the same table",
-		family:    FamilyQuantize, measured: weightBits, measuredY: (*row).top1Delta,
+		family:    familyQuantize, measured: weightBits, measuredY: (*row).top1Delta,
 	}
 	bySeries := map[string]*litSeries{}
 	var order []string
@@ -217,7 +217,7 @@ func plotQuantWide(s *Source, label int, methodName string) (*litPlot, error) {
 
 // plotQuantLong: one row per method and bit width (w, a, attn), one column
 // per model, the full-precision row having w = 32.
-func plotQuantLong(s *Source) (*litPlot, error) {
+func plotQuantLong(s *source) (*litPlot, error) {
 	wc, ac, attn := s.col("w"), s.col("a"), s.col("attn")
 	first := 0
 	for _, c := range []int{wc, ac, attn} {
@@ -238,7 +238,7 @@ func plotQuantLong(s *Source) (*litPlot, error) {
 	p := &litPlot{
 		XLabel: "weight bits", YLabel: "Δ top-1 vs full precision (pts)", Relative: true, DiscreteX: true,
 		Reference: "each model's full-precision row in the same table",
-		family:    FamilyQuantize, measured: weightBits, measuredY: (*row).top1Delta,
+		family:    familyQuantize, measured: weightBits, measuredY: (*row).top1Delta,
 	}
 	for _, row := range s.Rows {
 		w, _ := num(row[wc])
@@ -268,7 +268,7 @@ func plotQuantLong(s *Source) (*litPlot, error) {
 
 // pairedColumns finds a method prefix P such that both "top1" and
 // "P_top1" are columns (ToMe's before/after layout).
-func pairedColumns(s *Source) string {
+func pairedColumns(s *source) string {
 	for _, c := range s.Columns {
 		if strings.HasSuffix(c, "_top1") {
 			return strings.TrimSuffix(c, "_top1")
@@ -279,7 +279,7 @@ func pairedColumns(s *Source) string {
 
 // plotPaired: before/after columns of one method: Δ top-1 against the
 // throughput gain.
-func plotPaired(s *Source, prefix string) (*litPlot, error) {
+func plotPaired(s *source, prefix string) (*litPlot, error) {
 	t0, t1 := s.col("top1"), s.col(prefix+"_top1")
 	q0, q1 := s.col("throughput"), s.col(prefix+"_throughput")
 	if q0 < 0 || q1 < 0 {
@@ -288,7 +288,7 @@ func plotPaired(s *Source, prefix string) (*litPlot, error) {
 	p := &litPlot{
 		XLabel: "throughput gain (×)", YLabel: "Δ top-1 vs unmodified model (pts)", Relative: true,
 		Reference: "the same model without " + prefix,
-		family:    FamilyPrune, measured: throughputGain, measuredY: (*row).top1Delta,
+		family:    familyPrune, measured: throughputGain, measuredY: (*row).top1Delta,
 		Note: "Published throughput gains were measured on the authors' GPU; measured ones are this harness's throughput gain at its batch size.",
 	}
 	ser := litSeries{Name: prefix}
@@ -312,7 +312,7 @@ func plotPaired(s *Source, prefix string) (*litPlot, error) {
 
 // plotRatio: a reference row with flops_ratio = 1 and compressed rows:
 // Δ top-1 against the MACs ratio.
-func plotRatio(s *Source) (*litPlot, error) {
+func plotRatio(s *source) (*litPlot, error) {
 	t, r := s.col("top1"), s.col("flops_ratio")
 	var ref []interface{}
 	for _, row := range s.Rows {
@@ -328,7 +328,7 @@ func plotRatio(s *Source) (*litPlot, error) {
 	p := &litPlot{
 		XLabel: "MACs ratio (compressed / baseline)", YLabel: "Δ top-1 vs baseline (pts)", Relative: true,
 		Reference: fmt.Sprintf("%s (%s%%)", cellText(ref[0]), fmtNum(base)),
-		family:    FamilyPrune, measured: (*row).macsRatio, measuredY: (*row).top1Delta,
+		family:    familyPrune, measured: (*row).macsRatio, measuredY: (*row).top1Delta,
 	}
 	bySeries := map[string]*litSeries{}
 	var order []string
@@ -354,7 +354,7 @@ func plotRatio(s *Source) (*litPlot, error) {
 
 // plotDistill: models of several sizes, distilled or not: Δ top-1 against
 // the parameter ratio, both against the largest non-distilled model.
-func plotDistill(s *Source, methodName string) (*litPlot, error) {
+func plotDistill(s *source, methodName string) (*litPlot, error) {
 	t, pc := s.col("top1"), s.col("params_m")
 	refIdx := -1
 	var refParams float64
@@ -375,7 +375,7 @@ func plotDistill(s *Source, methodName string) (*litPlot, error) {
 	p := &litPlot{
 		XLabel: "parameter ratio (model / reference)", YLabel: "Δ top-1 vs reference (pts)", Relative: true,
 		Reference: fmt.Sprintf("%s, the largest model in the table (%s%%, %sM parameters)", cellText(ref[0]), fmtNum(base), fmtNum(refParams)),
-		family:    FamilyDistill, measured: (*row).paramsRatio, measuredY: (*row).top1Delta,
+		family:    familyDistill, measured: (*row).paramsRatio, measuredY: (*row).top1Delta,
 	}
 	// A table that marks some rows "distilled" compares them with models
 	// trained directly; otherwise every row is the method's.
@@ -412,7 +412,7 @@ func plotDistill(s *Source, methodName string) (*litPlot, error) {
 }
 
 // plotAbsolute: no reference in the source: top-1 against GMACs, said so.
-func plotAbsolute(s *Source) (*litPlot, error) {
+func plotAbsolute(s *source) (*litPlot, error) {
 	t, g := s.col("top1"), s.col("gflops")
 	p := &litPlot{
 		XLabel: "GMACs (the source's \"GFLOPs\")", YLabel: "top-1 (%)",
@@ -458,7 +458,7 @@ func methodLabel(prefix, methodName string) string {
 
 // sourceName is a display name for a source: its name, else the method
 // named at the start of its citation ("PTQ4ViT"), else its id.
-func sourceName(s *Source) string {
+func sourceName(s *source) string {
 	if s.Name != "" {
 		return s.Name
 	}

@@ -7,11 +7,11 @@ import (
 )
 
 func TestPublishedEmbedded(t *testing.T) {
-	srcs, err := Published()
+	srcs, err := published()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids := map[string]*Source{}
+	ids := map[string]*source{}
 	for i := range srcs {
 		ids[srcs[i].ID] = &srcs[i]
 		if srcs[i].Cite == "" {
@@ -43,7 +43,7 @@ func TestPublishedEmbedded(t *testing.T) {
 // label, in the series named series.
 func find(t *testing.T, id, series, label string) litPoint {
 	t.Helper()
-	srcs, err := Published()
+	srcs, err := published()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ year = 2021`, "unknown key"},
 		{"syntax", `[[source]`, "parse published results"},
 	}
 	for _, tt := range tests {
-		_, err := ParsePublished(strings.NewReader(tt.toml))
+		_, err := parsePublished(strings.NewReader(tt.toml))
 		switch {
 		case tt.want == "" && err != nil:
 			t.Errorf("%s: %v", tt.name, err)
@@ -156,12 +156,12 @@ year = 2021`, "unknown key"},
 
 func TestSourceName(t *testing.T) {
 	for _, tt := range []struct {
-		src  Source
+		src  source
 		want string
 	}{
-		{Source{ID: "a", Name: "Alpha", Cite: "X et al., Beta: a method"}, "Alpha"},
-		{Source{ID: "a", Cite: "X et al., Beta: a method, 2021"}, "Beta"},
-		{Source{ID: "a", Cite: "X et al., A long title without a colon, 2021"}, "a"},
+		{source{ID: "a", Name: "Alpha", Cite: "X et al., Beta: a method"}, "Alpha"},
+		{source{ID: "a", Cite: "X et al., Beta: a method, 2021"}, "Beta"},
+		{source{ID: "a", Cite: "X et al., A long title without a colon, 2021"}, "a"},
 	} {
 		if got := sourceName(&tt.src); got != tt.want {
 			t.Errorf("sourceName(%+v) = %q, want %q", tt.src, got, tt.want)
@@ -170,7 +170,7 @@ func TestSourceName(t *testing.T) {
 }
 
 func TestPlotSourceUnknownLayout(t *testing.T) {
-	s := &Source{ID: "x", Cite: "X", Columns: []string{"model", "score"}, Rows: [][]interface{}{{"a", 1.0}}}
+	s := &source{ID: "x", Cite: "X", Columns: []string{"model", "score"}, Rows: [][]interface{}{{"a", 1.0}}}
 	if _, err := plotSource(s, "X"); err == nil || !strings.Contains(err.Error(), "no chart for columns model, score") {
 		t.Errorf("err = %v", err)
 	}

@@ -17,29 +17,29 @@ import (
 // families are the stage names the runner stores in Experiment.Families;
 // the others are assigned here.
 const (
-	FamilyBaseline    = "baseline"    // no compression stage
-	FamilyQuantize    = "quantize"    // post-training or quantization-aware
-	FamilyLowRank     = "lowrank"     // truncated SVD of linear layers
-	FamilyDistill     = "distill"     // knowledge distillation
-	FamilyPrune       = "prune"       // unstructured, heads, neurons, tokens
-	FamilyCombination = "combination" // a pipeline with several families
-	FamilyOther       = "other"       // a family this package does not know
+	familyBaseline    = "baseline"    // no compression stage
+	familyQuantize    = "quantize"    // post-training or quantization-aware
+	familyLowRank     = "lowrank"     // truncated SVD of linear layers
+	familyDistill     = "distill"     // knowledge distillation
+	familyPrune       = "prune"       // unstructured, heads, neurons, tokens
+	familyCombination = "combination" // a pipeline with several families
+	familyOther       = "other"       // a family this package does not know
 )
 
 // familyOrder is the legend order.
-var familyOrder = []string{FamilyBaseline, FamilyQuantize, FamilyLowRank, FamilyDistill, FamilyPrune, FamilyCombination, FamilyOther}
+var familyOrder = []string{familyBaseline, familyQuantize, familyLowRank, familyDistill, familyPrune, familyCombination, familyOther}
 
 var familyStyle = map[string]struct {
 	Color  string
 	Symbol string
 }{
-	FamilyBaseline:    {"#222222", "pin"},
-	FamilyQuantize:    {"#5470c6", "circle"},
-	FamilyLowRank:     {"#3ba272", "circle"},
-	FamilyDistill:     {"#fac858", "circle"},
-	FamilyPrune:       {"#ee6666", "circle"},
-	FamilyCombination: {"#9a60b4", "diamond"},
-	FamilyOther:       {"#999999", "triangle"},
+	familyBaseline:    {"#222222", "pin"},
+	familyQuantize:    {"#5470c6", "circle"},
+	familyLowRank:     {"#3ba272", "circle"},
+	familyDistill:     {"#fac858", "circle"},
+	familyPrune:       {"#ee6666", "circle"},
+	familyCombination: {"#9a60b4", "diamond"},
+	familyOther:       {"#999999", "triangle"},
 }
 
 // row is one experiment joined to its run and its baseline.
@@ -78,7 +78,7 @@ func classify(e *store.Experiment) (fam, set string) {
 	seen := map[string]bool{}
 	for _, f := range e.Families {
 		f = strings.ToLower(strings.TrimSpace(f))
-		if f == "" || f == FamilyBaseline || seen[f] {
+		if f == "" || f == familyBaseline || seen[f] {
 			continue
 		}
 		seen[f] = true
@@ -86,15 +86,15 @@ func classify(e *store.Experiment) (fam, set string) {
 	}
 	switch {
 	case len(distinct) == 0:
-		return FamilyBaseline, ""
+		return familyBaseline, ""
 	case len(distinct) > 1:
-		return FamilyCombination, strings.Join(distinct, "+")
+		return familyCombination, strings.Join(distinct, "+")
 	}
 	switch f := distinct[0]; f {
-	case FamilyQuantize, FamilyLowRank, FamilyDistill, FamilyPrune:
+	case familyQuantize, familyLowRank, familyDistill, familyPrune:
 		return f, f
 	default:
-		return FamilyOther, f
+		return familyOther, f
 	}
 }
 
@@ -129,7 +129,7 @@ func (r *row) top1Delta() (float64, bool) {
 	if v, ok := r.get(metrics.Top1Delta); ok {
 		return v, true
 	}
-	if r.fam == FamilyBaseline && r.exp.Baseline == "" {
+	if r.fam == familyBaseline && r.exp.Baseline == "" {
 		if _, ok := r.get(metrics.Top1); ok {
 			return 0, true
 		}
@@ -148,7 +148,7 @@ func (r *row) speedup() (float64, bool) {
 	if v, ok := r.get(metrics.Speedup); ok {
 		return v, true
 	}
-	if r.fam == FamilyBaseline && r.exp.Baseline == "" {
+	if r.fam == familyBaseline && r.exp.Baseline == "" {
 		if _, ok := r.get(metrics.LatencyP50); ok {
 			return 1, true
 		}
@@ -173,7 +173,7 @@ func (r *row) ratio(name string) (float64, bool) {
 // against divides a by the baseline's value, which base looks up (1 for
 // a baseline itself).
 func (r *row) against(a float64, base func() (float64, bool)) (float64, bool) {
-	if r.fam == FamilyBaseline && r.exp.Baseline == "" {
+	if r.fam == familyBaseline && r.exp.Baseline == "" {
 		return 1, true
 	}
 	b, ok := base()
@@ -213,7 +213,7 @@ func (r *row) paramsRatio() (float64, bool) {
 	if !ok {
 		return 0, false
 	}
-	if r.fam == FamilyBaseline && r.exp.Baseline == "" {
+	if r.fam == familyBaseline && r.exp.Baseline == "" {
 		return 1, true
 	}
 	b, ok := r.baseAxis(axisParams)
@@ -340,7 +340,7 @@ func newView(runs []store.Run, exps []store.Experiment) *view {
 	for i := range runs {
 		r := &runs[i]
 		if _, dup := v.runByID[r.ID]; dup {
-			v.warnings = append(v.warnings, fmt.Errorf("two runs share ID %d; experiments are attributed to the first (merge databases with store.Merge)", r.ID))
+			v.warnings = append(v.warnings, fmt.Errorf("two runs share ID %d; experiments are attributed to the first (merge databases with store.OpenSnapshots)", r.ID))
 			continue
 		}
 		v.runByID[r.ID] = r
@@ -460,7 +460,7 @@ func pickBaseline(rows []*row) *row {
 	}
 	var best *row
 	for _, r := range rows {
-		if r.fam != FamilyBaseline || !r.ok() {
+		if r.fam != familyBaseline || !r.ok() {
 			continue
 		}
 		if _, ok := r.get(metrics.Top1); !ok {

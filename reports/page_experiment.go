@@ -159,7 +159,7 @@ func metricsTable(r *row) table {
 		{metrics.CompressionRatio, r.compression},
 	}
 	for _, d := range derived {
-		if _, stored := r.get(d.name); stored || r.fam == FamilyBaseline {
+		if _, stored := r.get(d.name); stored || r.fam == familyBaseline {
 			continue
 		}
 		v, ok := d.v()

@@ -115,7 +115,7 @@ func machinesOf(pts []point) []string {
 func pointTip(r *row, a *costAxis, x float64) string {
 	top1, _ := r.get(metrics.Top1)
 	acc := "top-1: " + fmtMetric(metrics.Top1, top1, "")
-	if d, ok := r.top1Delta(); ok && r.fam != FamilyBaseline {
+	if d, ok := r.top1Delta(); ok && r.fam != familyBaseline {
 		acc += fmt.Sprintf(" (%s pts vs baseline)", fmtSigned(d))
 	}
 	lines := []string{
@@ -220,7 +220,7 @@ func (s *site) sweeps() error {
 		byGroup := map[string][]*row{}
 		var order []string
 		for _, r := range g.Rows {
-			if len(r.exp.Params) == 0 || r.fam == FamilyBaseline {
+			if len(r.exp.Params) == 0 || r.fam == familyBaseline {
 				continue
 			}
 			k := r.exp.Group
@@ -474,7 +474,7 @@ func (s *site) combinations() error {
 	for _, g := range s.v.groups {
 		var rows []*row
 		for _, r := range g.Rows {
-			if r.fam != FamilyBaseline {
+			if r.fam != familyBaseline {
 				rows = append(rows, r)
 			}
 		}

@@ -79,7 +79,7 @@ func (s *site) literature() error {
 	return s.page("literature.html", "literature", "Literature: published results beside measured ones", nil, cs.list, b)
 }
 
-func sourceTable(src *Source) table {
+func sourceTable(src *source) table {
 	t := table{Empty: "The source has no rows."}
 	for _, c := range src.Columns {
 		t.Head = append(t.Head, headCell{Text: c})

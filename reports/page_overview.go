@@ -206,7 +206,7 @@ func summaryTable(v *view) (table, []error) {
 	var compressed []*row
 	var names []string
 	for _, r := range v.current {
-		if r.fam != FamilyBaseline && r.ok() {
+		if r.fam != familyBaseline && r.ok() {
 			compressed = append(compressed, r)
 			names = append(names, r.exp.Name)
 		}
@@ -307,10 +307,10 @@ func orMissing(s, missing string) cell {
 }
 
 func familyText(r *row) string {
-	if r.fam == FamilyCombination {
+	if r.fam == familyCombination {
 		return "combination: " + r.set
 	}
-	if r.fam == FamilyOther {
+	if r.fam == familyOther {
 		return r.set
 	}
 	return r.fam

@@ -23,9 +23,9 @@ const DefaultAssetsDir = ".cache/assets"
 // IndexPage is the file name of the overview page in OutDir.
 const IndexPage = "index.html"
 
-// ErrNoAssets is returned (wrapped) when the ECharts script is not in
+// errNoAssets is returned (wrapped) when the ECharts script is not in
 // Options.AssetsDir.
-var ErrNoAssets = errors.New("echarts script missing: run scripts/assets.sh")
+var errNoAssets = errors.New("echarts script missing: run scripts/assets.sh")
 
 // Options control Render.
 type Options struct {
@@ -58,12 +58,12 @@ func Render(snap *store.Snapshot, opts Options) error {
 	script, err := os.ReadFile(filepath.Join(opts.AssetsDir, EChartsScript))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("render report: %s not in %s: %w (fetches echarts %s from npm)", EChartsScript, opts.AssetsDir, ErrNoAssets, EChartsVersion)
+			return fmt.Errorf("render report: %s not in %s: %w (fetches echarts %s from npm)", EChartsScript, opts.AssetsDir, errNoAssets, echartsVersion)
 		}
 		return fmt.Errorf("render report: read %s: %w", EChartsScript, err)
 	}
 	if len(bytes.TrimSpace(script)) == 0 {
-		return fmt.Errorf("render report: %s in %s is empty: %w", EChartsScript, opts.AssetsDir, ErrNoAssets)
+		return fmt.Errorf("render report: %s in %s is empty: %w", EChartsScript, opts.AssetsDir, errNoAssets)
 	}
 
 	var runs []store.Run
@@ -89,7 +89,7 @@ func buildSite(v *view, now time.Time) (map[string][]byte, error) {
 		return nil, err
 	}
 	s := &site{v: v, tpls: tpls, now: now, pages: map[string][]byte{}}
-	s.pub, s.pubErr = Published()
+	s.pub, s.pubErr = published()
 	steps := []func() error{
 		s.overview, s.tradeoffs, s.sweeps, s.combinations, s.experiments, s.machines, s.literature,
 	}
@@ -107,7 +107,7 @@ type site struct {
 	tpls   map[string]*template.Template
 	now    time.Time
 	pages  map[string][]byte
-	pub    []Source
+	pub    []source
 	pubErr error
 }
 
@@ -146,7 +146,7 @@ func (s *site) page(file, tpl, title string, warnings []error, charts []chartBlo
 		Charts:         charts,
 		Generated:      s.now.UTC().Format("2006-01-02 15:04:05 UTC"),
 		Script:         EChartsScript,
-		EChartsVersion: EChartsVersion,
+		EChartsVersion: echartsVersion,
 		Body:           body,
 	}
 	var buf bytes.Buffer

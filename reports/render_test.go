@@ -251,8 +251,8 @@ func TestRenderEmptyAndPartial(t *testing.T) {
 
 func TestRenderMissingAssets(t *testing.T) {
 	err := Render(&store.Snapshot{}, Options{OutDir: t.TempDir(), AssetsDir: filepath.Join(t.TempDir(), "none")})
-	if !errors.Is(err, ErrNoAssets) {
-		t.Fatalf("err = %v, want ErrNoAssets", err)
+	if !errors.Is(err, errNoAssets) {
+		t.Fatalf("err = %v, want errNoAssets", err)
 	}
 	if !strings.Contains(err.Error(), "scripts/assets.sh") {
 		t.Errorf("error %q does not name scripts/assets.sh", err)

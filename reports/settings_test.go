@@ -58,7 +58,7 @@ func TestLiteratureMeasuredQuantize(t *testing.T) {
 	}
 	v := newView([]store.Run{run}, exps)
 
-	srcs, err := Published()
+	srcs, err := published()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestLiteratureMeasuredQuantize(t *testing.T) {
 				}
 			}
 		}
-		if plot == nil || plot.family != FamilyQuantize {
+		if plot == nil || plot.family != familyQuantize {
 			t.Fatalf("%s: no quantization plot (%+v)", id, plot)
 		}
 		groups, missing := measuredSeries(plot, v.current)

@@ -31,7 +31,7 @@ func (p *Plan) Describe(w io.Writer, cached func(hash string) bool) error {
 	rows := make([]row, len(p.Nodes))
 	for i, n := range p.Nodes {
 		r := row{id: ref(n.Hash), hash: n.Hash[:12], action: string(n.Kind), steps: "-", input: "-"}
-		steps, known := p.Steps(n)
+		steps, known := p.steps(n)
 		if known && steps > 0 {
 			r.steps = "~" + thousands(steps)
 		} else if !known {
@@ -120,14 +120,14 @@ func (p *Plan) Describe(w io.Writer, cached func(hash string) bool) error {
 	return err
 }
 
-// Steps estimates the optimizer steps a node takes to build: a trained
+// steps estimates the optimizer steps a node takes to build: a trained
 // model's epochs over its training images, capped by max_steps; a stage's
 // fine-tuning from the largest of its parameters named "epochs" or
 // "*_epochs" (over the model's training images, at the model's batch
 // size), capped by those named "max_steps" or "*_max_steps" (a plain
 // "steps", like prune's iterative schedule, counts something else). It reports false when
 // the data set's size is not known before loading.
-func (p *Plan) Steps(n *Node) (int, bool) {
+func (p *Plan) steps(n *Node) (int, bool) {
 	m := n.Model
 	perEpoch := func() (float64, bool) {
 		imgs := m.Data.TrainImages()

@@ -10,9 +10,9 @@ import (
 	"strings"
 )
 
-// ErrSelection marks a bad --only or --shard value, or a selection that
+// errSelection marks a bad --only or --shard value, or a selection that
 // matches nothing.
-var ErrSelection = errors.New("bad selection")
+var errSelection = errors.New("bad selection")
 
 // Filter returns the plan restricted to some experiments.
 //
@@ -23,7 +23,7 @@ var ErrSelection = errors.New("bad selection")
 // machines given 1/N ... N/N run disjoint shares that together cover the
 // suite; empty keeps all. The nodes an experiment needs stay in the plan
 // even when the experiments that own them (a baseline, a teacher) are
-// filtered out. Errors wrap ErrSelection.
+// filtered out. A bad or empty selection is an error that names it.
 func (p *Plan) Filter(only, shard string) (*Plan, error) {
 	var globs []string
 	if strings.TrimSpace(only) != "" {
@@ -33,7 +33,7 @@ func (p *Plan) Filter(only, shard string) (*Plan, error) {
 				continue
 			}
 			if _, err := path.Match(g, ""); err != nil {
-				return nil, fmt.Errorf("%w: --only %q: %v", ErrSelection, g, err)
+				return nil, fmt.Errorf("%w: --only %q: %v", errSelection, g, err)
 			}
 			globs = append(globs, g)
 		}
@@ -49,13 +49,13 @@ func (p *Plan) Filter(only, shard string) (*Plan, error) {
 			continue
 		}
 		matched++
-		if count > 0 && ShardOf(e.Name, count) != index {
+		if count > 0 && shardOf(e.Name, count) != index {
 			continue
 		}
 		keep = append(keep, e)
 	}
 	if len(globs) > 0 && matched == 0 {
-		return nil, fmt.Errorf("%w: --only %q matches no experiment", ErrSelection, only)
+		return nil, fmt.Errorf("%w: --only %q matches no experiment", errSelection, only)
 	}
 	return p.subset(keep), nil
 }
@@ -74,13 +74,13 @@ func parseShard(s string) (index, count int, err error) {
 	i, err1 := strconv.Atoi(strings.TrimSpace(is))
 	n, err2 := strconv.Atoi(strings.TrimSpace(ns))
 	if !ok || err1 != nil || err2 != nil || n < 1 || i < 1 || i > n {
-		return 0, 0, fmt.Errorf("%w: --shard %q: want I/N with 1 <= I <= N, e.g. 2/3", ErrSelection, s)
+		return 0, 0, fmt.Errorf("%w: --shard %q: want I/N with 1 <= I <= N, e.g. 2/3", errSelection, s)
 	}
 	return i - 1, n, nil
 }
 
-// ShardOf returns the shard, 0 to n-1, that an experiment name falls in.
-func ShardOf(name string, n int) int {
+// shardOf returns the shard, 0 to n-1, that an experiment name falls in.
+func shardOf(name string, n int) int {
 	h := fnv.New64a()
 	h.Write([]byte(name))
 	return int(h.Sum64() % uint64(n))

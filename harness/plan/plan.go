@@ -93,7 +93,7 @@ type Swept struct {
 // included, not only the ones the suite wrote.
 type Setting struct {
 	// Name is the parameter's flat key, unique within the experiment (see
-	// SettingName): "quantize.weight_bits", "quantize#2.weight_bits".
+	// settingName): "quantize.weight_bits", "quantize#2.weight_bits".
 	Name      string
 	Stage     int // index in the pipeline
 	Technique string
@@ -102,13 +102,13 @@ type Setting struct {
 	Swept     bool   // chosen by the experiment's grid (the key was a list of alternatives)
 }
 
-// SettingName is the flat key of a stage parameter: "technique.key" for
+// settingName is the flat key of a stage parameter: "technique.key" for
 // the first stage of a technique in the pipeline (occurrence 1), and
 // "technique#N.key" for its Nth, so that "quantize.weight_bits" names the
 // weight width of an experiment's first quantize stage whatever precedes
 // it, and a key stays the same when stages of other techniques are added
 // or removed around it.
-func SettingName(technique string, occurrence int, key string) string {
+func settingName(technique string, occurrence int, key string) string {
 	if occurrence > 1 {
 		return fmt.Sprintf("%s#%d.%s", technique, occurrence, key)
 	}
@@ -428,7 +428,7 @@ func (b *builder) experiment(ce *config.Experiment, root string, points [][]conf
 		occurrence[st.Technique]++
 		for _, s := range config.Settings(pt.Config) {
 			e.Settings = append(e.Settings, Setting{
-				Name:  SettingName(st.Technique, occurrence[st.Technique], s.Key),
+				Name:  settingName(st.Technique, occurrence[st.Technique], s.Key),
 				Stage: i, Technique: st.Technique, Key: s.Key,
 				Value: config.FormatValue(s.Value), Swept: swept[s.Key],
 			})

@@ -554,8 +554,8 @@ func TestFilterErrors(t *testing.T) {
 		{"", "1/2/3"},
 	}
 	for _, tt := range tests {
-		if _, err := p.Filter(tt.only, tt.shard); !errors.Is(err, ErrSelection) {
-			t.Errorf("Filter(%q, %q) = %v, want ErrSelection", tt.only, tt.shard, err)
+		if _, err := p.Filter(tt.only, tt.shard); !errors.Is(err, errSelection) {
+			t.Errorf("Filter(%q, %q) = %v, want errSelection", tt.only, tt.shard, err)
 		}
 	}
 }

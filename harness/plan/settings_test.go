@@ -99,8 +99,8 @@ func TestSettingName(t *testing.T) {
 		{"prune", 3, "amount", "prune#3.amount"},
 	}
 	for _, tt := range tests {
-		if got := SettingName(tt.technique, tt.occurrence, tt.key); got != tt.want {
-			t.Errorf("SettingName(%q, %d, %q) = %q, want %q", tt.technique, tt.occurrence, tt.key, got, tt.want)
+		if got := settingName(tt.technique, tt.occurrence, tt.key); got != tt.want {
+			t.Errorf("settingName(%q, %d, %q) = %q, want %q", tt.technique, tt.occurrence, tt.key, got, tt.want)
 		}
 	}
 }

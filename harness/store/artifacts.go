@@ -29,9 +29,9 @@ ON CONFLICT (hash) DO UPDATE SET kind = excluded.kind, path = excluded.path,
 	})
 }
 
-// Artifact returns the record of the artifact with the given hash; nil and
+// artifact returns the record of the artifact with the given hash; nil and
 // no error when there is none.
-func (db *DB) Artifact(ctx context.Context, hash string) (*Artifact, error) {
+func (db *DB) artifact(ctx context.Context, hash string) (*Artifact, error) {
 	var arts []Artifact
 	err := db.read(ctx, "find artifact "+hash, func(tx *sql.Tx) error {
 		var err error
@@ -44,8 +44,8 @@ func (db *DB) Artifact(ctx context.Context, hash string) (*Artifact, error) {
 	return &arts[0], nil
 }
 
-// Artifacts returns every artifact record, oldest first.
-func (db *DB) Artifacts(ctx context.Context) ([]Artifact, error) {
+// artifacts returns every artifact record, oldest first.
+func (db *DB) artifacts(ctx context.Context) ([]Artifact, error) {
 	var arts []Artifact
 	err := db.read(ctx, "list artifacts", func(tx *sql.Tx) error {
 		var err error
@@ -55,10 +55,10 @@ func (db *DB) Artifacts(ctx context.Context) ([]Artifact, error) {
 	return arts, err
 }
 
-// DeleteArtifact removes the record of the artifact with the given hash, for
+// deleteArtifact removes the record of the artifact with the given hash, for
 // instance after its file was found corrupt; removing a missing record is
 // not an error. The file itself is the caller's.
-func (db *DB) DeleteArtifact(ctx context.Context, hash string) error {
+func (db *DB) deleteArtifact(ctx context.Context, hash string) error {
 	return db.write(ctx, "delete artifact "+hash, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM artifacts WHERE hash = ?`, hash)
 		return err

@@ -151,12 +151,12 @@ func checkExperiment(e *Experiment) error {
 	return nil
 }
 
-// CompletedExperiment returns the newest experiment that finished with
+// completedExperiment returns the newest experiment that finished with
 // status ok and has the given hash, on the machine with the given
-// fingerprint, in any run; nil and no error when there is none. The runner
-// uses it to resume a suite, and to reuse results across runs: what an
-// experiment measures is determined by its hash and the machine.
-func (db *DB) CompletedExperiment(ctx context.Context, machineFingerprint, hash string) (*Experiment, error) {
+// fingerprint, in any run; nil and no error when there is none: what an
+// experiment measures is determined by its hash and the machine. Only the
+// tests call it; the runner resumes from cached artifacts instead.
+func (db *DB) completedExperiment(ctx context.Context, machineFingerprint, hash string) (*Experiment, error) {
 	if hash == "" {
 		return nil, nil
 	}

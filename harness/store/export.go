@@ -16,12 +16,12 @@ import (
 	"github.com/vitbench/vitbench/harness/metrics"
 )
 
-// StandardMetrics lists the metric names of package metrics in the order
+// standardMetrics lists the metric names of package metrics in the order
 // they are declared there; exports put their columns first, in this order.
 //
 // Note: package metrics keeps its names in a map; this list repeats their
 // declaration order, and a test checks it against metrics.go.
-var StandardMetrics = []string{
+var standardMetrics = []string{
 	metrics.Top1,
 	metrics.Top5,
 	metrics.Params,
@@ -61,17 +61,17 @@ type table struct {
 	rows    [][]any
 }
 
-// SettingPrefix starts the name of an export column that holds a stage
+// settingPrefix starts the name of an export column that holds a stage
 // parameter: "param:quantize.weight_bits" (see Setting.Name).
-const SettingPrefix = "param:"
+const settingPrefix = "param:"
 
-// Columns returns the header of the export of s: the run and machine
+// columns returns the header of the export of s: the run and machine
 // columns, the experiment columns, then one column per stage parameter
-// found in s (SettingPrefix + its flat key, sorted), then one column per
-// metric name found in s, the standard ones (StandardMetrics) first and
+// found in s (settingPrefix + its flat key, sorted), then one column per
+// metric name found in s, the standard ones (standardMetrics) first and
 // the others sorted. A metric whose name is already a column is prefixed
 // "metric_".
-func Columns(s *Snapshot) []string {
+func columns(s *Snapshot) []string {
 	mcols, _ := metricColumns(s)
 	return slices.Concat(fixedColumns, settingColumns(s), mcols)
 }
@@ -88,7 +88,7 @@ func settingColumns(s *Snapshot) []string {
 	}
 	var cols []string
 	for _, n := range slices.Sorted(maps.Keys(found)) {
-		cols = append(cols, SettingPrefix+n)
+		cols = append(cols, settingPrefix+n)
 	}
 	return cols
 }
@@ -102,7 +102,7 @@ func metricColumns(s *Snapshot) (cols, names []string) {
 			found[m.Name] = true
 		}
 	}
-	for _, n := range StandardMetrics {
+	for _, n := range standardMetrics {
 		if found[n] {
 			names = append(names, n)
 			delete(found, n)
@@ -148,7 +148,7 @@ func flatten(s *Snapshot) table {
 		}
 		settings := make(map[string]string, len(e.Settings))
 		for _, st := range e.Settings {
-			settings[SettingPrefix+st.Name] = st.Value
+			settings[settingPrefix+st.Name] = st.Value
 		}
 		for _, c := range scols {
 			if v, ok := settings[c]; ok {
@@ -174,7 +174,7 @@ func flatten(s *Snapshot) table {
 }
 
 // WriteCSV writes s as CSV (RFC 4180, as encoding/csv writes it): a header
-// of Columns(s), then one row per experiment in the order of s. Stage
+// of columns(s), then one row per experiment in the order of s. Stage
 // parameters are their text as a suite writes it (8, 0.5, minmax,
 // [qkv,proj]), empty where the experiment's pipeline lacks the stage.
 // Metrics are in their normalised units (seconds, bytes, percent, plain
@@ -235,7 +235,7 @@ func formatFloat(v float64) string {
 }
 
 // WriteJSON writes s as a JSON array with one object per experiment, whose
-// keys are Columns(s) in that order. Metrics are numbers, null when missing
+// keys are columns(s) in that order. Metrics are numbers, null when missing
 // or not finite; cores and threads are numbers; stage parameters are
 // strings as in WriteCSV, null where the pipeline lacks the stage; the
 // rest are strings.

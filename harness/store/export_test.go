@@ -48,14 +48,14 @@ func exportSnapshot() *Snapshot {
 }
 
 func TestColumns(t *testing.T) {
-	got := Columns(exportSnapshot())
+	got := columns(exportSnapshot())
 	want := append(slices.Clone(fixedColumns),
 		"top1", "params", "latency_p50", "speedup", "aa_custom", "metric_status", "zz_custom")
 	if !reflect.DeepEqual(got, want) {
-		t.Errorf("Columns =\n%q\nwant\n%q", got, want)
+		t.Errorf("columns =\n%q\nwant\n%q", got, want)
 	}
-	if got := Columns(&Snapshot{}); !reflect.DeepEqual(got, fixedColumns) {
-		t.Errorf("Columns(empty) = %q", got)
+	if got := columns(&Snapshot{}); !reflect.DeepEqual(got, fixedColumns) {
+		t.Errorf("columns(empty) = %q", got)
 	}
 }
 
@@ -72,8 +72,8 @@ func TestWriteCSV(t *testing.T) {
 	if len(recs) != 4 {
 		t.Fatalf("%d records, want header + 3", len(recs))
 	}
-	if !reflect.DeepEqual(recs[0], Columns(s)) {
-		t.Errorf("header = %q, want %q", recs[0], Columns(s))
+	if !reflect.DeepEqual(recs[0], columns(s)) {
+		t.Errorf("header = %q, want %q", recs[0], columns(s))
 	}
 	col := map[string]int{}
 	for i, c := range recs[0] {
@@ -136,8 +136,8 @@ func TestWriteJSON(t *testing.T) {
 		t.Fatalf("%d objects, want 3", len(rows))
 	}
 	for i, row := range rows {
-		if len(row) != len(Columns(s)) {
-			t.Errorf("object %d has %d keys, want %d", i, len(row), len(Columns(s)))
+		if len(row) != len(columns(s)) {
+			t.Errorf("object %d has %d keys, want %d", i, len(row), len(columns(s)))
 		}
 	}
 	for _, tc := range []struct {
@@ -172,8 +172,8 @@ func TestWriteJSON(t *testing.T) {
 		var v any
 		dec.Decode(&v)
 	}
-	if !reflect.DeepEqual(keys, Columns(s)) {
-		t.Errorf("keys in order %q, want %q", keys, Columns(s))
+	if !reflect.DeepEqual(keys, columns(s)) {
+		t.Errorf("keys in order %q, want %q", keys, columns(s))
 	}
 
 	buf.Reset()
@@ -210,7 +210,7 @@ func TestFormatFloat(t *testing.T) {
 	}
 }
 
-// TestStandardMetricsOrder checks StandardMetrics against the declaration
+// TestStandardMetricsOrder checks standardMetrics against the declaration
 // order of the metric names in harness/metrics.
 func TestStandardMetricsOrder(t *testing.T) {
 	f, err := parser.ParseFile(token.NewFileSet(), "../metrics/metrics.go", nil, 0)
@@ -236,10 +236,10 @@ func TestStandardMetricsOrder(t *testing.T) {
 			}
 		}
 	}
-	if !reflect.DeepEqual(StandardMetrics, declared) {
-		t.Errorf("StandardMetrics =\n%q\nmetrics.go declares\n%q", StandardMetrics, declared)
+	if !reflect.DeepEqual(standardMetrics, declared) {
+		t.Errorf("standardMetrics =\n%q\nmetrics.go declares\n%q", standardMetrics, declared)
 	}
-	for _, n := range StandardMetrics {
+	for _, n := range standardMetrics {
 		if _, ok := metrics.Lookup(n); !ok {
 			t.Errorf("%q is not a known metric", n)
 		}
@@ -316,8 +316,8 @@ print(json.dumps(out))
 		t.Fatalf("python output %q: %v", outb, err)
 	}
 	t.Logf("read with Python's %s", got.Reader)
-	if !reflect.DeepEqual(got.Columns, Columns(snap)) {
-		t.Errorf("python columns %q, want %q", got.Columns, Columns(snap))
+	if !reflect.DeepEqual(got.Columns, columns(snap)) {
+		t.Errorf("python columns %q, want %q", got.Columns, columns(snap))
 	}
 	if got.Rows != 2 || !reflect.DeepEqual(got.Experiment, []string{e.Name, "ptq/w8"}) {
 		t.Errorf("python rows %d, experiments %q", got.Rows, got.Experiment)

@@ -258,7 +258,7 @@ func TestConcurrentProcesses(t *testing.T) {
 		query string
 		want  int
 	}{
-		{`SELECT COUNT(*) FROM migrations`, len(Migrations())},
+		{`SELECT COUNT(*) FROM migrations`, len(migrations())},
 		{`SELECT COUNT(*) FROM runs WHERE status = 'ok'`, procs},
 		{`SELECT COUNT(*) FROM experiments`, procs * n},
 		{`SELECT COUNT(*) FROM metrics`, 3 * procs * n},

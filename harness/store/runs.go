@@ -135,7 +135,7 @@ func (db *DB) FinishRun(ctx context.Context, runID int64, status string) error {
 		if n, err := res.RowsAffected(); err != nil {
 			return fmt.Errorf("update run: %w", err)
 		} else if n == 0 {
-			return ErrNotFound
+			return errNotFound
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE experiments SET status = ? WHERE run_id = ? AND status = ?`,
 			StatusInterrupted, runID, StatusRunning); err != nil {

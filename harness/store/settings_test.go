@@ -124,8 +124,8 @@ func TestSettingsOldDatabase(t *testing.T) {
 		}
 	}
 	db.Close()
-	if _, err := OpenReadOnly(path); !errors.Is(err, ErrOlderSchema) {
-		t.Errorf("OpenReadOnly before the migration: err = %v, want ErrOlderSchema", err)
+	if _, err := OpenReadOnly(path); !errors.Is(err, errOlderSchema) {
+		t.Errorf("OpenReadOnly before the migration: err = %v, want errOlderSchema", err)
 	}
 	db = openAt(t, path)
 	exps, err := db.Experiments(ctx, r.ID)
@@ -151,7 +151,7 @@ func TestExportSettings(t *testing.T) {
 		{Name: "quantize.calibrator", Technique: "quantize", Key: "calibrator", Value: "min,max"},
 	}
 	wantSettings := []string{"param:prune.amount", "param:prune.kind", "param:quantize.calibrator", "param:quantize.weight_bits"}
-	cols := Columns(s)
+	cols := columns(s)
 	if got := cols[len(fixedColumns) : len(fixedColumns)+len(wantSettings)]; !slices.Equal(got, wantSettings) {
 		t.Errorf("setting columns %q, want %q (all: %q)", got, wantSettings, cols)
 	}

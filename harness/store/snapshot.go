@@ -18,8 +18,8 @@ type Snapshot struct {
 	Experiments []Experiment // grouped by run, in the order of Runs
 }
 
-// Run returns the run with the given ID, or nil.
-func (s *Snapshot) Run(id int64) *Run {
+// run returns the run with the given ID, or nil.
+func (s *Snapshot) run(id int64) *Run {
 	for i := range s.Runs {
 		if s.Runs[i].ID == id {
 			return &s.Runs[i]
@@ -63,7 +63,7 @@ func sortExperiments(s *Snapshot) {
 }
 
 // OpenSnapshots reads the databases at paths, read-only, and merges them
-// (see Merge). A missing file is an error wrapping fs.ErrNotExist.
+// (see merge). A missing file is an error wrapping fs.ErrNotExist.
 func OpenSnapshots(paths ...string) (*Snapshot, error) {
 	ctx := context.Background()
 	snaps := make([]*Snapshot, 0, len(paths))
@@ -74,7 +74,7 @@ func OpenSnapshots(paths ...string) (*Snapshot, error) {
 		}
 		snaps = append(snaps, s)
 	}
-	return Merge(snaps...), nil
+	return merge(snaps...), nil
 }
 
 func readSnapshot(ctx context.Context, path string) (*Snapshot, error) {
@@ -90,7 +90,7 @@ func readSnapshot(ctx context.Context, path string) (*Snapshot, error) {
 	return s, nil
 }
 
-// Merge combines snapshots, typically of the databases of several machines,
+// merge combines snapshots, typically of the databases of several machines,
 // into a new one. A run is identified by its UUID, so a run found in several
 // snapshots (a database copied, or merged twice) appears once, and so does
 // an experiment found under the same run and name. Of two copies the one
@@ -101,7 +101,7 @@ func readSnapshot(ctx context.Context, path string) (*Snapshot, error) {
 // their runs, are numbered the same way, and their RunID is their run's new
 // ID. Experiments whose run is not in their snapshot are dropped. The
 // inputs are not modified; the result shares no slices or maps with them.
-func Merge(snaps ...*Snapshot) *Snapshot {
+func merge(snaps ...*Snapshot) *Snapshot {
 	type expKey struct{ run, name string }
 	var (
 		runs   []Run

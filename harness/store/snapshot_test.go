@@ -15,9 +15,9 @@ func machineDB(t *testing.T, host string, start time.Time, runs, n int) string {
 	t.Helper()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), host+".db")
-	db := NewDB(path)
+	db := newDB(path)
 	db.Now = func() time.Time { start = start.Add(time.Minute); return start }
-	if err := db.Open(); err != nil {
+	if err := db.open(); err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
@@ -44,7 +44,7 @@ func owners(t *testing.T, s *Snapshot) map[string]string {
 	t.Helper()
 	m := map[string]string{}
 	for _, e := range s.Experiments {
-		r := s.Run(e.RunID)
+		r := s.run(e.RunID)
 		if r == nil {
 			t.Fatalf("experiment %q points at run %d, not in the snapshot", e.Name, e.RunID)
 		}
@@ -83,7 +83,7 @@ func TestMerge(t *testing.T) {
 		{"one given twice", []*Snapshot{snaps[0], snaps[1], snaps[0]}},
 		{"with nil", []*Snapshot{nil, snaps[0], snaps[1]}},
 	} {
-		m := Merge(tc.snaps...)
+		m := merge(tc.snaps...)
 		if len(m.Runs) != 5 || len(m.Experiments) != 12 {
 			t.Errorf("%s: %d runs, %d experiments; want 5 and 12", tc.name, len(m.Runs), len(m.Experiments))
 			continue
@@ -118,7 +118,7 @@ func TestMerge(t *testing.T) {
 		}
 	}
 	if after := fmt.Sprintf("%+v", snaps); after != before {
-		t.Error("Merge modified its inputs")
+		t.Error("merge modified its inputs")
 	}
 
 	both, err := OpenSnapshots(laptop, server)
@@ -147,7 +147,7 @@ func TestMergeKeepsLaterCopy(t *testing.T) {
 		},
 	}
 	for _, order := range [][]*Snapshot{{running, done}, {done, running}} {
-		m := Merge(order...)
+		m := merge(order...)
 		if len(m.Runs) != 1 || m.Runs[0].Status != StatusOK {
 			t.Errorf("runs %+v, want the finished copy", m.Runs)
 		}

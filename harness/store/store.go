@@ -2,8 +2,8 @@
 // executed on, the runs, their experiments with metrics, per-layer counts and
 // training curves, and the index of cached artifacts. The runner writes
 // through a DB and nothing else writes results; reports read a Snapshot
-// (Merge combines the databases of several machines), and WriteCSV and
-// WriteJSON export one for pandas or a spreadsheet.
+// (OpenSnapshots merges the databases of several machines into one), and
+// WriteCSV and WriteJSON export one for pandas or a spreadsheet.
 //
 // A database is one file in WAL mode with foreign keys on and a busy timeout,
 // so several bench processes, and several goroutines of one, may write the
@@ -48,26 +48,25 @@ var migrationFS embed.FS
 // DefaultPath is where bench keeps its results unless told otherwise.
 const DefaultPath = "results/results.db"
 
-// DefaultBusyTimeout is how long a writer waits for another writer's lock
+// defaultBusyTimeout is how long a writer waits for another writer's lock
 // before failing with "database is locked".
-const DefaultBusyTimeout = 10 * time.Second
+const defaultBusyTimeout = 10 * time.Second
 
 // Errors returned by the store, wrapped with what was being done.
 var (
-	// ErrReadOnly is returned by writes to a database opened read-only.
-	ErrReadOnly = errors.New("database is open read-only")
-	// ErrNotFound is returned when a run named by ID does not exist.
-	ErrNotFound = errors.New("not found")
-	// ErrNewerSchema is returned when the database records migrations this
+	// errReadOnly is returned by writes to a database opened read-only.
+	errReadOnly = errors.New("database is open read-only")
+	// errNotFound is returned when a run named by ID does not exist.
+	errNotFound = errors.New("not found")
+	// errNewerSchema is returned when the database records migrations this
 	// version of vitbench does not know: a newer version wrote it.
-	ErrNewerSchema = errors.New("database was written by a newer vitbench")
-	// ErrOlderSchema is returned when a database opened read-only lacks
+	errNewerSchema = errors.New("database was written by a newer vitbench")
+	// errOlderSchema is returned when a database opened read-only lacks
 	// migrations; opening it read-write (bench run) upgrades it.
-	ErrOlderSchema = errors.New("database schema is older than this vitbench (open it read-write to migrate)")
+	errOlderSchema = errors.New("database schema is older than this vitbench (open it read-write to migrate)")
 )
 
-// DB is a results database. Create one with NewDB, adjust its exported
-// fields, then call Open; or use Open or OpenReadOnly, which do both.
+// DB is a results database, opened with Open or OpenReadOnly.
 // A DB is safe for concurrent use by several goroutines.
 type DB struct {
 	// Path is the database file.
@@ -88,11 +87,11 @@ type DB struct {
 	host string  // this host's name, for the liveness of runs
 }
 
-// NewDB returns an unopened DB for the file at path with default settings.
-func NewDB(path string) *DB {
+// newDB returns an unopened DB for the file at path with default settings.
+func newDB(path string) *DB {
 	return &DB{
 		Path:        path,
-		BusyTimeout: DefaultBusyTimeout,
+		BusyTimeout: defaultBusyTimeout,
 		Now:         time.Now,
 	}
 }
@@ -100,8 +99,8 @@ func NewDB(path string) *DB {
 // Open opens the database at path for reading and writing, creating it and
 // its parent directories when missing and applying pending migrations.
 func Open(path string) (*DB, error) {
-	db := NewDB(path)
-	if err := db.Open(); err != nil {
+	db := newDB(path)
+	if err := db.open(); err != nil {
 		return nil, err
 	}
 	return db, nil
@@ -111,17 +110,17 @@ func Open(path string) (*DB, error) {
 // file is an error that wraps fs.ErrNotExist and names the path; nothing is
 // created.
 func OpenReadOnly(path string) (*DB, error) {
-	db := NewDB(path)
+	db := newDB(path)
 	db.ReadOnly = true
-	if err := db.Open(); err != nil {
+	if err := db.open(); err != nil {
 		return nil, err
 	}
 	return db, nil
 }
 
-// Open opens the database at db.Path. On failure every handle is closed, so
-// Open may be called again.
-func (db *DB) Open() (err error) {
+// open opens the database at db.Path. On failure every handle is closed, so
+// open may be called again.
+func (db *DB) open() (err error) {
 	if db.Path == "" {
 		return errors.New("open database: no path")
 	}
@@ -129,7 +128,7 @@ func (db *DB) Open() (err error) {
 		db.Now = time.Now
 	}
 	if db.BusyTimeout <= 0 {
-		db.BusyTimeout = DefaultBusyTimeout
+		db.BusyTimeout = defaultBusyTimeout
 	}
 	defer func() {
 		if err != nil {
@@ -264,9 +263,9 @@ func migrationNames() ([]string, error) {
 	return names, nil
 }
 
-// Migrations returns the names of the schema migrations this version of
+// migrations returns the names of the schema migrations this version of
 // vitbench applies, in order.
-func Migrations() []string {
+func migrations() []string {
 	names, _ := migrationNames()
 	return names
 }
@@ -291,7 +290,7 @@ func (db *DB) migrate(ctx context.Context) error {
 	}
 	for _, a := range applied {
 		if !slices.Contains(names, a) {
-			return fmt.Errorf("migration %s: %w", a, ErrNewerSchema)
+			return fmt.Errorf("migration %s: %w", a, errNewerSchema)
 		}
 	}
 	for _, name := range names {
@@ -338,7 +337,7 @@ func (db *DB) checkMigrations(ctx context.Context) error {
 		return fmt.Errorf("read schema: %w", err)
 	}
 	if n == 0 {
-		return fmt.Errorf("no migrations table: %w", ErrOlderSchema)
+		return fmt.Errorf("no migrations table: %w", errOlderSchema)
 	}
 	applied, err := appliedMigrations(ctx, db.rdb)
 	if err != nil {
@@ -350,12 +349,12 @@ func (db *DB) checkMigrations(ctx context.Context) error {
 	}
 	for _, a := range applied {
 		if !slices.Contains(names, a) {
-			return fmt.Errorf("migration %s: %w", a, ErrNewerSchema)
+			return fmt.Errorf("migration %s: %w", a, errNewerSchema)
 		}
 	}
 	for _, name := range names {
 		if !slices.Contains(applied, name) {
-			return fmt.Errorf("migration %s not applied: %w", name, ErrOlderSchema)
+			return fmt.Errorf("migration %s not applied: %w", name, errOlderSchema)
 		}
 	}
 	return nil
@@ -397,7 +396,7 @@ func (db *DB) write(ctx context.Context, op string, fn func(tx *sql.Tx) error) e
 		if db.rdb == nil {
 			return fmt.Errorf("%s: database is closed", op)
 		}
-		return fmt.Errorf("%s: %w", op, ErrReadOnly)
+		return fmt.Errorf("%s: %w", op, errReadOnly)
 	}
 	tx, err := db.wdb.BeginTx(ctx, nil)
 	if err != nil {

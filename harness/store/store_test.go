@@ -42,9 +42,9 @@ func openTest(t *testing.T) *DB {
 
 func openAt(t *testing.T, path string) *DB {
 	t.Helper()
-	db := NewDB(path)
+	db := newDB(path)
 	db.Now = clock()
-	if err := db.Open(); err != nil {
+	if err := db.open(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
@@ -156,7 +156,7 @@ func TestMigrationsApplyOnce(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "results.db")
 	for i := range 3 {
 		db := openAt(t, path)
-		if got, want := count(t, db, `SELECT COUNT(*) FROM migrations`), len(Migrations()); got != want {
+		if got, want := count(t, db, `SELECT COUNT(*) FROM migrations`), len(migrations()); got != want {
 			t.Fatalf("open %d: %d migrations recorded, want %d", i+1, got, want)
 		}
 		if i == 0 {
@@ -167,8 +167,8 @@ func TestMigrationsApplyOnce(t *testing.T) {
 		}
 		db.Close()
 	}
-	if len(Migrations()) == 0 || Migrations()[0] != "0001_initial.sql" {
-		t.Errorf("Migrations() = %v", Migrations())
+	if len(migrations()) == 0 || migrations()[0] != "0001_initial.sql" {
+		t.Errorf("migrations() = %v", migrations())
 	}
 }
 
@@ -179,11 +179,11 @@ func TestNewerSchemaRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	if _, err := Open(path); !errors.Is(err, ErrNewerSchema) {
-		t.Errorf("Open: err = %v, want ErrNewerSchema", err)
+	if _, err := Open(path); !errors.Is(err, errNewerSchema) {
+		t.Errorf("Open: err = %v, want errNewerSchema", err)
 	}
-	if _, err := OpenReadOnly(path); !errors.Is(err, ErrNewerSchema) {
-		t.Errorf("OpenReadOnly: err = %v, want ErrNewerSchema", err)
+	if _, err := OpenReadOnly(path); !errors.Is(err, errNewerSchema) {
+		t.Errorf("OpenReadOnly: err = %v, want errNewerSchema", err)
 	}
 }
 
@@ -227,11 +227,11 @@ func TestOpenReadOnly(t *testing.T) {
 	if len(snap.Runs) != 1 || len(snap.Experiments) != 1 {
 		t.Fatalf("read-only snapshot: %d runs, %d experiments, want 1 and 1", len(snap.Runs), len(snap.Experiments))
 	}
-	if err := ro.BeginRun(context.Background(), testRun()); !errors.Is(err, ErrReadOnly) {
-		t.Errorf("BeginRun on a read-only database: err = %v, want ErrReadOnly", err)
+	if err := ro.BeginRun(context.Background(), testRun()); !errors.Is(err, errReadOnly) {
+		t.Errorf("BeginRun on a read-only database: err = %v, want errReadOnly", err)
 	}
-	if err := ro.PutArtifact(context.Background(), Artifact{Hash: "h"}); !errors.Is(err, ErrReadOnly) {
-		t.Errorf("PutArtifact on a read-only database: err = %v, want ErrReadOnly", err)
+	if err := ro.PutArtifact(context.Background(), Artifact{Hash: "h"}); !errors.Is(err, errReadOnly) {
+		t.Errorf("PutArtifact on a read-only database: err = %v, want errReadOnly", err)
 	}
 }
 
@@ -316,7 +316,7 @@ func TestRuns(t *testing.T) {
 	}{
 		{r2.ID, StatusRunning, nil},
 		{r2.ID, "done", nil},
-		{9999, StatusOK, ErrNotFound},
+		{9999, StatusOK, errNotFound},
 	} {
 		err := db.FinishRun(ctx, tc.id, tc.status)
 		if err == nil || (tc.want != nil && !errors.Is(err, tc.want)) {
@@ -536,7 +536,7 @@ func TestCompletedExperiment(t *testing.T) {
 		{"empty hash", fp, "", nil},
 		{"unknown machine", "nope", "H1", nil},
 	} {
-		got, err := db.CompletedExperiment(ctx, tc.fp, tc.hash)
+		got, err := db.completedExperiment(ctx, tc.fp, tc.hash)
 		if err != nil {
 			t.Errorf("%s: %v", tc.name, err)
 			continue
@@ -561,39 +561,39 @@ func TestArtifacts(t *testing.T) {
 	if err := db.PutArtifact(ctx, a); err != nil {
 		t.Fatal(err)
 	}
-	got, err := db.Artifact(ctx, "h1")
+	got, err := db.artifact(ctx, "h1")
 	if err != nil || got == nil {
-		t.Fatalf("Artifact(h1) = %v, %v", got, err)
+		t.Fatalf("artifact(h1) = %v, %v", got, err)
 	}
 	if got.Created.IsZero() {
 		t.Error("PutArtifact did not set Created")
 	}
 	a.Created = got.Created
 	if *got != a {
-		t.Errorf("Artifact(h1) = %+v, want %+v", *got, a)
+		t.Errorf("artifact(h1) = %+v, want %+v", *got, a)
 	}
 	a.SHA256, a.Bytes = "bb", 200
 	if err := db.PutArtifact(ctx, a); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := db.Artifact(ctx, "h1"); got == nil || got.SHA256 != "bb" || got.Bytes != 200 {
+	if got, _ := db.artifact(ctx, "h1"); got == nil || got.SHA256 != "bb" || got.Bytes != 200 {
 		t.Errorf("after replace: %+v", got)
 	}
 	if err := db.PutArtifact(ctx, Artifact{Hash: "h2", Kind: "stage"}); err != nil {
 		t.Fatal(err)
 	}
-	if all, err := db.Artifacts(ctx); err != nil || len(all) != 2 {
-		t.Errorf("Artifacts() = %d, %v; want 2", len(all), err)
+	if all, err := db.artifacts(ctx); err != nil || len(all) != 2 {
+		t.Errorf("artifacts() = %d, %v; want 2", len(all), err)
 	}
 	if err := db.PutArtifact(ctx, Artifact{}); err == nil {
 		t.Error("PutArtifact without a hash succeeded")
 	}
 	for _, h := range []string{"h1", "h1", "missing"} {
-		if err := db.DeleteArtifact(ctx, h); err != nil {
-			t.Errorf("DeleteArtifact(%s): %v", h, err)
+		if err := db.deleteArtifact(ctx, h); err != nil {
+			t.Errorf("deleteArtifact(%s): %v", h, err)
 		}
 	}
-	if got, err := db.Artifact(ctx, "h1"); got != nil || err != nil {
+	if got, err := db.artifact(ctx, "h1"); got != nil || err != nil {
 		t.Errorf("after delete: %v, %v; want nil, nil", got, err)
 	}
 }
@@ -695,7 +695,7 @@ func TestInterruptedRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("Runs", runs, nil)
-	r := snap.Run(ids["dead process, this host"])
+	r := snap.run(ids["dead process, this host"])
 	if want := time.Date(2025, 3, 4, 6, 0, 0, 0, time.UTC); !r.Ended.Equal(want) {
 		t.Errorf("interrupted run ended %v, want its last sign of life %v", r.Ended, want)
 	}
@@ -753,8 +753,8 @@ func TestRunEngine(t *testing.T) {
 		}
 	}
 	db.Close()
-	if _, err := OpenReadOnly(path); !errors.Is(err, ErrOlderSchema) {
-		t.Errorf("OpenReadOnly before the migration: err = %v, want ErrOlderSchema", err)
+	if _, err := OpenReadOnly(path); !errors.Is(err, errOlderSchema) {
+		t.Errorf("OpenReadOnly before the migration: err = %v, want errOlderSchema", err)
 	}
 
 	db = openAt(t, path)

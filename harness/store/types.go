@@ -93,7 +93,7 @@ type Setting struct {
 	// Name is the flat key, unique within the experiment:
 	// "technique.key" for the first stage of a technique in the pipeline,
 	// "technique#N.key" for its Nth ("quantize.weight_bits",
-	// "quantize#2.weight_bits"); see plan.SettingName.
+	// "quantize#2.weight_bits"), as package plan names it.
 	Name      string
 	Stage     int    // index in the pipeline
 	Technique string // e.g. "quantize"
