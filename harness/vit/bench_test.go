@@ -198,3 +198,43 @@ func contextSwitches(b *testing.B) int64 {
 	}
 	return ru.Nvcsw + ru.Nivcsw
 }
+
+// BenchmarkLayerNorm compares libtorch's bfloat16 LayerNorm kernel with
+// layerNorm, which normalises a bfloat16 input in float32 and casts back,
+// on the CIFAR ViT's and deit_tiny's activation shapes at batch 64, one
+// thread.
+//
+//	go test ./harness/vit -run '^$' -bench LayerNorm -count 5
+func BenchmarkLayerNorm(b *testing.B) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	torchrt.SetNumThreads(1)
+	for _, shape := range [][]int64{{64, 65, 128}, {64, 197, 192}} {
+		d := shape[len(shape)-1]
+		x := ts.MustRandn(shape, gotch.Float, gotch.CPU).MustTotype(gotch.BFloat16, true)
+		w := ts.MustOnes([]int64{d}, gotch.BFloat16, gotch.CPU)
+		bias := ts.MustZeros([]int64{d}, gotch.BFloat16, gotch.CPU)
+		norm := []int64{d}
+		for _, tt := range []struct {
+			name string
+			f    func() *ts.Tensor
+		}{
+			{"bf16-kernel", func() *ts.Tensor { return ts.MustLayerNorm(x, norm, w, bias, 1e-6, false) }},
+			{"float32-compute", func() *ts.Tensor { return layerNorm(x, norm, w, bias, 1e-6) }},
+		} {
+			b.Run(fmt.Sprintf("%v/%s", shape, tt.name), func(b *testing.B) {
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				torchrt.SetNumThreads(1)
+				torchrt.NoGrad(func() {
+					for b.Loop() {
+						tt.f().MustDrop()
+					}
+				})
+			})
+		}
+		for _, t := range []*ts.Tensor{x, w, bias} {
+			t.MustDrop()
+		}
+	}
+}

@@ -301,7 +301,27 @@ func (m *Model) embed(x *ts.Tensor) *ts.Tensor {
 }
 
 func (m *Model) finalNorm(x *ts.Tensor) *ts.Tensor {
-	return ts.MustLayerNorm(x, []int64{int64(m.Cfg.EmbedDim)}, m.NormW, m.NormB, m.Cfg.LNEps, false)
+	return layerNorm(x, []int64{int64(m.Cfg.EmbedDim)}, m.NormW, m.NormB, m.Cfg.LNEps)
+}
+
+// layerNorm normalises x over its last dimensions. A half-precision x is
+// normalised in float32 and cast back, as PyTorch's autocast does: it is
+// more accurate, and libtorch 1.13's bfloat16 LayerNorm kernel on the CPU
+// is several times slower than the float32 one with both casts
+// (BenchmarkLayerNorm).
+func layerNorm(x *ts.Tensor, shape []int64, w, b *ts.Tensor, eps float64) *ts.Tensor {
+	dt := x.DType()
+	if dt != gotch.BFloat16 && dt != gotch.Half {
+		return ts.MustLayerNorm(x, shape, w, b, eps, false)
+	}
+	xf := x.MustTotype(gotch.Float, false)
+	wf := w.MustTotype(gotch.Float, false)
+	bf := b.MustTotype(gotch.Float, false)
+	y := ts.MustLayerNorm(xf, shape, wf, bf, eps, false)
+	for _, t := range []*ts.Tensor{xf, wf, bf} {
+		t.MustDrop()
+	}
+	return y.MustTotype(dt, true)
 }
 
 // Forward returns the logits [B, classes]. A distilled model averages its
@@ -364,7 +384,7 @@ func (b *Block) forward(x *ts.Tensor, inference bool) *ts.Tensor {
 // queryKeyValue returns the block's queries (scaled), keys and values of
 // the tokens in x [B,N,D], each [B,heads,N,hd]; x is not freed.
 func (b *Block) queryKeyValue(x *ts.Tensor) (q, k, v *ts.Tensor) {
-	h := ts.MustLayerNorm(x, b.embedShape, b.Norm1W, b.Norm1B, b.eps, false)
+	h := layerNorm(x, b.embedShape, b.Norm1W, b.Norm1B, b.eps)
 	h = applyTap(b.Taps[SiteQKVIn], h, true)
 	qkv := b.QKV.Forward(h)
 	h.MustDrop()
@@ -438,7 +458,7 @@ func (b *Block) reduce(x, keys, clsAttn *ts.Tensor) *ts.Tensor {
 // mlp runs the MLP half of the block on x: norm, MLP, residual add. It
 // frees x (or, in inference, adds into it and returns it).
 func (b *Block) mlp(x *ts.Tensor, inference bool) *ts.Tensor {
-	h := ts.MustLayerNorm(x, b.embedShape, b.Norm2W, b.Norm2B, b.eps, false)
+	h := layerNorm(x, b.embedShape, b.Norm2W, b.Norm2B, b.eps)
 	h = applyTap(b.Taps[SiteFC1In], h, true)
 	f := b.FC1.Forward(h)
 	h.MustDrop()
