@@ -9,13 +9,14 @@ import (
 	"slices"
 
 	"github.com/vitbench/vitbench/harness/measure"
+	"github.com/vitbench/vitbench/harness/vit"
 )
 
 func init() { commands["latency"] = runLatency }
 
 const latencyUsage = `usage: bench latency --arch NAME [--weights FILE] [--batch B] [--threads T]
-                     [--engine split|eager] [--warmup N] [--iters N]
-                     [--device cpu|cuda] [--json]
+                     [--engine split|eager] [--precision fp32|bf16|fp16]
+                     [--warmup N] [--iters N] [--device cpu|cuda] [--json]
 
 Measures a ViT's forward pass the way timm's benchmark script does: random
 input of the model's shape, autograd off, --warmup untimed passes, then
@@ -29,6 +30,11 @@ does. split: T threads of one intra-op thread each run a share of the
 pass, a batch of at least T images split by images and a smaller one by
 tokens, meeting once per block (twice more at a token reduction). The
 default is split when T > 1.
+--precision bf16 or fp16 casts every tensor of the model (as a quantize
+stage with that precision does) and times the cast model; it fails, saying
+so, where this libtorch has no kernel for it on the device (fp16 on the
+CPU). A --weights artifact that is already cast or quantized keeps its own
+precision (fp32 here means: as stored).
 The thread counts are set before any tensor work, on the OS threads that
 then run every pass (OpenMP keeps the count per thread). --weights takes
 what 'bench inspect' takes.
@@ -49,6 +55,9 @@ type latencyResult struct {
 	P99ms      float64 `json:"p99_ms"`
 	Throughput float64 `json:"throughput_ips"` // images per second: batch / p50
 	Engine     string  `json:"engine"`         // split or eager (see latencyUsage)
+	// Executed is the precision the timed graph ran in: fp32, bf16, fp16,
+	// or "simulated" (a fake-quantized artifact timed on its fp32 graph).
+	Executed string `json:"executed"`
 
 	Warmup int `json:"warmup"`
 	Iters  int `json:"iters"`
@@ -65,6 +74,7 @@ func runLatency(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	warmup := fs.Int("warmup", 10, "untimed passes first")
 	iters := fs.Int("iters", 50, "timed passes")
 	device := fs.String("device", "cpu", "cpu or cuda")
+	precision := fs.String("precision", "fp32", "fp32, or bf16/fp16 to cast the model first")
 	asJSON := fs.Bool("json", false, "print one JSON object: arch, batch, threads, device, p50_ms, p90_ms, p99_ms, throughput_ips")
 	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
@@ -82,6 +92,8 @@ func runLatency(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return usageError{fmt.Errorf("latency: --device %q: want cpu or cuda", *device)}
 	case *engine != "" && !slices.Contains(measure.Engines, *engine):
 		return usageError{fmt.Errorf("latency: --engine %q: want %s or %s", *engine, measure.EngineSplit, measure.EngineEager)}
+	case !slices.Contains([]string{"fp32", vit.PrecisionBF16, vit.PrecisionFP16}, *precision):
+		return usageError{fmt.Errorf("latency: --precision %q: want fp32, bf16 or fp16", *precision)}
 	case *engine == measure.EngineSplit && *device != "cpu":
 		return usageError{fmt.Errorf("latency: --engine split: CPU only (a CUDA pass is one stream of kernels)")}
 	}
@@ -109,6 +121,28 @@ func runLatency(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("latency: %w", err)
 	}
 	defer m.Drop()
+	if *precision != "fp32" {
+		if m.Cfg.Quant != nil {
+			return usageError{fmt.Errorf("latency: --precision %s: the weights are already %s", *precision, m.Cfg.Quant.Precision)}
+		}
+		if err := m.Cast(*precision); err != nil {
+			return fmt.Errorf("latency: %w", err)
+		}
+	}
+	executed := m.Cfg.Executed
+	switch executed {
+	case "":
+		executed = "fp32"
+	case vit.ExecutedSimulated:
+		// As the runner does: fake quantization is not low-precision
+		// speed, so the float32 graph is what runs.
+		f, err := m.Float32Graph()
+		if err != nil {
+			return fmt.Errorf("latency: %w", err)
+		}
+		defer f.Drop()
+		m = f
+	}
 	lat, err := measure.Forward(ctx, m, measure.Options{Batch: *batch, Warmup: *warmup, Iters: *iters, Device: dev, Split: split})
 	if err != nil {
 		return fmt.Errorf("latency: %w", err)
@@ -116,7 +150,7 @@ func runLatency(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	res := latencyResult{
 		Arch: mf.label(m), Batch: lat.Batch, Threads: n, Device: *device,
 		P50ms: 1e3 * lat.P50, P90ms: 1e3 * lat.P90, P99ms: 1e3 * lat.P99, Throughput: lat.Throughput,
-		Engine: eng, Warmup: *warmup, Iters: *iters,
+		Engine: eng, Executed: executed, Warmup: *warmup, Iters: *iters,
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -127,8 +161,8 @@ func runLatency(ctx context.Context, args []string, stdout, stderr io.Writer) er
 }
 
 func writeLatencyText(w io.Writer, r latencyResult) error {
-	fmt.Fprintf(w, "%s on %s, batch %d, %d threads (%s): %d warm-up + %d timed passes, no-grad\n",
-		r.Arch, r.Device, r.Batch, r.Threads, r.Engine, r.Warmup, r.Iters)
+	fmt.Fprintf(w, "%s in %s on %s, batch %d, %d threads (%s): %d warm-up + %d timed passes, no-grad\n",
+		r.Arch, r.Executed, r.Device, r.Batch, r.Threads, r.Engine, r.Warmup, r.Iters)
 	rows := [][]string{
 		{"p50", fmt.Sprintf("%.2f ms", r.P50ms)},
 		{"p90", fmt.Sprintf("%.2f ms", r.P90ms)},

@@ -67,7 +67,7 @@ func TestLatencyText(t *testing.T) {
 		t.Fatalf("%v\n%s", err, stderr.String())
 	}
 	s := stdout.String()
-	for _, want := range []string{"tiny on cpu, batch 1, 1 threads (eager): 0 warm-up + 3 timed passes, no-grad\n", "\np50  ", "\np90  ", "\np99  ", " ms\n", "images/s (batch / p50)\n"} {
+	for _, want := range []string{"tiny in fp32 on cpu, batch 1, 1 threads (eager): 0 warm-up + 3 timed passes, no-grad\n", "\np50  ", "\np90  ", "\np99  ", " ms\n", "images/s (batch / p50)\n"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("%q not in\n%s", want, s)
 		}
@@ -91,6 +91,7 @@ func TestLatencyErrors(t *testing.T) {
 		{[]string{"--arch", "deit_tiny_patch16_224", "--weights", filepath.Join(t.TempDir(), "nope.pth")}, "no such file"},
 		{[]string{"--arch", "deit_tiny_patch16_224", "now"}, `unexpected argument "now"`},
 		{[]string{"--batch", "x"}, "invalid value"},
+		{[]string{"--arch", "deit_tiny_patch16_224", "--precision", "int8"}, `--precision "int8": want fp32, bf16 or fp16`},
 	}
 	for _, tt := range tests {
 		var stdout, stderr bytes.Buffer
@@ -115,5 +116,47 @@ func TestLatencyCanceled(t *testing.T) {
 	err := Main(ctx, []string{"latency", "--weights", art, "--threads", "1", "--iters", "1000000"}, &stdout, &stderr)
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("err = %v, want context.Canceled", err)
+	}
+}
+
+// TestLatencyPrecision times a cast model and says which precision ran;
+// a precision with no kernel on the device fails, naming it, and prints
+// nothing.
+func TestLatencyPrecision(t *testing.T) {
+	art := saveTinyArtifact(t, t.TempDir(), false)
+	tests := []struct {
+		precision string
+		executed  string // "" for an error
+		wantErr   string
+	}{
+		{"fp32", "fp32", ""},
+		{"bf16", "bf16", ""},
+		{"fp16", "", "precision fp16 does not execute on the CPU"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.precision, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			args := []string{"latency", "--json", "--weights", art, "--threads", "1", "--warmup", "0", "--iters", "3", "--precision", tt.precision}
+			err := Main(context.Background(), args, &stdout, &stderr)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("err = %v, want one containing %q", err, tt.wantErr)
+				}
+				if stdout.Len() > 0 {
+					t.Errorf("printed %q despite the error", stdout.String())
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("%v\n%s", err, stderr.String())
+			}
+			var r latencyResult
+			if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+				t.Fatal(err)
+			}
+			if r.Executed != tt.executed || !(r.P50ms > 0) {
+				t.Errorf("executed %q p50 %g ms, want %q and a positive time", r.Executed, r.P50ms, tt.executed)
+			}
+		})
 	}
 }

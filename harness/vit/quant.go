@@ -590,3 +590,33 @@ func (m *Model) Float32Graph() (*Model, error) {
 	f.RecoverMasks()
 	return f, nil
 }
+
+// Cast converts the model to float16 or bfloat16 for real (Cfg.Quant
+// records it) and checks, with one forward pass of a random image, that
+// this libtorch can run it on the model's device; otherwise it returns an
+// error naming the precision, the device and libtorch's complaint (a
+// missing kernel, say). On success Cfg.Executed is the precision.
+func (m *Model) Cast(precision string) (err error) {
+	if precision != PrecisionFP16 && precision != PrecisionBF16 {
+		return fmt.Errorf("cast to %q: want %s or %s", precision, PrecisionFP16, PrecisionBF16)
+	}
+	if err := m.SetQuant(&QuantState{Precision: precision}); err != nil {
+		return err
+	}
+	where := "the CPU"
+	if m.VS.Device().IsCuda() {
+		where = "CUDA"
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			msg, _, _ := strings.Cut(fmt.Sprint(p), "\n")
+			err = fmt.Errorf("precision %s does not execute on %s with this libtorch: %s", precision, where, msg)
+		}
+	}()
+	c := m.Cfg
+	x := ts.MustRandn([]int64{1, int64(c.InChans), int64(c.ImgSize), int64(c.ImgSize)}, gotch.Float, m.VS.Device())
+	defer x.MustDrop()
+	torchrt.NoGrad(func() { m.Forward(x).MustDrop() })
+	m.Cfg.Executed = precision
+	return nil
+}

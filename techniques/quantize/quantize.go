@@ -29,9 +29,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 
-	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 	"github.com/vitbench/vitbench/harness/vit"
 	"github.com/vitbench/vitbench/techniques"
@@ -71,8 +69,8 @@ func apply(ctx context.Context, c *techniques.QuantizeConfig, m *vit.Model, env 
 		return nil, fmt.Errorf("quantize: the model is already quantized (%s); quantize once, last", m.Cfg.Quant.Precision)
 	}
 	if c.Precision != techniques.PrecisionInt {
-		if err := Cast(m, c.Precision); err != nil {
-			return nil, err
+		if err := m.Cast(c.Precision); err != nil {
+			return nil, fmt.Errorf("quantize: %w", err)
 		}
 		env.Logf("quantize: cast to %s (executed)", c.Precision)
 		return m, nil
@@ -124,44 +122,6 @@ func quantizationAware(ctx context.Context, m *vit.Model, shadows map[string]*ts
 		return err
 	}
 	return QAT(ctx, m, shadows, func(t compress.Training) error { return env.Train(ctx, m, t) }, t)
-}
-
-// Cast converts the model to float16 or bfloat16 for real and checks that
-// this libtorch can run it on the model's device; otherwise it returns an
-// error naming the kernel that is missing.
-func Cast(m *vit.Model, precision string) (err error) {
-	if err := m.SetQuant(&vit.QuantState{Precision: precision}); err != nil {
-		return err
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("quantize: precision %s does not execute on %s with this libtorch: %v", precision, deviceName(m), firstLine(fmt.Sprint(p)))
-		}
-	}()
-	c := m.Cfg
-	x := ts.MustRandn([]int64{1, int64(c.InChans), int64(c.ImgSize), int64(c.ImgSize)}, gotch.Float, m.VS.Device())
-	defer x.MustDrop()
-	ts.NoGrad(func() {
-		y := m.Forward(x)
-		y.MustDrop()
-	})
-	m.Cfg.Executed = precision
-	return nil
-}
-
-func deviceName(m *vit.Model) string {
-	d := m.VS.Device()
-	if d.IsCuda() {
-		return "CUDA"
-	}
-	return "the CPU"
-}
-
-func firstLine(s string) string {
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
 }
 
 func dropAll(ts map[string]*ts.Tensor) {
