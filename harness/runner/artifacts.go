@@ -42,7 +42,14 @@ type evalJSON struct {
 	Top5    float64 `json:"top5"`
 	N       int     `json:"n"`
 	Seconds float64 `json:"seconds"`
+	Version int     `json:"version,omitempty"` // evalVersion when evaluated
 }
+
+// evalVersion numbers the forward pass an evaluation ran. Bump it when a
+// change alters what an unchanged artifact evaluates to (1: a
+// half-precision model's LayerNorm runs in float32), so that cached
+// evaluations are redone instead of reported under the new code.
+const evalVersion = 1
 
 // cache stores artifacts as DIR/ab/abcdef....pt (+ .pt.json, the model
 // config, + .meta.json).

@@ -48,7 +48,7 @@ func (r *Runner) evaluate(ctx context.Context, e *plan.Experiment, ev *evaluatio
 		return err
 	}
 	defer model.Drop()
-	if meta.Eval == nil {
+	if meta.Eval == nil || meta.Eval.Version != evalVersion {
 		ds, err := r.dataset(ctx, r.Plan.Suite.Model(e.Model))
 		if err != nil {
 			return err
@@ -64,7 +64,7 @@ func (r *Runner) evaluate(ctx context.Context, e *plan.Experiment, ev *evaluatio
 		if err != nil {
 			return fmt.Errorf("evaluate: %w", err)
 		}
-		meta.Eval = &evalJSON{Top1: acc.Top1, Top5: acc.Top5, N: acc.N, Seconds: acc.Seconds}
+		meta.Eval = &evalJSON{Top1: acc.Top1, Top5: acc.Top5, N: acc.N, Seconds: acc.Seconds, Version: evalVersion}
 		if err := r.cache.writeMeta(ev.hash, meta); err != nil {
 			return err
 		}

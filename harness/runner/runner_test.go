@@ -233,6 +233,25 @@ func TestCacheReuseAndCorruption(t *testing.T) {
 	if !after.Created.Equal(before.Created) {
 		t.Errorf("warm run rewrote the baseline artifact")
 	}
+	if after.Eval == nil || after.Eval.Version != evalVersion {
+		t.Fatalf("cached evaluation %+v, want one of version %d", after.Eval, evalVersion)
+	}
+
+	// An evaluation cached by an older forward pass is redone, once.
+	stale := *after.Eval
+	stale.Version, stale.Top1 = evalVersion-1, -1
+	after.Eval = &stale
+	if err := c.writeMeta(base.Hash(), after); err != nil {
+		t.Fatal(err)
+	}
+	f.run(t)
+	redone, _ := c.meta(base.Hash())
+	if redone.Eval == nil || redone.Eval.Version != evalVersion || redone.Eval.Top1 != before.Eval.Top1 {
+		t.Errorf("stale evaluation not redone: %+v, want version %d and top-1 %g", redone.Eval, evalVersion, before.Eval.Top1)
+	}
+	if !redone.Created.Equal(before.Created) {
+		t.Errorf("re-evaluating rebuilt the artifact")
+	}
 
 	// Truncate the tensor file: the checksum must catch it.
 	p := c.path(base.Hash())
@@ -254,8 +273,8 @@ func TestCacheReuseAndCorruption(t *testing.T) {
 		t.Errorf("rebuilt artifact does not verify: %v", err)
 	}
 	runs, _ := f.db.Runs(context.Background())
-	if len(runs) != 3 {
-		t.Errorf("%d runs stored, want 3", len(runs))
+	if len(runs) != 4 {
+		t.Errorf("%d runs stored, want 4", len(runs))
 	}
 }
 
