@@ -130,19 +130,19 @@ func runLatency(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 	executed := m.Cfg.Executed
-	switch executed {
-	case "":
+	if executed == "" {
 		executed = "fp32"
-	case vit.ExecutedSimulated:
-		// As the runner does: fake quantization is not low-precision
-		// speed, so the float32 graph is what runs.
-		f, err := m.Float32Graph()
-		if err != nil {
-			return fmt.Errorf("latency: %w", err)
-		}
-		defer f.Drop()
-		m = f
 	}
+	// As the runner does: fake quantization is not low-precision speed,
+	// so a simulated model's float32 graph is what runs.
+	g, copied, err := m.TimedGraph()
+	if err != nil {
+		return fmt.Errorf("latency: %w", err)
+	}
+	if copied {
+		defer g.Drop()
+	}
+	m = g
 	lat, err := measure.Forward(ctx, m, measure.Options{Batch: *batch, Warmup: *warmup, Iters: *iters, Device: dev, Split: split})
 	if err != nil {
 		return fmt.Errorf("latency: %w", err)

@@ -61,12 +61,11 @@ func (r *Runner) timeGraphs(ctx context.Context, evals []*evaluation) {
 			// A simulated model is timed on its float32 graph (labelled
 			// so in the store and the report): fake quantization is not
 			// low-precision speed.
-			if model.Cfg.Executed != vit.ExecutedSimulated {
-				m = model
-				return nil
+			g, copied, err := model.TimedGraph()
+			if copied || err != nil {
+				model.Drop()
 			}
-			defer model.Drop()
-			m, err = model.Float32Graph()
+			m = g
 			return err
 		})
 		return m, err

@@ -128,25 +128,25 @@ func checkExperiment(e *Experiment) error {
 	if e.SpecJSON != "" && !json.Valid([]byte(e.SpecJSON)) {
 		return errors.New("spec is not valid JSON")
 	}
-	names := make(map[string]bool, len(e.Settings))
-	for _, s := range e.Settings {
-		if s.Name == "" {
-			return errors.New("setting with no name")
-		}
-		if names[s.Name] {
-			return fmt.Errorf("setting %q given twice", s.Name)
-		}
-		names[s.Name] = true
+	if err := uniqueNames("setting", len(e.Settings), func(i int) string { return e.Settings[i].Name }); err != nil {
+		return err
 	}
-	seen := make(map[string]bool, len(e.Metrics))
-	for _, m := range e.Metrics {
-		if m.Name == "" {
-			return errors.New("metric with no name")
+	return uniqueNames("metric", len(e.Metrics), func(i int) string { return e.Metrics[i].Name })
+}
+
+// uniqueNames checks that the n names of a kind of row are set and
+// distinct.
+func uniqueNames(kind string, n int, name func(i int) string) error {
+	seen := make(map[string]bool, n)
+	for i := range n {
+		s := name(i)
+		if s == "" {
+			return fmt.Errorf("%s with no name", kind)
 		}
-		if seen[m.Name] {
-			return fmt.Errorf("metric %q given twice", m.Name)
+		if seen[s] {
+			return fmt.Errorf("%s %q given twice", kind, s)
 		}
-		seen[m.Name] = true
+		seen[s] = true
 	}
 	return nil
 }

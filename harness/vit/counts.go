@@ -129,16 +129,6 @@ func (c Config) Count() Counts {
 // layer, as BitOps counts it).
 func (m *Model) Count() Counts {
 	arch := m.Cfg.Count()
-	bits := func(name string) int {
-		if q := m.Cfg.Quant; q != nil {
-			for _, k := range []string{name + ".weight", name + ".0.weight"} {
-				if spec, ok := q.Weights[k]; ok {
-					return spec.Bits
-				}
-			}
-		}
-		return 0
-	}
 	density := map[string]float64{}
 	nonzero := map[string]int64{}
 	for _, l := range m.Linears() {
@@ -168,7 +158,7 @@ func (m *Model) Count() Counts {
 				l.EffMACs = 1
 			}
 		}
-		l.Bits = bits(l.Name)
+		l.Bits, _ = m.Cfg.Quant.weightBits(l.Name)
 		out.add(l)
 	}
 	return out

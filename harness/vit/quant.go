@@ -506,12 +506,8 @@ func (m *Model) BitOps() int64 {
 	s := m.Cfg.Quant
 	float := bitsOf(s.DType())
 	wbits := func(name string) int64 {
-		if s != nil {
-			for _, k := range []string{name + ".weight", name + ".0.weight"} {
-				if spec, ok := s.Weights[k]; ok {
-					return int64(spec.Bits)
-				}
-			}
+		if b, ok := s.weightBits(name); ok {
+			return int64(b)
 		}
 		return int64(float)
 	}
@@ -559,6 +555,31 @@ func (m *Model) BitOps() int64 {
 		}
 	}
 	return total
+}
+
+// weightBits is the width of layer's quantized weights (of the first
+// factor of a factored layer), and whether they are quantized.
+func (s *QuantState) weightBits(layer string) (int, bool) {
+	if s == nil {
+		return 0, false
+	}
+	for _, k := range []string{layer + ".weight", layer + ".0.weight"} {
+		if spec, ok := s.Weights[k]; ok {
+			return spec.Bits, true
+		}
+	}
+	return 0, false
+}
+
+// TimedGraph returns the model whose forward pass m's latency is measured
+// on: m itself, or for a simulated (fake-quantized) model its
+// Float32Graph, a copy (copied) that the caller drops.
+func (m *Model) TimedGraph() (g *Model, copied bool, err error) {
+	if m.Cfg.Executed != ExecutedSimulated {
+		return m, false, nil
+	}
+	g, err = m.Float32Graph()
+	return g, err == nil, err
 }
 
 // ExecutedSimulated is Config.Executed of a fake-quantized model.
