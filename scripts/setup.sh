@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
 
-need=(libopenblas0-pthread python3-torch python3-torchvision python3-numpy
+need=(libopenblas0-pthread libdnnl-dev python3-torch python3-torchvision python3-numpy
       dataset-fashion-mnist chromium fonts-dejavu-core binutils g++ make)
 if [ -z "${LIBTORCH:-}" ]; then
   need+=(libtorch-dev)

@@ -101,6 +101,11 @@ type QuantizeConfig struct {
 	// a real cast of the whole model (then leave the bit widths,
 	// calibrator, granularity and method at their defaults).
 	Precision string `toml:"precision"`
+	// OverflowFix puts 8-bit weights on a 7-bit grid ([-64, 63] when
+	// symmetric), NNCF's overflow fix: x86 CPUs without VNNI sum pairs of
+	// u8 x s8 products in int16, which saturates for weights beyond 64
+	// steps, so executed int8 layers compute exactly there only with it.
+	OverflowFix bool `toml:"overflow_fix"`
 	// FineTune > 0 epochs is quantization-aware training with a
 	// straight-through estimator (precision int only).
 	FineTune
@@ -168,6 +173,9 @@ func (c *QuantizeConfig) Validate() error {
 	default:
 		v.add("method %q: want ptq, fq-vit, ptq4vit or repq-vit", c.Method)
 	}
+	if c.OverflowFix && c.WeightBits != 8 {
+		v.add("overflow_fix applies to 8-bit weights (weight_bits = 8), not %d", c.WeightBits)
+	}
 	switch c.Precision {
 	case PrecisionInt:
 		if c.WeightBits > 8 && c.ActBits == 0 {
@@ -177,8 +185,8 @@ func (c *QuantizeConfig) Validate() error {
 		d := NewQuantizeConfig()
 		if c.WeightBits != d.WeightBits || c.ActBits != d.ActBits || c.AttnBits != d.AttnBits ||
 			c.Calibrator != d.Calibrator || c.Granularity != d.Granularity || c.Method != d.Method ||
-			c.Symmetric != d.Symmetric || c.ActSymmetric != d.ActSymmetric || !slices.Equal(c.Layers, d.Layers) {
-			v.add("precision %s casts the whole model: leave weight_bits, act_bits, attn_bits, calibrator, granularity, symmetric, act_symmetric, layers and method at their defaults", c.Precision)
+			c.Symmetric != d.Symmetric || c.ActSymmetric != d.ActSymmetric || !slices.Equal(c.Layers, d.Layers) || c.OverflowFix {
+			v.add("precision %s casts the whole model: leave weight_bits, act_bits, attn_bits, calibrator, granularity, symmetric, act_symmetric, layers, method and overflow_fix at their defaults", c.Precision)
 		}
 		if c.Epochs > 0 {
 			v.add("finetune_epochs (QAT) applies to precision int only")

@@ -60,10 +60,15 @@ type Linear struct {
 	// Tap, when set, replaces the input before the product (activation
 	// quantization of this layer's input).
 	Tap Tap
+	// Kernel, when set, computes the layer instead (Model.SetKernels).
+	Kernel LinearKernel
 }
 
 // Forward applies the layer.
 func (l *Linear) Forward(x *ts.Tensor) *ts.Tensor {
+	if l.Kernel != nil {
+		return l.Kernel.Forward(x)
+	}
 	in := applyTap(l.Tap, x, false)
 	bias := l.Bias
 	if bias == nil {
@@ -156,6 +161,7 @@ type Model struct {
 	InputTap Tap
 
 	unpaced bool // no torchrt.Pacer between blocks (benchmarks compare)
+	exec    *executed
 	// noInPlace makes a no-grad pass run as an autograd one does
 	// (BenchmarkForwardInPlace compares).
 	noInPlace bool
@@ -462,9 +468,11 @@ func (b *Block) mlp(x *ts.Tensor, inference bool) *ts.Tensor {
 	h = applyTap(b.Taps[SiteFC1In], h, true)
 	f := b.FC1.Forward(h)
 	h.MustDrop()
-	if inference {
+	switch {
+	case b.FC1.Kernel != nil && b.FC1.Kernel.GELU():
+	case inference:
 		f.MustGelu_("none")
-	} else {
+	default:
 		f = f.MustGelu("none", true)
 	}
 	f = applyTap(b.Taps[SiteFC2In], f, true)
@@ -511,6 +519,7 @@ type GroupedLinear struct {
 
 // Drop frees every tensor of the model.
 func (m *Model) Drop() {
+	m.closeKernels()
 	m.VS.Destroy()
 	for _, l := range m.Linears() {
 		if l.Mask != nil {

@@ -28,5 +28,9 @@ func (m *Model) Replicate() (*Model, error) {
 		r.Drop()
 		return nil, fmt.Errorf("replicate %s: %w", m.Cfg.Name, err)
 	}
+	if err := m.shareKernels(r); err != nil {
+		r.Drop()
+		return nil, fmt.Errorf("replicate %s: %w", m.Cfg.Name, err)
+	}
 	return r, nil
 }

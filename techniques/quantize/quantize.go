@@ -14,12 +14,11 @@
 // registered with package compress from init joins the two.
 //
 // Execution: harness/vit executes each quantizer from its data (a
-// vit.QuantSpec), so a saved quantized model reloads exactly. Integer
-// quantization is simulated (fake-quantized in float32: the model is
-// marked "simulated" and its latency is the float graph's); libtorch 1.13
-// as Debian builds it has no FBGEMM, and its quantized linear kernels
-// (qnnpack, onednn) are reachable only through torch.ops.quantized, which
-// gotch does not wrap. The bf16 cast executes for real on the CPU; fp16
+// vit.QuantSpec), so a saved quantized model reloads exactly. The model
+// this package returns is simulated (fake-quantized in float32); package
+// harness/qexec executes its integer layers on int8 kernels where the
+// machine has them, and the runner measures both. The bf16 cast executes
+// for real on the CPU; fp16
 // matrix products, convolutions, LayerNorm, softmax and GELU have no CPU
 // kernels in libtorch 1.13, so an fp16 stage fails there with an error
 // that says so (it runs on CUDA).
@@ -54,6 +53,9 @@ func options(c *techniques.QuantizeConfig) Options {
 	}
 	if o.WeightBits > 8 {
 		o.WeightBits = 0
+	}
+	if c.OverflowFix {
+		o.WeightBits, o.EdgeBits = 7, 7
 	}
 	return o
 }
