@@ -103,6 +103,9 @@ func factsTable(r *row) table {
 		}
 		return c
 	}())
+	if e.ExecDetail != "" {
+		add("execution", cell{Text: e.ExecDetail})
+	}
 	add("run", cell{Text: runLabel(r.run), Href: "machines.html"})
 	if r.run != nil {
 		add("suite", orMissing(r.run.SuiteName, "unnamed"))

@@ -190,7 +190,10 @@ func summaryTable(v *view) (table, []error) {
 			cells = append(cells, numCell(c, r))
 		}
 		exec := orMissing(r.exp.Executed, "—")
-		if r.simulated() {
+		switch {
+		case r.exp.ExecDetail != "":
+			exec.Title = r.exp.ExecDetail
+		case r.simulated():
 			exec.Title = "fake-quantized: latency is fp32 execution, not low-precision"
 		}
 		cells = append(cells, exec)

@@ -7,6 +7,13 @@ import (
 	"io"
 	"runtime"
 	"slices"
+	"strings"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+	"github.com/vitbench/vitbench/harness/qexec"
+	"github.com/vitbench/vitbench/techniques"
+	"github.com/vitbench/vitbench/techniques/quantize"
 
 	"github.com/vitbench/vitbench/harness/measure"
 	"github.com/vitbench/vitbench/harness/vit"
@@ -15,7 +22,7 @@ import (
 func init() { commands["latency"] = runLatency }
 
 const latencyUsage = `usage: bench latency --arch NAME [--weights FILE] [--batch B] [--threads T]
-                     [--engine split|eager] [--precision fp32|bf16|fp16]
+                     [--engine split|eager] [--precision fp32|bf16|fp16|int8|int8-dynamic]
                      [--warmup N] [--iters N] [--device cpu|cuda] [--json]
 
 Measures a ViT's forward pass the way timm's benchmark script does: random
@@ -33,8 +40,15 @@ default is split when T > 1.
 --precision bf16 or fp16 casts every tensor of the model (as a quantize
 stage with that precision does) and times the cast model; it fails, saying
 so, where this libtorch has no kernel for it on the device (fp16 on the
-CPU). A --weights artifact that is already cast or quantized keeps its own
-precision (fp32 here means: as stored).
+CPU). int8 quantizes the blocks' linear layers and the head W8A8 (weights
+per channel, activations per tensor, calibrated by min/max on random
+images: speed, not accuracy) and int8-dynamic their weights only
+(activations quantized per token as they come); both then execute on
+oneDNN's int8 kernels, as a suite's quantized experiments do, and fail
+where this machine has none. A --weights artifact that is already cast or
+quantized keeps its own precision (fp32 here means: as stored); a
+quantized one executes in int8 where it can, as in a suite, or is timed
+on its float32 graph, labelled simulated.
 The thread counts are set before any tensor work, on the OS threads that
 then run every pass (OpenMP keeps the count per thread). --weights takes
 what 'bench inspect' takes.
@@ -56,8 +70,12 @@ type latencyResult struct {
 	Throughput float64 `json:"throughput_ips"` // images per second: batch / p50
 	Engine     string  `json:"engine"`         // split or eager (see latencyUsage)
 	// Executed is the precision the timed graph ran in: fp32, bf16, fp16,
-	// or "simulated" (a fake-quantized artifact timed on its fp32 graph).
+	// int8, or "simulated" (a fake-quantized artifact timed on its fp32
+	// graph).
 	Executed string `json:"executed"`
+	// ExecDetail says what ran in int8 on which kernels, or why a
+	// quantized model stayed simulated (qexec.Prepare).
+	ExecDetail string `json:"exec_detail,omitempty"`
 
 	Warmup int `json:"warmup"`
 	Iters  int `json:"iters"`
@@ -74,7 +92,7 @@ func runLatency(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	warmup := fs.Int("warmup", 10, "untimed passes first")
 	iters := fs.Int("iters", 50, "timed passes")
 	device := fs.String("device", "cpu", "cpu or cuda")
-	precision := fs.String("precision", "fp32", "fp32, or bf16/fp16 to cast the model first")
+	precision := fs.String("precision", "fp32", "fp32, bf16/fp16 to cast the model first, or int8/int8-dynamic to quantize it and execute it on int8 kernels")
 	asJSON := fs.Bool("json", false, "print one JSON object: arch, batch, threads, device, p50_ms, p90_ms, p99_ms, throughput_ips")
 	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
@@ -92,8 +110,8 @@ func runLatency(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return usageError{fmt.Errorf("latency: --device %q: want cpu or cuda", *device)}
 	case *engine != "" && !slices.Contains(measure.Engines, *engine):
 		return usageError{fmt.Errorf("latency: --engine %q: want %s or %s", *engine, measure.EngineSplit, measure.EngineEager)}
-	case !slices.Contains([]string{"fp32", vit.PrecisionBF16, vit.PrecisionFP16}, *precision):
-		return usageError{fmt.Errorf("latency: --precision %q: want fp32, bf16 or fp16", *precision)}
+	case !slices.Contains(latencyPrecisions, *precision):
+		return usageError{fmt.Errorf("latency: --precision %q: want fp32, bf16, fp16, int8 or int8-dynamic", *precision)}
 	case *engine == measure.EngineSplit && *device != "cpu":
 		return usageError{fmt.Errorf("latency: --engine split: CPU only (a CUDA pass is one stream of kernels)")}
 	}
@@ -125,9 +143,16 @@ func runLatency(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if m.Cfg.Quant != nil {
 			return usageError{fmt.Errorf("latency: --precision %s: the weights are already %s", *precision, m.Cfg.Quant.Precision)}
 		}
-		if err := m.Cast(*precision); err != nil {
+		if err := quantizeForLatency(ctx, m, *precision); err != nil {
 			return fmt.Errorf("latency: %w", err)
 		}
+	}
+	detail, err := qexec.Prepare(m, qexec.EngineOneDNN)
+	if err != nil {
+		return fmt.Errorf("latency: %w", err)
+	}
+	if strings.HasPrefix(*precision, "int8") && m.Cfg.Executed != qexec.Int8 {
+		return fmt.Errorf("latency: --precision %s does not execute here: %s", *precision, detail)
 	}
 	executed := m.Cfg.Executed
 	if executed == "" {
@@ -150,7 +175,7 @@ func runLatency(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	res := latencyResult{
 		Arch: mf.label(m), Batch: lat.Batch, Threads: n, Device: *device,
 		P50ms: 1e3 * lat.P50, P90ms: 1e3 * lat.P90, P99ms: 1e3 * lat.P99, Throughput: lat.Throughput,
-		Engine: eng, Executed: executed, Warmup: *warmup, Iters: *iters,
+		Engine: eng, Executed: executed, ExecDetail: detail, Warmup: *warmup, Iters: *iters,
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -158,6 +183,37 @@ func runLatency(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return enc.Encode(res)
 	}
 	return writeLatencyText(stdout, res)
+}
+
+// latencyPrecisions are the values of bench latency --precision.
+var latencyPrecisions = []string{"fp32", vit.PrecisionBF16, vit.PrecisionFP16, "int8", "int8-dynamic"}
+
+// quantizeForLatency casts m to bf16/fp16, or quantizes it for int8
+// execution: W8A8 (int8) or weight-only (int8-dynamic) blocks and head,
+// calibrated on a few random images, whose values do not change a
+// kernel's speed.
+func quantizeForLatency(ctx context.Context, m *vit.Model, precision string) error {
+	if precision == vit.PrecisionBF16 || precision == vit.PrecisionFP16 {
+		return m.Cast(precision)
+	}
+	o := quantize.Options{WeightBits: 8, ActBits: 8, EdgeBits: 8, PerChannel: true, WeightSymmetric: true,
+		Calibrator: techniques.CalibMinMax, Method: techniques.MethodPTQ,
+		Groups: []string{techniques.GroupQKV, techniques.GroupProj, techniques.GroupFC1, techniques.GroupFC2, techniques.GroupHead}}
+	if precision == "int8-dynamic" {
+		o.ActBits = 0
+	}
+	p, err := quantize.NewPlan(m, o)
+	if err != nil {
+		return err
+	}
+	c := m.Cfg
+	x := ts.MustRandn([]int64{8, int64(c.InChans), int64(c.ImgSize), int64(c.ImgSize)}, gotch.Float, m.VS.Device())
+	defer x.MustDrop()
+	if _, err := quantize.Quantize(ctx, m, []*ts.Tensor{x}, p); err != nil {
+		return err
+	}
+	m.Cfg.Executed = vit.ExecutedSimulated
+	return nil
 }
 
 func writeLatencyText(w io.Writer, r latencyResult) error {
@@ -168,6 +224,9 @@ func writeLatencyText(w io.Writer, r latencyResult) error {
 		{"p90", fmt.Sprintf("%.2f ms", r.P90ms)},
 		{"p99", fmt.Sprintf("%.2f ms", r.P99ms)},
 		{"throughput", fmt.Sprintf("%.1f images/s (batch / p50)", r.Throughput)},
+	}
+	if r.ExecDetail != "" {
+		rows = append(rows, []string{"execution", r.ExecDetail})
 	}
 	return writeTable(w, rows, 2)
 }

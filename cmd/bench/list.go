@@ -223,23 +223,24 @@ type (
 		Go          string   `json:"go"`
 	}
 	listExperiment struct {
-		Name     string              `json:"name"`
-		Group    string              `json:"group"`
-		Model    string              `json:"model"`
-		Dataset  string              `json:"dataset"`
-		Baseline string              `json:"baseline"`
-		Families []string            `json:"families"`
-		Pipeline string              `json:"pipeline"`
-		Params   map[string]string   `json:"params"`   // the swept parameters
-		Settings []listSetting       `json:"settings"` // every parameter of every stage, in pipeline order
-		Hash     string              `json:"hash"`
-		Status   string              `json:"status"`
-		Error    string              `json:"error"`
-		Executed string              `json:"executed"`
-		Started  *time.Time          `json:"started"`
-		Ended    *time.Time          `json:"ended"`
-		Metrics  map[string]*float64 `json:"metrics"` // null when not finite
-		Units    map[string]string   `json:"units"`
+		Name       string              `json:"name"`
+		Group      string              `json:"group"`
+		Model      string              `json:"model"`
+		Dataset    string              `json:"dataset"`
+		Baseline   string              `json:"baseline"`
+		Families   []string            `json:"families"`
+		Pipeline   string              `json:"pipeline"`
+		Params     map[string]string   `json:"params"`   // the swept parameters
+		Settings   []listSetting       `json:"settings"` // every parameter of every stage, in pipeline order
+		Hash       string              `json:"hash"`
+		Status     string              `json:"status"`
+		Error      string              `json:"error"`
+		Executed   string              `json:"executed"`
+		ExecDetail string              `json:"exec_detail,omitempty"`
+		Started    *time.Time          `json:"started"`
+		Ended      *time.Time          `json:"ended"`
+		Metrics    map[string]*float64 `json:"metrics"` // null when not finite
+		Units      map[string]string   `json:"units"`
 	}
 	listSetting struct {
 		Name      string `json:"name"` // flat key, e.g. "quantize.weight_bits"; bench export's column "param:" + name
@@ -281,7 +282,7 @@ func writeListJSON(w io.Writer, s *store.Snapshot) error {
 		le := listExperiment{
 			Name: e.Name, Group: e.Group, Model: e.Model, Dataset: e.Dataset, Baseline: e.Baseline,
 			Families: nonNilStrings(e.Families), Pipeline: e.Pipeline, Params: e.Params, Hash: e.Hash,
-			Status: e.Status, Error: e.Error, Executed: e.Executed,
+			Status: e.Status, Error: e.Error, Executed: e.Executed, ExecDetail: e.ExecDetail,
 			Started: timeOrNil(e.Started), Ended: timeOrNil(e.Ended),
 			Settings: []listSetting{},
 			Metrics:  map[string]*float64{}, Units: map[string]string{},

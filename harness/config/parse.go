@@ -438,6 +438,7 @@ func (d *fileDecoder) measure(p keyPath, v any) Measure {
 		"threads":          d.setInt(&ms.Threads, nil),
 		"eval_batch":       d.setInt(&ms.EvalBatch, nil),
 		"engine":           d.setString(&ms.Engine, nil),
+		"int8_engine":      d.setString(&ms.Int8Engine, nil),
 	})
 	d.check(ms.LatencyBatch > 0, p.key("latency_batch"), "must be > 0, got %d", ms.LatencyBatch)
 	d.check(ms.ThroughputBatch > 0, p.key("throughput_batch"), "must be > 0, got %d", ms.ThroughputBatch)
@@ -447,6 +448,8 @@ func (d *fileDecoder) measure(p keyPath, v any) Measure {
 	d.check(ms.EvalBatch > 0, p.key("eval_batch"), "must be > 0, got %d", ms.EvalBatch)
 	d.check(slices.Contains(Engines, ms.Engine), p.key("engine"),
 		"want %q or %q, got %q", EngineSplit, EngineEager, ms.Engine)
+	d.check(ms.Int8Engine == Int8OneDNN || ms.Int8Engine == Int8None, p.key("int8_engine"),
+		"want %q or %q, got %q", Int8OneDNN, Int8None, ms.Int8Engine)
 	return ms
 }
 

@@ -94,7 +94,17 @@ type Measure struct {
 	// or EngineEager (bench latency --engine); measure.ResolveEngine says
 	// which one a timing runs with.
 	Engine string `json:"engine"`
+	// Int8Engine executes integer-quantized models: Int8OneDNN (oneDNN's
+	// int8 kernels where the CPU has them, the default) or Int8None (keep
+	// them simulated in float32, timed on their float graph).
+	Int8Engine string `json:"int8_engine"`
 }
+
+// The values the [suite.measure] int8_engine key accepts.
+const (
+	Int8OneDNN = "onednn"
+	Int8None   = "none"
+)
 
 // The values the [suite.measure] engine key accepts. They name the
 // engines of harness/measure (measure.EngineSplit, measure.EngineEager),
@@ -118,6 +128,7 @@ func DefaultMeasure() Measure {
 		Iters:           defaultIters,
 		EvalBatch:       defaultEvalBatch,
 		Engine:          EngineSplit,
+		Int8Engine:      Int8OneDNN,
 	}
 }
 

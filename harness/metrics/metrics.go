@@ -31,8 +31,13 @@ const (
 // Names of the standard metrics the runner records. Keys in the
 // store and in exports; keep them stable.
 const (
-	Top1             = "top1"
-	Top5             = "top5"
+	Top1 = "top1"
+	Top5 = "top5"
+	// Top1Simulated and Top5Simulated are a quantized model's accuracy
+	// simulated (fake-quantized in float32), stored beside the executed
+	// model's Top1 and Top5 for comparison.
+	Top1Simulated    = "top1_simulated"
+	Top5Simulated    = "top5_simulated"
 	Params           = "params"
 	ParamsNonZero    = "params_nonzero"
 	MACs             = "macs"
@@ -66,6 +71,8 @@ type Info struct {
 var known = map[string]Info{
 	Top1:             {UnitPercent, +1, false, "top-1 (%)"},
 	Top5:             {UnitPercent, +1, false, "top-5 (%)"},
+	Top1Simulated:    {UnitPercent, +1, false, "top-1 simulated (%)"},
+	Top5Simulated:    {UnitPercent, +1, false, "top-5 simulated (%)"},
 	Params:           {UnitCount, -1, true, "parameters"},
 	ParamsNonZero:    {UnitCount, -1, true, "non-zero parameters"},
 	MACs:             {UnitOps, -1, true, "MACs (dense)"},

@@ -4,8 +4,8 @@
 // grids in float32 and its activations are fake-quantized in float32.
 // Execute turns every linear layer whose weights and input are on 8-bit
 // (or narrower) uniform grids into a oneDNN int8 matmul (u8 activations,
-// s8 weights, int32 accumulation, scales, bias and fc1's GELU fused into
-// the one primitive), so that the model computes what it would deployed,
+// s8 weights, int32 accumulation, scales and bias fused into the one
+// primitive), so that the model computes what it would deployed,
 // at the speed an int8 kernel gives. Grids below 8 bits run in the int8
 // containers: their accuracy is the narrow grid's, their speed the int8
 // kernel's. What has no int8 kernel here stays in float32: the patch
@@ -36,6 +36,44 @@ import (
 
 // Int8 is the Config.Executed of a model Execute converted.
 const Int8 = "int8"
+
+// Engines Prepare accepts (the suite's int8_engine).
+const (
+	EngineOneDNN = "onednn" // oneDNN's int8 kernels where the CPU has them
+	EngineNone   = "none"   // keep quantized models simulated
+)
+
+// Prepare executes a simulated (fake-quantized) model in int8 in place
+// when engine and the machine allow, and says what executed how, or why
+// m stays simulated ("" when m is not simulated). It fails only when a
+// kernel fails to build: a model is never reported as int8 on its float
+// graph.
+func Prepare(m *vit.Model, engine string) (string, error) {
+	if m.Cfg.Executed != vit.ExecutedSimulated {
+		return "", nil
+	}
+	if engine == EngineNone {
+		return "simulated: int8 engine none", nil
+	}
+	if engine != EngineOneDNN {
+		return "", fmt.Errorf("int8 engine %q: want %s or %s", engine, EngineOneDNN, EngineNone)
+	}
+	if err := Executable(m); err != nil {
+		return "simulated: " + err.Error(), nil
+	}
+	rep, err := Execute(m)
+	switch {
+	case errors.Is(err, ErrNoInt8Layer):
+		return "simulated: " + err.Error(), nil
+	case err != nil:
+		return "", fmt.Errorf("int8 execution: %w", err)
+	}
+	return rep.Summary(), nil
+}
+
+// ErrNoInt8Layer is Execute's error for a model none of whose linear
+// layers has int8-executable weights and input.
+var ErrNoInt8Layer = errors.New("no linear layer has int8-executable weights and inputs")
 
 // Report says what Execute made of a model.
 type Report struct {
@@ -161,7 +199,7 @@ func Execute(m *vit.Model) (Report, error) {
 		}
 	}
 	if len(kernels) == 0 {
-		return fail(fmt.Errorf("no linear layer of %q has int8-executable weights and inputs (%s)", m.Cfg.Name, strings.Join(rep.Float, "; ")))
+		return fail(fmt.Errorf("%w: %q (%s)", ErrNoInt8Layer, m.Cfg.Name, strings.Join(rep.Float, "; ")))
 	}
 	var drop []string
 	for key := range q.Acts {
@@ -248,7 +286,9 @@ func newKernel(l vit.GroupedLinear, spec *vit.QuantSpec, act Activation) (*Linea
 			iw[o*in+i] = int8(v)
 		}
 	}
-	return NewLinear(iw, out, in, scales, bias, act, l.Group == "fc1")
+	// fc1's GELU is left to libtorch: fused into oneDNN 2.6's gemm-based
+	// int8 matmul it made the pass slower than unfused (docs/performance.md).
+	return NewLinear(iw, out, in, scales, bias, act, false)
 }
 
 // outsideS8 is a weight whose grid value less its zero point does not

@@ -29,6 +29,10 @@ type artifactMeta struct {
 	PeakRSS int64       `json:"peak_rss"` // peak resident bytes while making it
 	Curve   []pointJSON `json:"curve,omitempty"`
 	Eval    *evalJSON   `json:"eval,omitempty"`
+	// ExecEval is the evaluation of the model executed on int8 kernels,
+	// when it is quantized and they run it; Eval is then the simulated
+	// model's.
+	ExecEval *evalJSON `json:"exec_eval,omitempty"`
 }
 
 type pointJSON struct {
@@ -43,6 +47,7 @@ type evalJSON struct {
 	N       int     `json:"n"`
 	Seconds float64 `json:"seconds"`
 	Version int     `json:"version,omitempty"` // evalVersion when evaluated
+	Detail  string  `json:"detail,omitempty"`  // the kernels an executed evaluation ran (qexec.Report.Summary)
 }
 
 // evalVersion numbers the forward pass an evaluation ran. Bump it when a

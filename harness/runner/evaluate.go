@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/vitbench/vitbench/harness/plan"
+	"github.com/vitbench/vitbench/harness/qexec"
 	"github.com/vitbench/vitbench/harness/store"
 	"github.com/vitbench/vitbench/harness/sysinfo"
 	"github.com/vitbench/vitbench/harness/train"
@@ -14,10 +15,12 @@ import (
 // evaluation is what the measuring of one experiment found before its
 // graph is timed.
 type evaluation struct {
-	hash     string // the experiment's final artifact
-	eval     *evalJSON
+	hash     string    // the experiment's final artifact
+	eval     *evalJSON // of the graph that executes (and is timed)
+	simEval  *evalJSON // of the simulated model, when an executed one replaced it
 	counts   vit.Counts
 	executed string
+	detail   string // what executed how (qexec.Report.Summary), or why not
 	bytes    int64
 	bitOps   int64
 	peak     int64
@@ -47,38 +50,70 @@ func (r *Runner) evaluate(ctx context.Context, e *plan.Experiment, ev *evaluatio
 	if err != nil {
 		return err
 	}
-	defer model.Drop()
+	defer func() { model.Drop() }()
+	changed := false
 	if meta.Eval == nil || meta.Eval.Version != evalVersion {
-		ds, err := r.dataset(ctx, r.Plan.Suite.Model(e.Model))
-		if err != nil {
+		if meta.Eval, err = r.accuracy(ctx, e, model); err != nil {
 			return err
 		}
-		src, err := ds.testSource(r.Device, r.Plan.Suite.Measure.EvalBatch)
-		if err != nil {
-			return err
+		changed = true
+	}
+	ev.eval = meta.Eval
+	ev.counts = model.Count()
+	ev.bytes = modelBytes(model)
+	ev.bitOps = model.BitOps()
+	ev.detail, err = r.execute(model)
+	if err != nil {
+		return err
+	}
+	if model.Cfg.Executed == qexec.Int8 {
+		// The cached executed evaluation holds only for the same kernels.
+		if x := meta.ExecEval; x == nil || x.Version != evalVersion || x.Detail != ev.detail {
+			if meta.ExecEval, err = r.accuracy(ctx, e, model); err != nil {
+				return err
+			}
+			meta.ExecEval.Detail = ev.detail
+			changed = true
 		}
-		acc, err := train.Evaluate(ctx, model, src)
-		if err == nil {
-			err = src.err()
-		}
-		if err != nil {
-			return fmt.Errorf("evaluate: %w", err)
-		}
-		meta.Eval = &evalJSON{Top1: acc.Top1, Top5: acc.Top5, N: acc.N, Seconds: acc.Seconds, Version: evalVersion}
+		ev.simEval, ev.eval = meta.Eval, meta.ExecEval
+	}
+	if changed {
 		if err := r.cache.writeMeta(ev.hash, meta); err != nil {
 			return err
 		}
 	}
-	ev.eval = meta.Eval
-	ev.counts = model.Count()
 	ev.executed = model.Cfg.Executed
 	if ev.executed == "" {
 		ev.executed = "fp32"
 	}
-	ev.bytes = modelBytes(model)
-	ev.bitOps = model.BitOps()
 	ev.timing = &graphTiming{key: model.Cfg.GraphKey(), hash: ev.hash}
 	return nil
+}
+
+// accuracy evaluates model on the experiment's test split.
+func (r *Runner) accuracy(ctx context.Context, e *plan.Experiment, model *vit.Model) (*evalJSON, error) {
+	ds, err := r.dataset(ctx, r.Plan.Suite.Model(e.Model))
+	if err != nil {
+		return nil, err
+	}
+	src, err := ds.testSource(r.Device, r.Plan.Suite.Measure.EvalBatch)
+	if err != nil {
+		return nil, err
+	}
+	acc, err := train.Evaluate(ctx, model, src)
+	if err == nil {
+		err = src.err()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("evaluate: %w", err)
+	}
+	return &evalJSON{Top1: acc.Top1, Top5: acc.Top5, N: acc.N, Seconds: acc.Seconds, Version: evalVersion}, nil
+}
+
+// execute runs a simulated model on int8 kernels where the suite's
+// int8_engine and the machine allow (qexec.Prepare).
+func (r *Runner) execute(model *vit.Model) (string, error) {
+	return qexec.Prepare(model, r.Plan.Suite.Measure.Int8Engine)
 }
 
 // modelBytes is the model's size as stored: every tensor at 4 bytes per

@@ -45,6 +45,7 @@ func (r *Runner) record(e *plan.Experiment, rec *store.Experiment, ev *evaluatio
 	ms := r.Plan.Suite.Measure
 	counts := ev.counts
 	rec.Executed = ev.executed
+	rec.ExecDetail = ev.detail
 	var trainSec, compressSec float64
 	peak := ev.peak
 	for i, h := range e.Nodes {
@@ -74,6 +75,9 @@ func (r *Runner) record(e *plan.Experiment, rec *store.Experiment, ev *evaluatio
 		metrics.New(metrics.CompressSeconds, compressSec),
 		metrics.New(metrics.EvalSeconds, ev.eval.Seconds),
 		metrics.New(metrics.PeakRSSBytes, float64(peak)),
+	}
+	if ev.simEval != nil {
+		m = append(m, metrics.New(metrics.Top1Simulated, ev.simEval.Top1), metrics.New(metrics.Top5Simulated, ev.simEval.Top5))
 	}
 	if base := r.state.results[e.Baseline]; !e.IsBaseline && base != nil && base.Status == store.StatusOK {
 		m = append(m, relative(m, base.Metrics)...)

@@ -15,6 +15,7 @@ import (
 	"github.com/vitbench/vitbench/harness/measure"
 	"github.com/vitbench/vitbench/harness/metrics"
 	"github.com/vitbench/vitbench/harness/plan"
+	"github.com/vitbench/vitbench/harness/qexec"
 	"github.com/vitbench/vitbench/harness/store"
 	"github.com/vitbench/vitbench/harness/vit"
 	"github.com/vitbench/vitbench/techniques"
@@ -365,5 +366,14 @@ pipeline = [ { technique = "merge" } ]
 				}
 			}
 		})
+	}
+}
+
+// TestInt8EngineNames: the suite's int8_engine values are the ones
+// qexec.Prepare accepts (config keeps its own copy so that parsing does
+// not link the kernels).
+func TestInt8EngineNames(t *testing.T) {
+	if config.Int8OneDNN != qexec.EngineOneDNN || config.Int8None != qexec.EngineNone {
+		t.Errorf("config's int8 engines %q, %q; qexec's %q, %q", config.Int8OneDNN, config.Int8None, qexec.EngineOneDNN, qexec.EngineNone)
 	}
 }

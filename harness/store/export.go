@@ -51,7 +51,7 @@ var standardMetrics = []string{
 var fixedColumns = []string{
 	"run_uuid", "suite", "hostname", "cpu", "cores", "gpu", "libtorch", "blas", "threads", "engine", "device",
 	"run_started", "experiment", "group", "model", "dataset", "baseline", "pipeline", "families",
-	"status", "executed", "error",
+	"status", "executed", "exec_detail", "error",
 }
 
 // table is a snapshot flattened to one row per experiment. A cell is a
@@ -144,7 +144,7 @@ func flatten(s *Snapshot) table {
 			r.UUID, r.SuiteName, m.Hostname, m.CPU, int64(m.Cores), m.GPU, m.Libtorch, m.BLAS,
 			int64(r.Threads), r.Engine, r.Device, started,
 			e.Name, e.Group, e.Model, e.Dataset, e.Baseline, e.Pipeline, strings.Join(e.Families, "+"),
-			e.Status, e.Executed, e.Error,
+			e.Status, e.Executed, e.ExecDetail, e.Error,
 		}
 		settings := make(map[string]string, len(e.Settings))
 		for _, st := range e.Settings {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -769,6 +770,9 @@ func TestRunEngine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// In the order stored: the test clock restarts with each open, so
+	// the start times do not say it.
+	slices.SortFunc(runs, func(a, b Run) int { return cmp.Compare(a.ID, b.ID) })
 	var got []string
 	for _, r := range runs {
 		got = append(got, r.Engine)

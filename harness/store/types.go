@@ -81,11 +81,15 @@ type Experiment struct {
 	Status   string
 	Error    string
 	Executed string // "fp32", "int8", "fp16", ... or "simulated"; how latency was executed
-	Started  time.Time
-	Ended    time.Time
-	Metrics  []metrics.Metric
-	Layers   []Layer // per-layer counts of the final model
-	Curves   []Point // training/fine-tuning curves
+	// ExecDetail says what executed how: for a quantized model the kernel
+	// library, the layers in int8 and those left in float32, or why it
+	// stayed simulated; "" for float models.
+	ExecDetail string
+	Started    time.Time
+	Ended      time.Time
+	Metrics    []metrics.Metric
+	Layers     []Layer // per-layer counts of the final model
+	Curves     []Point // training/fine-tuning curves
 }
 
 // Setting is one resolved parameter of one stage of an experiment.

@@ -280,7 +280,7 @@ type Overrides struct {
 func (c Config) GraphKey() string {
 	k := struct {
 		Config
-		Quant map[string]int `json:"quant,omitempty"` // bit width by tensor, executed precisions only
+		Quant map[string]string `json:"quant,omitempty"` // kind, bits and axis by tensor, executed precisions only
 	}{Config: c.WithBlocks()}
 	k.Name = ""
 	k.Config.Quant = nil
@@ -288,12 +288,15 @@ func (c Config) GraphKey() string {
 	case c.Executed == ExecutedSimulated || c.Executed == "fp32":
 		k.Executed = ""
 	case c.Quant != nil:
-		k.Quant = map[string]int{"precision:" + c.Quant.Precision: 0}
+		// Which layers an int8 graph executes in int8, and how, depends
+		// on each quantizer's kind and granularity as well as its bits.
+		spec := func(q *QuantSpec) string { return fmt.Sprintf("%s/%d/%d", q.Kind, q.Bits, q.Axis) }
+		k.Quant = map[string]string{"precision": c.Quant.Precision}
 		for name, q := range c.Quant.Weights {
-			k.Quant[name] = q.Bits
+			k.Quant[name] = spec(q)
 		}
 		for name, q := range c.Quant.Acts {
-			k.Quant["act:"+name] = q.Bits
+			k.Quant["act:"+name] = spec(q)
 		}
 	}
 	b, err := json.Marshal(k)

@@ -49,4 +49,14 @@ func TestGraphKey(t *testing.T) {
 	if a.GraphKey() == c.GraphKey() || a.GraphKey() == base.GraphKey() {
 		t.Error("int8 graph key ignores bit widths or equals the float32 graph's")
 	}
+	// A twin-uniform input quantizer keeps its layer in float32 where a
+	// uniform one of the same width executes in int8: different graphs.
+	acts := func(kind string) *QuantState {
+		return &QuantState{Precision: PrecisionInt, Acts: map[string]*QuantSpec{"blocks.0.fc2_in": {Kind: kind, Bits: 8, Axis: -1}}}
+	}
+	u := with(func(c *Config) { c.Executed, c.Quant = "int8", acts(QuantUniform) })
+	tw := with(func(c *Config) { c.Executed, c.Quant = "int8", acts(QuantTwin) })
+	if u.GraphKey() == tw.GraphKey() {
+		t.Error("int8 graph key ignores the kind of quantizer")
+	}
 }
