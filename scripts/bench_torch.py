@@ -1,7 +1,8 @@
 """PyTorch eager side of `make bench`: latency of a timm-semantics ViT.
 
 usage: /usr/bin/python3 scripts/bench_torch.py --arch deit_tiny_patch16_224
-           [--weights F.pth] [--batch B] [--threads T] [--warmup N] [--iters N] [--json]
+           [--weights F.pth] [--batch B] [--threads T] [--warmup N] [--iters N]
+           [--precision fp32|bf16|int8] [--json]
        /usr/bin/python3 scripts/bench_torch.py --arch deit_tiny_patch16_224 --save-weights F.pth
 
 Measures what `bench latency` measures, the same way: random input of the
@@ -68,6 +69,21 @@ def timm_init(model):
             torch.nn.init.trunc_normal_(model.dist_token, std=0.02)
 
 
+def with_precision(model, x, precision):
+    """The model and input as PyTorch itself runs them in precision."""
+    if precision == "bf16":
+        return model.to(torch.bfloat16), x.to(torch.bfloat16)
+    if precision == "int8":
+        from torch.ao.quantization import get_default_qconfig_mapping
+        from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+        torch.backends.quantized.engine = "onednn"
+        prepared = prepare_fx(model, get_default_qconfig_mapping("onednn"), (x,))
+        with torch.no_grad():
+            prepared(torch.randn(8, *x.shape[1:]))
+        return convert_fx(prepared), x
+    return model, x
+
+
 def mapped_libtorch():
     with open("/proc/self/maps") as f:
         for line in f:
@@ -85,6 +101,9 @@ def main(argv):
     ap.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = all logical CPUs)")
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--iters", type=int, default=50)
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"],
+                    help="bf16: the model and input cast to bfloat16; int8: FX static quantization "
+                         "(get_default_qconfig_mapping('onednn'), calibrated on random images)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     if a.batch < 1 or a.iters < 1 or a.warmup < 0 or a.threads < 0:
@@ -103,6 +122,7 @@ def main(argv):
     if a.weights:
         model.load_state_dict(torch.load(a.weights))
     x = torch.randn(a.batch, 3, img, img)
+    model, x = with_precision(model, x, a.precision)
     samples = []
     with torch.no_grad():
         for i in range(a.warmup + a.iters):
@@ -115,14 +135,14 @@ def main(argv):
     p50, p90, p99 = (float(np.percentile(samples, q)) for q in (50, 90, 99))
     res = dict(arch=a.arch, batch=a.batch, threads=torch.get_num_threads(), device="cpu",
                p50_ms=1e3 * p50, p90_ms=1e3 * p90, p99_ms=1e3 * p99,
-               throughput_ips=a.batch / p50, warmup=a.warmup, iters=a.iters,
+               throughput_ips=a.batch / p50, warmup=a.warmup, iters=a.iters, executed=a.precision,
                torch=torch.__version__, libtorch=mapped_libtorch())
     if a.json:
         json.dump(res, sys.stdout, indent=2)
         print()
         return
-    print("%s on cpu (PyTorch %s eager), batch %d, %d threads: %d warm-up + %d timed passes, no-grad"
-          % (a.arch, torch.__version__, a.batch, res["threads"], a.warmup, a.iters))
+    print("%s in %s on cpu (PyTorch %s eager), batch %d, %d threads: %d warm-up + %d timed passes, no-grad"
+          % (a.arch, a.precision, torch.__version__, a.batch, res["threads"], a.warmup, a.iters))
     for k in ("p50", "p90", "p99"):
         print("%-10s  %10.2f ms" % (k, res[k + "_ms"]))
     print("throughput  %.1f images/s (batch / p50)" % res["throughput_ips"])

@@ -72,7 +72,7 @@ func usage(w io.Writer) {
   bench export [--db PATH] --format csv|json
   bench inspect --arch NAME [--weights FILE] [--num-classes N] [--img-size N] [--json]
   bench latency --arch NAME [--weights FILE] [--batch B] [--threads T] [--engine split|eager]
-                [--precision fp32|bf16|fp16] [--warmup N] [--iters N] [--device cpu|cuda] [--json]
+                [--precision fp32|bf16|fp16|int8|int8-dynamic] [--warmup N] [--iters N] [--device cpu|cuda] [--json]
   bench forward --arch NAME --weights FILE --input X.npy --output Y.npy
   bench env [--json]
 
