@@ -88,6 +88,10 @@ type Report struct {
 	// NotComputed lists the activation quantizers the executed graph
 	// does not compute (no kernel consumes them), by site.
 	NotComputed []string
+	// WeightBits and ActBits are the grid widths of the executed layers'
+	// weights and static activations, each width once, ascending; grids
+	// below 8 bits run in int8 containers.
+	WeightBits, ActBits []int
 	// Saturating lists the executed layers whose int8 products can
 	// saturate on this CPU (Linear.Saturates): their outputs may differ
 	// from the simulated model's.
@@ -107,6 +111,9 @@ func (r Report) Summary() string {
 	default:
 		b.WriteString(" (static activations)")
 	}
+	if narrow := narrowGrids(r.WeightBits, r.ActBits); narrow != "" {
+		b.WriteString("; " + narrow + " in int8 containers")
+	}
 	b.WriteString("; patch embedding, norms, softmax, attention products fp32")
 	if n := len(r.Float); n > 0 {
 		fmt.Fprintf(&b, "; %d quantized layers fp32 (%s)", n, strings.Join(r.Float, ", "))
@@ -118,6 +125,27 @@ func (r Report) Summary() string {
 		fmt.Fprintf(&b, "; %d activation quantizers not computed (%s)", n, strings.Join(r.NotComputed, ", "))
 	}
 	return b.String()
+}
+
+// narrowGrids describes the grids below 8 bits, e.g. "4-bit weights,
+// 4-bit activations"; "" when there are none.
+func narrowGrids(wbits, abits []int) string {
+	var parts []string
+	for _, g := range []struct {
+		bits []int
+		what string
+	}{{wbits, "weights"}, {abits, "activations"}} {
+		var ws []string
+		for _, b := range g.bits {
+			if b < 8 {
+				ws = append(ws, fmt.Sprintf("%d", b))
+			}
+		}
+		if len(ws) > 0 {
+			parts = append(parts, strings.Join(ws, "/")+"-bit "+g.what)
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Executable says why m cannot execute in int8 here, or nil when Execute
@@ -188,6 +216,10 @@ func Execute(m *vit.Model) (Report, error) {
 			return fail(fmt.Errorf("int8 kernel for %s: %w", l.Name, err))
 		}
 		kernels[l.Name] = k
+		rep.WeightBits = addBits(rep.WeightBits, wspec.Bits)
+		if aspec != nil {
+			rep.ActBits = addBits(rep.ActBits, aspec.Bits)
+		}
 		if k.Saturates() {
 			rep.Saturating = append(rep.Saturating, l.Name)
 		}
@@ -214,6 +246,15 @@ func Execute(m *vit.Model) (Report, error) {
 		return fail(err)
 	}
 	return rep, nil
+}
+
+// addBits adds b to the sorted set bits.
+func addBits(bits []int, b int) []int {
+	i, found := slices.BinarySearch(bits, b)
+	if found {
+		return bits
+	}
+	return slices.Insert(bits, i, b)
 }
 
 // inputKey is the activation quantizer key of l's input.

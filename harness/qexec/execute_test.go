@@ -111,6 +111,9 @@ func TestExecute(t *testing.T) {
 			if !strings.Contains(rep.Summary(), "int8") || !strings.HasPrefix(rep.Engine, "oneDNN ") {
 				t.Errorf("summary %q", rep.Summary())
 			}
+			if narrow := c.opts.WeightBits < 8; narrow != strings.Contains(rep.Summary(), "-bit weights") {
+				t.Errorf("summary %q: %d-bit weights labelled wrongly", rep.Summary(), c.opts.WeightBits)
+			}
 			got := logits(m, x)
 			if d := maxDiff(sim, got); d > c.tol {
 				t.Errorf("executed logits differ from the simulated model's by %.3g (want <= %g)", d, c.tol)

@@ -410,6 +410,24 @@ func TestApplyMarksSimulated(t *testing.T) {
 	}
 }
 
+// TestOverflowFix: weights of every quantized layer, the head included,
+// land on a 7-bit grid, so that int8 kernels without VNNI cannot saturate.
+func TestOverflowFix(t *testing.T) {
+	m := trainedModel(t)
+	defer m.Drop()
+	if _, err := applyStage(t, m, newEnv(nil), func(c *techniques.QuantizeConfig) { c.CalibImages, c.OverflowFix = 64, true }); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Cfg.Quant.Weights) == 0 {
+		t.Fatal("no weights quantized")
+	}
+	for name, spec := range m.Cfg.Quant.Weights {
+		if spec.Bits != 7 || spec.QMin < -64 || spec.QMax > 64 {
+			t.Errorf("%s: %d-bit grid [%d, %d], want 7 bits within [-64, 64]", name, spec.Bits, spec.QMin, spec.QMax)
+		}
+	}
+}
+
 // TestCastPrecision: bf16 executes for real on this CPU; fp16 has no CPU
 // kernels in libtorch 1.13 and fails with an error saying so.
 func TestCastPrecision(t *testing.T) {
