@@ -116,13 +116,18 @@ func synthSnapshot() *store.Snapshot {
 		{Hostname: "laptop", CPU: "Intel Core i7-1165G7", Cores: 4, MemoryBytes: 16 << 30, OS: "linux", Libtorch: "1.13.1", BLAS: "openblas-pthread", Gotch: "v0.9.1", Go: "go1.26"},
 		{Hostname: "server", CPU: "AMD EPYC 7763", Cores: 64, MemoryBytes: 256 << 30, GPU: "NVIDIA H100", OS: "linux", Libtorch: "2.1.0", BLAS: "mkl", Gotch: "v0.9.1", Go: "go1.26"},
 	}
-	// What each run found of its machine: threads, sgemm speed, CUDA use.
-	facts := []store.Run{{Threads: 2, SgemmGFLOPS: 120}, {Threads: 16, SgemmGFLOPS: 2400, CUDA: true}}
+	// What each run found of its machine: threads, sgemm speed, SIMD
+	// flags, int8 kernels, CUDA use.
+	facts := []store.Run{
+		{Threads: 2, SgemmGFLOPS: 120, SIMD: "sse4_2 avx avx2 fma f16c avx512f avx512bw avx512vl avx512_vnni", Int8Engine: "oneDNN 2.6.3 avx512_core_vnni"},
+		{Threads: 16, SgemmGFLOPS: 2400, SIMD: "sse4_2 avx avx2 fma f16c", Int8Engine: "none", CUDA: true},
+	}
 	for i, m := range machines {
 		id := int64(i + 1)
 		snap.Runs = append(snap.Runs, store.Run{
 			ID: id, UUID: fmt.Sprintf("uuid-%d", id), Machine: m,
 			Threads: facts[i].Threads, SgemmGFLOPS: facts[i].SgemmGFLOPS, CUDA: facts[i].CUDA,
+			SIMD: facts[i].SIMD, Int8Engine: facts[i].Int8Engine,
 			SuiteName: "cifar10-vit", SuitePath: "experiments/quick.toml",
 			SuiteHash: "abcdef0123456789", GitCommit: "0123456789abcdef", Device: "cpu",
 			Started: t0.Add(time.Duration(i) * time.Hour), Ended: t0.Add(time.Duration(i)*time.Hour + 20*time.Minute), Status: store.StatusOK,

@@ -98,8 +98,11 @@ func barItem(r *row, run *store.Run, metric string, get func(*row) (float64, boo
 func fingerprintTable(runs []*store.Run) table {
 	t := table{
 		Empty: "No runs recorded.",
-		Head: []headCell{{Text: "run"}, {Text: "host"}, {Text: "CPU"}, {Text: "cores", Num: true}, {Text: "threads", Num: true},
+		Head: []headCell{{Text: "run"}, {Text: "host"}, {Text: "CPU"},
+			{Text: "SIMD", Title: "the CPU's vector and matrix instruction flags, which decide the kernels libtorch and oneDNN pick"},
+			{Text: "cores", Num: true}, {Text: "threads", Num: true},
 			{Text: "engine", Title: "how a timed CPU pass used its threads: split (a share per thread) or eager (libtorch's intra-op pool)"},
+			{Text: "int8 engine", Title: "the kernels integer-quantized models executed on; none: they stayed simulated"},
 			{Text: "memory (GiB)", Num: true}, {Text: "GPU"}, {Text: "device"}, {Text: "OS"}, {Text: "libtorch"}, {Text: "BLAS"},
 			{Text: "sgemm (GFLOP/s)", Num: true, Title: "1024×1024 fp32 matrix multiply through libtorch"}, {Text: "gotch"}, {Text: "Go"}, {Text: "commit"}},
 	}
@@ -121,7 +124,10 @@ func fingerprintTable(runs []*store.Run) table {
 			{Text: fmt.Sprintf("#%d", r.ID), Title: r.UUID},
 			orMissing(m.Hostname, "not recorded"),
 			orMissing(m.CPU, "not recorded"),
-			intCell(m.Cores), intCell(r.Threads), {Text: r.TimedEngine()}, mem, gpu,
+			orMissing(r.SIMD, "not recorded"),
+			intCell(m.Cores), intCell(r.Threads), {Text: r.TimedEngine()},
+			orMissing(r.Int8Engine, "not recorded"),
+			mem, gpu,
 			orMissing(r.Device, "not recorded"),
 			orMissing(m.OS, "not recorded"),
 			orMissing(m.Libtorch, "not recorded"),

@@ -70,6 +70,12 @@ func TestRenderWritesSite(t *testing.T) {
 	if m := files["machines.html"]; !strings.Contains(m, "experiment sets differ") {
 		t.Errorf("machines.html does not warn that the runs' experiment sets differ")
 	}
+	// Speed figures are read against each run's SIMD flags and int8 kernels.
+	for _, s := range []string{">SIMD<", "avx512_vnni", ">int8 engine<", "oneDNN 2.6.3 avx512_core_vnni"} {
+		if !strings.Contains(files["machines.html"], s) {
+			t.Errorf("machines.html lacks %q", s)
+		}
+	}
 	lit := files["literature.html"]
 	for _, s := range []string{"published (ImageNet-1k, authors' numbers)", "measured (laptop, cifar10)", "PTQ4ViT", "Yuan et al."} {
 		if !strings.Contains(lit, s) {

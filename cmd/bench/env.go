@@ -19,8 +19,8 @@ const envUsage = `usage: bench env [--json]
 
 Prints what this machine's measurements depend on: the libtorch and BLAS
 the process loaded, the 1024x1024 float32 sgemm speed reached through
-gotch, CUDA and GPU, CPU model, cores, libtorch threads, memory, OS, and
-the versions of gotch and Go. Warns loudly when the numbers would be
+gotch, CUDA and GPU, CPU model and SIMD flags, cores, libtorch threads,
+memory, OS, and the versions of gotch and Go. Warns loudly when the numbers would be
 misleading (reference BLAS, slow sgemm).
 
 Flags:
@@ -126,6 +126,7 @@ func writeEnvText(w io.Writer, info *sysinfo.Info, warnings []string) error {
 	row("cuda", yesNo[info.CUDA])
 	row("gpu", or(info.GPU, "none"))
 	row("cpu", info.CPU)
+	row("simd", or(info.SIMD, "unknown"))
 	cores := fmt.Sprintf("%d logical", info.Cores)
 	if info.PhysicalCores > 0 {
 		cores += fmt.Sprintf(", %d physical", info.PhysicalCores)

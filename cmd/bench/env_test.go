@@ -82,7 +82,8 @@ func TestEnvFlags(t *testing.T) {
 func sampleInfo() *sysinfo.Info {
 	return &sysinfo.Info{
 		Libtorch: "1.13.1", Gotch: "v0.9.1 (prepared copy)", Go: "go1.26.8", BLAS: sysinfo.ReferenceBLAS,
-		SgemmGFLOPS: 3.9, SgemmSize: 1024, CPU: "AMD EPYC", Cores: 2, PhysicalCores: 2, Threads: 1,
+		SgemmGFLOPS: 3.9, SgemmSize: 1024, CPU: "AMD EPYC", SIMD: "sse4_2 avx avx2 fma f16c",
+		Cores: 2, PhysicalCores: 2, Threads: 1,
 		MemoryBytes: 8 << 30, OS: "Debian GNU/Linux 12 (bookworm)", Hostname: "vm",
 		LibtorchSource: "Debian package libtorch1.13 1.13.1+dfsg-4",
 		BLASPath:       "/usr/lib/x86_64-linux-gnu/blas/libblas.so.3",
@@ -101,6 +102,7 @@ func TestWriteEnvText(t *testing.T) {
 		"blas        reference BLAS (slow!) (/usr/lib/x86_64-linux-gnu/blas/libblas.so.3)\n",
 		"sgemm       3.9 GFLOP/s (1024x1024 float32 matmul, median)\n",
 		"gpu         none\n",
+		"cpu         AMD EPYC\nsimd        sse4_2 avx avx2 fma f16c\n",
 		"cores       2 logical, 2 physical\n",
 		"threads     1 (libtorch intra-op, of 2 logical CPUs",
 		"memory      8.0 GiB\n",
@@ -119,14 +121,17 @@ func TestWriteEnvText(t *testing.T) {
 		t.Errorf("output does not open with the warnings:\n%s", s)
 	}
 
-	// No warnings, no banner.
-	info.BLAS, info.SgemmGFLOPS = "OpenBLAS (pthread)", 120
+	// No warnings, no banner; flags not read say so.
+	info.BLAS, info.SgemmGFLOPS, info.SIMD = "OpenBLAS (pthread)", 120, ""
 	out.Reset()
 	if err := writeEnvText(&out, info, info.Warnings()); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(out.String(), "WARNING") || !strings.HasPrefix(out.String(), "libtorch") {
 		t.Errorf("output without warnings:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "simd        unknown\n") {
+		t.Errorf("no \"simd unknown\" row without flags:\n%s", out.String())
 	}
 }
 

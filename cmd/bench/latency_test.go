@@ -91,7 +91,7 @@ func TestLatencyErrors(t *testing.T) {
 		{[]string{"--arch", "deit_tiny_patch16_224", "--weights", filepath.Join(t.TempDir(), "nope.pth")}, "no such file"},
 		{[]string{"--arch", "deit_tiny_patch16_224", "now"}, `unexpected argument "now"`},
 		{[]string{"--batch", "x"}, "invalid value"},
-		{[]string{"--arch", "deit_tiny_patch16_224", "--precision", "int8"}, `--precision "int8": want fp32, bf16 or fp16`},
+		{[]string{"--arch", "deit_tiny_patch16_224", "--precision", "int4"}, `--precision "int4": want fp32, bf16, fp16, int8 or int8-dynamic`},
 	}
 	for _, tt := range tests {
 		var stdout, stderr bytes.Buffer

@@ -202,16 +202,19 @@ type (
 		Failed      int              `json:"failed"`
 		Experiments []listExperiment `json:"experiments"`
 	}
-	// listMachine is the machine a run executed on. Threads, engine, CUDA
-	// and sgemm speed are facts of the run (store.Run); they stay in this
-	// object, where consumers of the JSON have always found them.
+	// listMachine is the machine a run executed on. Threads, engines, CUDA,
+	// sgemm speed and SIMD flags are facts of the run (store.Run); they
+	// sit in this object, where consumers of the JSON have always found
+	// the run's machine facts.
 	listMachine struct {
 		Fingerprint string   `json:"fingerprint"`
 		Hostname    string   `json:"hostname"`
 		CPU         string   `json:"cpu"`
+		SIMD        string   `json:"simd"` // "" when unknown
 		Cores       int      `json:"cores"`
 		Threads     int      `json:"threads"`
 		Engine      string   `json:"engine"`
+		Int8Engine  string   `json:"int8_engine"` // "none" when int8 models stayed simulated; "" when not recorded
 		MemoryBytes int64    `json:"memory_bytes"`
 		GPU         string   `json:"gpu"`
 		CUDA        bool     `json:"cuda"`
@@ -264,8 +267,9 @@ func writeListJSON(w io.Writer, s *store.Snapshot) error {
 			GitCommit: r.GitCommit, Args: nonNilStrings(r.Args), Device: r.Device,
 			Started: r.Started, Ended: timeOrNil(r.Ended), Status: r.Status,
 			Machine: listMachine{
-				Fingerprint: store.Fingerprint(m), Hostname: m.Hostname, CPU: m.CPU, Cores: m.Cores,
-				Threads: r.Threads, Engine: r.Engine, MemoryBytes: m.MemoryBytes, GPU: m.GPU, CUDA: r.CUDA, OS: m.OS,
+				Fingerprint: store.Fingerprint(m), Hostname: m.Hostname, CPU: m.CPU, SIMD: r.SIMD, Cores: m.Cores,
+				Threads: r.Threads, Engine: r.Engine, Int8Engine: r.Int8Engine,
+				MemoryBytes: m.MemoryBytes, GPU: m.GPU, CUDA: r.CUDA, OS: m.OS,
 				Libtorch: m.Libtorch, BLAS: m.BLAS, SgemmGFLOPS: finiteOrNil(r.SgemmGFLOPS),
 				Gotch: m.Gotch, Go: m.Go,
 			},

@@ -29,7 +29,7 @@ func resultsDB(t *testing.T, host string) (string, store.Run) {
 	r := &store.Run{
 		Machine: store.Machine{Hostname: host, CPU: "AMD EPYC 7B13", Cores: 2,
 			Libtorch: "1.13.1", BLAS: "openblas"},
-		Threads: 2, SgemmGFLOPS: 120,
+		Threads: 2, SgemmGFLOPS: 120, SIMD: "sse4_2 avx avx2 fma f16c", Int8Engine: "oneDNN 2.6.3 avx2",
 		SuiteName: "smoke", SuitePath: "experiments/smoke.toml", Device: "cpu",
 		Args:    []string{"run", "experiments/smoke.toml"},
 		Started: time.Date(2025, 5, 6, 7, 8, 9, 0, time.UTC),
@@ -114,6 +114,8 @@ func TestListJSON(t *testing.T) {
 				Hostname    string
 				Fingerprint string
 				Threads     int
+				SIMD        string `json:"simd"`
+				Int8Engine  string `json:"int8_engine"`
 			}
 			Experiments []struct {
 				Name     string
@@ -134,7 +136,8 @@ func TestListJSON(t *testing.T) {
 	run := got.Runs[0]
 	if run.UUID != r.UUID || run.Status != "failed" || run.Suite != "smoke" || run.Ended == nil ||
 		run.OK != 1 || run.Failed != 1 || run.Machine.Hostname != "lab-1" || run.Machine.Threads != 2 ||
-		run.Machine.Fingerprint != store.Fingerprint(r.Machine) {
+		run.Machine.Fingerprint != store.Fingerprint(r.Machine) ||
+		run.Machine.SIMD != r.SIMD || run.Machine.Int8Engine != r.Int8Engine {
 		t.Errorf("run = %+v", run)
 	}
 	if len(run.Experiments) != 2 {

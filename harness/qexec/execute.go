@@ -43,6 +43,21 @@ const (
 	EngineNone   = "none"   // keep quantized models simulated
 )
 
+// EngineName is what a run records as its int8 engine: the kernels
+// Prepare would execute quantized models on (OneDNN's version and
+// instruction set), or "none" with why.
+func EngineName(engine string, cpu bool) string {
+	switch {
+	case engine == EngineNone:
+		return "none (int8_engine = none)"
+	case !cpu:
+		return "none (no int8 kernel on this device)"
+	case FastInt8() == "":
+		return "none (" + OneDNN() + ": no vectorised int8 kernel on this CPU)"
+	}
+	return OneDNN()
+}
+
 // Prepare executes a simulated (fake-quantized) model in int8 in place
 // when engine and the machine allow, and says what executed how, or why
 // m stays simulated ("" when m is not simulated). It fails only when a

@@ -23,6 +23,7 @@ import (
 	"github.com/vitbench/vitbench/harness/measure"
 	"github.com/vitbench/vitbench/harness/metrics"
 	"github.com/vitbench/vitbench/harness/plan"
+	"github.com/vitbench/vitbench/harness/qexec"
 	"github.com/vitbench/vitbench/harness/store"
 	"github.com/vitbench/vitbench/harness/sysinfo"
 	"github.com/vitbench/vitbench/harness/train"
@@ -104,6 +105,7 @@ func (r *Runner) Execute(ctx context.Context) (*Summary, error) {
 	r.Run.Device = strings.ToLower(r.Device.Name)
 	r.Run.Engine = measure.ResolveEngine(r.Plan.Suite.Measure.Engine, threads, r.Device == gotch.CPU)
 	r.split = measure.SplitFor(r.Run.Engine, threads)
+	r.Run.Int8Engine = qexec.EngineName(r.Plan.Suite.Measure.Int8Engine, r.Device == gotch.CPU)
 	r.workers = r.TrainWorkers
 	if r.workers <= 0 {
 		r.workers = 1

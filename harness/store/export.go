@@ -24,6 +24,8 @@ import (
 var standardMetrics = []string{
 	metrics.Top1,
 	metrics.Top5,
+	metrics.Top1Simulated,
+	metrics.Top5Simulated,
 	metrics.Params,
 	metrics.ParamsNonZero,
 	metrics.MACs,
@@ -49,7 +51,7 @@ var standardMetrics = []string{
 // fixedColumns are the export columns before the metrics: the run, its
 // machine, then the experiment.
 var fixedColumns = []string{
-	"run_uuid", "suite", "hostname", "cpu", "cores", "gpu", "libtorch", "blas", "threads", "engine", "device",
+	"run_uuid", "suite", "hostname", "cpu", "cores", "gpu", "libtorch", "blas", "threads", "engine", "simd", "int8_engine", "device",
 	"run_started", "experiment", "group", "model", "dataset", "baseline", "pipeline", "families",
 	"status", "executed", "exec_detail", "error",
 }
@@ -142,7 +144,7 @@ func flatten(s *Snapshot) table {
 		}
 		row := []any{
 			r.UUID, r.SuiteName, m.Hostname, m.CPU, int64(m.Cores), m.GPU, m.Libtorch, m.BLAS,
-			int64(r.Threads), r.Engine, r.Device, started,
+			int64(r.Threads), r.Engine, r.SIMD, r.Int8Engine, r.Device, started,
 			e.Name, e.Group, e.Model, e.Dataset, e.Baseline, e.Pipeline, strings.Join(e.Families, "+"),
 			e.Status, e.Executed, e.ExecDetail, e.Error,
 		}

@@ -31,7 +31,8 @@ func exportSnapshot() *Snapshot {
 	s := &Snapshot{Runs: []Run{
 		{ID: 7, UUID: "uuid-a", Machine: testMachine(), Threads: 2, SuiteName: "quick", Device: "cpu",
 			Started: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), Status: StatusFailed},
-		{ID: 9, UUID: "uuid-b", Machine: m2, Threads: 16, SuiteName: "quick", Device: "cuda",
+		{ID: 9, UUID: "uuid-b", Machine: m2, Threads: 16, SIMD: "sse4_2 avx avx2", Int8Engine: "oneDNN 2.6.3 avx2",
+			SuiteName: "quick", Device: "cuda",
 			Started: time.Date(2025, 1, 3, 0, 0, 0, 0, time.UTC), Status: StatusOK},
 	}}
 	e1 := testExperiment(7, "baseline", 0)
@@ -87,6 +88,8 @@ func TestWriteCSV(t *testing.T) {
 		{1, "hostname", "lab-1"},
 		{1, "cores", "2"},
 		{1, "threads", "2"},
+		{1, "simd", ""},
+		{1, "int8_engine", ""},
 		{1, "run_started", "2025-01-02T03:04:05Z"},
 		{1, "experiment", "baseline"},
 		{1, "families", ""},
@@ -106,6 +109,8 @@ func TestWriteCSV(t *testing.T) {
 		{3, "cpu", `Intel "Xeon", 8 cores`},
 		{3, "gpu", "NVIDIA H100"},
 		{3, "threads", "16"},
+		{3, "simd", "sse4_2 avx avx2"},
+		{3, "int8_engine", "oneDNN 2.6.3 avx2"},
 		{3, "device", "cuda"},
 		{3, "pipeline", "prune(heads=0.5) → quantize(w8a8)"},
 		{3, "speedup", "2.5"},

@@ -16,8 +16,8 @@ import (
 // Fingerprint identifies a machine: a hash of the fields that tell one
 // computer, or one software set-up on it, from another (hostname, CPU,
 // cores, memory, GPU, OS, libtorch, BLAS, gotch, Go): every field of
-// Machine. Threads, engine, sgemm speed and CUDA use are settings or
-// measurements of a run (Run), not part of it.
+// Machine. Threads, engines, sgemm speed, SIMD flags and CUDA use are
+// settings or measurements of a run (Run), not part of it.
 //
 // Note: each field is length-prefixed before hashing, so no two different
 // machines can share the hashed text.
@@ -80,10 +80,11 @@ func (db *DB) BeginRun(ctx context.Context, r *Run) error {
 		engine := r.TimedEngine()
 		r.Engine = engine
 		err = tx.QueryRowContext(ctx, `INSERT INTO runs (
-	uuid, machine_id, threads, engine, sgemm_gflops, cuda, suite_name, suite_path, suite_hash,
+	uuid, machine_id, threads, engine, sgemm_gflops, simd, int8_engine, cuda, suite_name, suite_path, suite_hash,
 	git_commit, args, device, started, ended, status, pid, pid_start, host
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?) RETURNING id`,
-			r.UUID, mid, r.Threads, engine, nullFloat(r.SgemmGFLOPS), r.CUDA, r.SuiteName, r.SuitePath, r.SuiteHash,
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?) RETURNING id`,
+			r.UUID, mid, r.Threads, engine, nullFloat(r.SgemmGFLOPS), r.SIMD, r.Int8Engine, r.CUDA,
+			r.SuiteName, r.SuitePath, r.SuiteHash,
 			r.GitCommit, string(args), r.Device, formatTime(r.Started), StatusRunning,
 			pid, int64(processStart(pid)), db.host,
 		).Scan(&id)
@@ -163,8 +164,8 @@ func (db *DB) Runs(ctx context.Context) ([]Run, error) {
 	return runs, nil
 }
 
-const runColumns = `r.id, r.uuid, r.threads, r.engine, r.sgemm_gflops, r.cuda, r.suite_name, r.suite_path,
-	r.suite_hash, r.git_commit, r.args, r.device, r.started, r.ended, r.status, r.pid, r.host,
+const runColumns = `r.id, r.uuid, r.threads, r.engine, r.sgemm_gflops, r.simd, r.int8_engine, r.cuda,
+	r.suite_name, r.suite_path, r.suite_hash, r.git_commit, r.args, r.device, r.started, r.ended, r.status, r.pid, r.host,
 	m.hostname, m.cpu, m.cores, m.memory_bytes, m.gpu, m.os, m.libtorch, m.blas, m.gotch, m.go`
 
 func loadRuns(ctx context.Context, tx *sql.Tx) ([]Run, error) {
@@ -184,8 +185,8 @@ ORDER BY r.started, r.id`)
 			args           string
 			started, ended sql.NullString
 		)
-		if err := rows.Scan(&r.ID, &r.UUID, &r.Threads, &r.Engine, &sgemm, &r.CUDA, &r.SuiteName, &r.SuitePath,
-			&r.SuiteHash, &r.GitCommit, &args, &r.Device, &started, &ended, &r.Status, &r.PID, &r.Host,
+		if err := rows.Scan(&r.ID, &r.UUID, &r.Threads, &r.Engine, &sgemm, &r.SIMD, &r.Int8Engine, &r.CUDA,
+			&r.SuiteName, &r.SuitePath, &r.SuiteHash, &r.GitCommit, &args, &r.Device, &started, &ended, &r.Status, &r.PID, &r.Host,
 			&m.Hostname, &m.CPU, &m.Cores, &m.MemoryBytes, &m.GPU, &m.OS, &m.Libtorch, &m.BLAS, &m.Gotch, &m.Go,
 		); err != nil {
 			return nil, fmt.Errorf("scan run: %w", err)

@@ -65,6 +65,8 @@ func testRun() *Run {
 		Machine:     testMachine(),
 		Threads:     2,
 		SgemmGFLOPS: 121.5,
+		SIMD:        "sse4_2 avx avx2 fma f16c",
+		Int8Engine:  "oneDNN 2.6.3 avx2",
 		SuiteName:   "cifar10-vit",
 		SuitePath:   "experiments/quick.toml",
 		SuiteHash:   "abc123",
@@ -286,6 +288,7 @@ func TestRuns(t *testing.T) {
 	r2.UUID = "fixed-uuid"
 	r2.Threads = 1 // same machine, other setting
 	r2.SgemmGFLOPS = 60
+	r2.SIMD, r2.Int8Engine = "", "none" // flags not read; int8 models stayed simulated
 	r2.Args = nil
 	if err := db.BeginRun(ctx, r2); err != nil {
 		t.Fatal(err)
@@ -343,6 +346,17 @@ func TestRuns(t *testing.T) {
 	}
 	if !reflect.DeepEqual(runs[1], *r2) {
 		t.Errorf("run 2 read back\n got %+v\nwant %+v", runs[1], *r2)
+	}
+	// Spelled out as well as compared: the SIMD flags and int8 engine are
+	// what speed figures are read against.
+	for i, want := range []struct{ simd, int8 string }{
+		{"sse4_2 avx avx2 fma f16c", "oneDNN 2.6.3 avx2"},
+		{"", "none"},
+	} {
+		if runs[i].SIMD != want.simd || runs[i].Int8Engine != want.int8 {
+			t.Errorf("run %d read back SIMD %q, Int8Engine %q; want %q, %q",
+				i+1, runs[i].SIMD, runs[i].Int8Engine, want.simd, want.int8)
+		}
 	}
 	if runs[2].Machine.CPU != "Intel Xeon" || runs[2].Status != StatusFailed {
 		t.Errorf("run 3 read back %+v", runs[2])

@@ -8,8 +8,9 @@ import (
 
 // Machine is the fingerprint of the computer a run executed on: the
 // hardware and the software set-up on it. Runs from several machines are
-// compared side by side. How a run used the machine (threads, engine) and
-// what it measured of it (sgemm speed, CUDA use) are facts of the Run.
+// compared side by side. How a run used the machine (threads, engines) and
+// what it measured of it (sgemm speed, SIMD flags, CUDA use) are facts of
+// the Run.
 type Machine struct {
 	Hostname    string
 	CPU         string // model name
@@ -35,7 +36,15 @@ type Run struct {
 	// before engines were recorded read as eager.
 	Engine      string
 	SgemmGFLOPS float64 // sgemm speed through libtorch when the run began; 0 or NaN when not measured
-	CUDA        bool    // libtorch could use a CUDA device
+	// SIMD is the CPU's vector and matrix instruction flags
+	// (sysinfo.Info.SIMD, "sse4_2 avx avx2 fma f16c"), which decide the
+	// kernels libtorch and oneDNN pick; "" when unknown or stored before.
+	SIMD string
+	// Int8Engine is the kernel library integer-quantized models executed
+	// on, e.g. "oneDNN 2.6.3 avx2", or "none" when they stayed simulated;
+	// "" when stored before it was recorded.
+	Int8Engine string
+	CUDA       bool // libtorch could use a CUDA device
 
 	SuiteName string
 	SuitePath string

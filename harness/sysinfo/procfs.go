@@ -54,6 +54,40 @@ func cpuInfo(text string) (model string, physical int) {
 	return strings.Join(strings.Fields(model), " "), len(cores)
 }
 
+// simdFlags lists the vector and matrix instruction flags cpuFlags keeps,
+// in the order it reports them: those that decide which kernels libtorch,
+// oneDNN and OpenBLAS pick.
+var simdFlags = []string{
+	"sse4_2", "avx", "avx2", "fma", "f16c",
+	"avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
+	"amx_tile", "amx_int8", "amx_bf16",
+}
+
+// cpuFlags reads the SIMD flags (simdFlags, in that order) the first
+// "flags" line of the text of /proc/cpuinfo lists, separated by spaces;
+// "" when there is no such line (arm64 kernels print "Features").
+func cpuFlags(text string) string {
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok || strings.TrimSpace(k) != "flags" {
+			continue
+		}
+		have := map[string]bool{}
+		for _, f := range strings.Fields(v) {
+			have[f] = true
+		}
+		var keep []string
+		for _, f := range simdFlags {
+			if have[f] {
+				keep = append(keep, f)
+			}
+		}
+		return strings.Join(keep, " ")
+	}
+	return ""
+}
+
 // memTotal reads MemTotal from the text of /proc/meminfo, in bytes.
 func memTotal(text string) (int64, error) {
 	sc := bufio.NewScanner(strings.NewReader(text))

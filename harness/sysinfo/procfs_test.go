@@ -68,6 +68,41 @@ func TestCPUInfo(t *testing.T) {
 	}
 }
 
+// An Intel server with AVX-512, VNNI and AMX; the second processor's
+// flags differ so that a test can tell which line was read.
+const cpuinfoAMX = `processor	: 0
+model name	: Intel(R) Xeon(R) Platinum 8480+
+flags		: fpu sse sse2 ssse3 fma sse4_1 sse4_2 avx f16c avx2 avx512f avx512dq avx512bw avx512vl avx512_bf16 avx512_vnni avx_vnni avx512_fp16 amx_bf16 amx_tile amx_int8
+
+processor	: 1
+model name	: Intel(R) Xeon(R) Platinum 8480+
+flags		: fpu sse sse2
+`
+
+// An AMD desktop: AVX2 but none of the AVX-512 family.
+const cpuinfoAVX2 = `processor	: 0
+model name	: AMD EPYC 7B13
+flags		: fpu vme sse sse2 ssse3 fma sse4_1 sse4_2 popcnt aes avx f16c avx2 bmi2 sha_ni
+`
+
+func TestCPUFlags(t *testing.T) {
+	tests := []struct {
+		name, text, want string
+	}{
+		{"amx", cpuinfoAMX, "sse4_2 avx avx2 fma f16c avx512f avx512bw avx512vl avx512_vnni avx_vnni avx512_bf16 avx512_fp16 amx_tile amx_int8 amx_bf16"},
+		{"avx2", cpuinfoAVX2, "sse4_2 avx avx2 fma f16c"},
+		{"no vector flags", "flags\t\t: fpu vme de pse\n", ""},
+		{"no flags line", cpuinfoX86, ""},
+		{"arm64", cpuinfoARM, ""},
+		{"empty", "", ""},
+	}
+	for _, tt := range tests {
+		if got := cpuFlags(tt.text); got != tt.want {
+			t.Errorf("%s: cpuFlags = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
 func TestMemTotal(t *testing.T) {
 	tests := []struct {
 		text    string

@@ -57,6 +57,7 @@ type Info struct {
 	Threads     int     `json:"threads"`      // libtorch's intra-op threads
 
 	PhysicalCores  int    `json:"physical_cores,omitempty"`
+	SIMD           string `json:"simd"` // the CPU's vector and matrix instruction flags, "sse4_2 avx avx2 fma f16c"; "" when unknown
 	MemoryBytes    int64  `json:"memory_bytes"`
 	OS             string `json:"os"`
 	Hostname       string `json:"hostname"`
@@ -129,6 +130,7 @@ func (c collector) collect(ctx context.Context, opts Options) (*Info, error) {
 		problem("cpu model: %v", err)
 	} else {
 		info.CPU, info.PhysicalCores = cpuInfo(string(b))
+		info.SIMD = cpuFlags(string(b))
 	}
 	if info.CPU == "" {
 		info.CPU = runtime.GOARCH
@@ -425,14 +427,16 @@ func (i *Info) machine() store.Machine {
 }
 
 // Run returns the record of a run on this machine with what Info knows of
-// it: the machine, libtorch's thread count, the sgemm speed and whether
-// libtorch can use CUDA. The caller fills in the rest (the runner sets
-// Threads and Engine to what it times with).
+// it: the machine, libtorch's thread count, the sgemm speed, the CPU's
+// SIMD flags and whether libtorch can use CUDA. The caller fills in the
+// rest (the runner sets Threads, Engine and Int8Engine to what it times
+// with).
 func (i *Info) Run() store.Run {
 	return store.Run{
 		Machine:     i.machine(),
 		Threads:     i.Threads,
 		SgemmGFLOPS: i.SgemmGFLOPS,
+		SIMD:        i.SIMD,
 		CUDA:        i.CUDA,
 	}
 }

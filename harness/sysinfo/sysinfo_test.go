@@ -37,6 +37,8 @@ func TestCollect(t *testing.T) {
 	check("blas", info.BLAS != "" && info.BLAS != unknownBLAS)
 	check("sgemm", info.SgemmGFLOPS > 0 && info.SgemmSize == 256)
 	check("cpu", info.CPU != "")
+	// An x86-64 CPU fast enough for these benchmarks lists at least sse4_2.
+	check("simd", runtime.GOOS != "linux" || runtime.GOARCH != "amd64" || info.SIMD != "")
 	check("cores", info.Cores > 0)
 	check("threads", info.Threads > 0)
 	check("memory", info.MemoryBytes > 0)
@@ -156,6 +158,7 @@ func TestMachine(t *testing.T) {
 		Libtorch: "1.13.1", Gotch: "v0.9.1 (prepared copy)", Go: "go1.26.8", BLAS: "OpenBLAS (pthread)",
 		SgemmGFLOPS: 118.5, CUDA: true, GPU: "NVIDIA H100", CPU: "AMD EPYC", Cores: 2, Threads: 1,
 		MemoryBytes: 1 << 34, OS: "Debian GNU/Linux 12 (bookworm)", Hostname: "vm", GitCommit: "abc",
+		SIMD: "sse4_2 avx avx2 fma f16c",
 	}
 	want := store.Machine{
 		Hostname: "vm", CPU: "AMD EPYC", Cores: 2, MemoryBytes: 1 << 34, GPU: "NVIDIA H100",
@@ -165,7 +168,7 @@ func TestMachine(t *testing.T) {
 	if got := i.machine(); got != want {
 		t.Errorf("machine() = %+v\nwant %+v", got, want)
 	}
-	wantRun := store.Run{Machine: want, Threads: 1, SgemmGFLOPS: 118.5, CUDA: true}
+	wantRun := store.Run{Machine: want, Threads: 1, SgemmGFLOPS: 118.5, SIMD: "sse4_2 avx avx2 fma f16c", CUDA: true}
 	if got := i.Run(); !reflect.DeepEqual(got, wantRun) {
 		t.Errorf("Run() = %+v\nwant %+v", got, wantRun)
 	}
