@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -375,5 +377,61 @@ pipeline = [ { technique = "merge" } ]
 func TestInt8EngineNames(t *testing.T) {
 	if config.Int8OneDNN != qexec.EngineOneDNN || config.Int8None != qexec.EngineNone {
 		t.Errorf("config's int8 engines %q, %q; qexec's %q, %q", config.Int8OneDNN, config.Int8None, qexec.EngineOneDNN, qexec.EngineNone)
+	}
+}
+
+// TestQuantizedExecutesInt8: a quantized experiment runs on int8 kernels,
+// stores both accuracies and what executed how, and is timed on its own
+// graph; with int8_engine = "none" it stays simulated, saying why.
+func TestQuantizedExecutesInt8(t *testing.T) {
+	const quantized = `
+[[experiment]]
+name = "w8a8"
+model = "tiny"
+pipeline = [ { technique = "quantize", weight_bits = 8, act_bits = 8, calib_images = 32, layers = ["qkv", "proj", "fc1", "fc2", "head"] } ]
+`
+	for _, tt := range []struct {
+		engine   string
+		executed string
+		detail   string
+		graphs   int
+	}{
+		{"onednn", qexec.Int8, "oneDNN ", 2},
+		{"none", vit.ExecutedSimulated, "simulated: int8 engine none", 1},
+	} {
+		t.Run(tt.engine, func(t *testing.T) {
+			suite := strings.Replace(testSuite, "eval_batch = 250", "eval_batch = 250\nint8_engine = \""+tt.engine+"\"", 1)
+			f := newFixture(t, suite+quantized)
+			sum, log := f.run(t)
+			if sum.OK != 3 {
+				t.Fatalf("%d ok, want 3\n%s", sum.OK, log)
+			}
+			if want := fmt.Sprintf("timing %d distinct graphs", tt.graphs); !strings.Contains(log, want) {
+				t.Errorf("log does not say %q:\n%s", want, log)
+			}
+			es, err := f.db.Experiments(context.Background(), sum.RunID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := find(t, es, "w8a8")
+			if e.Executed != tt.executed || !strings.HasPrefix(e.ExecDetail, tt.detail) {
+				t.Errorf("executed %q, detail %q: want %q, %q...", e.Executed, e.ExecDetail, tt.executed, tt.detail)
+			}
+			top1, _ := metric(e, metrics.Top1)
+			sim, ok := metric(e, metrics.Top1Simulated)
+			if ok != (tt.executed == qexec.Int8) {
+				t.Errorf("top1_simulated stored = %v for an experiment executed as %s", ok, e.Executed)
+			}
+			if ok && math.Abs(top1-sim) > 5 {
+				t.Errorf("executed top-1 %.2f, simulated %.2f: further apart than int8 rounding explains", top1, sim)
+			}
+			runs, err := f.db.Runs(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := runs[len(runs)-1].Int8Engine; !strings.HasPrefix(got, map[string]string{"onednn": "oneDNN", "none": "none"}[tt.engine]) {
+				t.Errorf("run's int8 engine %q", got)
+			}
+		})
 	}
 }
