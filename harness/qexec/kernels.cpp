@@ -93,6 +93,9 @@ static std::shared_ptr<dnnl::matmul> primitive(vb_qlinear *l, int64_t rows) {
   }
   dnnl::matmul::primitive_desc pd(*d, attr, cpu());
   l->impl = pd.impl_info_str();
+  // Row counts are few (batch sizes times tokens, per thread share); a
+  // caller that varies them without end still keeps memory bounded.
+  if (l->prims.size() >= 64) l->prims.clear();
   auto p = std::make_shared<dnnl::matmul>(pd);
   l->prims[rows] = p;
   return p;
