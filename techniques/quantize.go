@@ -38,6 +38,16 @@ const (
 	CalibOMSE       = "omse"       // the same search as mse (OMSE's name for it)
 )
 
+// Weight rounding of a quantize stage.
+const (
+	// RoundNearest rounds every weight to its nearest grid point.
+	RoundNearest = "nearest"
+	// RoundGPTQ rounds the columns of each linear layer in turn and
+	// spreads each column's error over the columns not yet rounded,
+	// weighted by the layer's inputs (GPTQ, Frantar et al., ICLR 2023).
+	RoundGPTQ = "gptq"
+)
+
 // Quantize defaults.
 const (
 	DefaultWeightBits  = 8
@@ -106,6 +116,18 @@ type QuantizeConfig struct {
 	// u8 x s8 products in int16, which saturates for weights beyond 64
 	// steps, so executed int8 layers compute exactly there only with it.
 	OverflowFix bool `toml:"overflow_fix"`
+	// Rounding of the weights to their grids: "nearest" (default) or
+	// "gptq", which uses the calibration images' inputs of each linear
+	// layer to choose roundings whose errors cancel in its output. The
+	// grids (scales and zero points) are the calibrator's either way.
+	// gptq and bias_correction cost a forward pass over the calibration
+	// images per block (the layers' inputs are collected block by block).
+	Rounding string `toml:"rounding"`
+	// BiasCorrection adds to each quantized linear layer's bias the mean
+	// output error its weight rounding causes on the calibration images
+	// (empirical bias correction, Nagel et al. 2019), so that the layer's
+	// mean output is unchanged. Layers without a bias are left as they are.
+	BiasCorrection bool `toml:"bias_correction"`
 	// FineTune > 0 epochs is quantization-aware training with a
 	// straight-through estimator (precision int only).
 	FineTune
@@ -126,6 +148,7 @@ func NewQuantizeConfig() *QuantizeConfig {
 		Layers:      slices.Clone(DefaultQuantizeLayers),
 		Method:      MethodPTQ,
 		Precision:   PrecisionInt,
+		Rounding:    RoundNearest,
 		FineTune:    NewFineTune(),
 	}
 	c.LR = DefaultQATLR
@@ -176,6 +199,11 @@ func (c *QuantizeConfig) Validate() error {
 	if c.OverflowFix && c.WeightBits != 8 {
 		v.add("overflow_fix applies to 8-bit weights (weight_bits = 8), not %d", c.WeightBits)
 	}
+	v.oneOf("rounding", c.Rounding, RoundNearest, RoundGPTQ)
+	// Both need integer weights: they correct the rounding to a grid.
+	if (c.Rounding == RoundGPTQ || c.BiasCorrection) && c.Precision == PrecisionInt && c.WeightBits > 8 {
+		v.add("rounding gptq and bias_correction correct integer weights: they need weight_bits <= 8, not %d", c.WeightBits)
+	}
 	switch c.Precision {
 	case PrecisionInt:
 		if c.WeightBits > 8 && c.ActBits == 0 {
@@ -185,8 +213,9 @@ func (c *QuantizeConfig) Validate() error {
 		d := NewQuantizeConfig()
 		if c.WeightBits != d.WeightBits || c.ActBits != d.ActBits || c.AttnBits != d.AttnBits ||
 			c.Calibrator != d.Calibrator || c.Granularity != d.Granularity || c.Method != d.Method ||
-			c.Symmetric != d.Symmetric || c.ActSymmetric != d.ActSymmetric || !slices.Equal(c.Layers, d.Layers) || c.OverflowFix {
-			v.add("precision %s casts the whole model: leave weight_bits, act_bits, attn_bits, calibrator, granularity, symmetric, act_symmetric, layers, method and overflow_fix at their defaults", c.Precision)
+			c.Symmetric != d.Symmetric || c.ActSymmetric != d.ActSymmetric || !slices.Equal(c.Layers, d.Layers) || c.OverflowFix ||
+			c.Rounding != d.Rounding || c.BiasCorrection {
+			v.add("precision %s casts the whole model: leave weight_bits, act_bits, attn_bits, calibrator, granularity, symmetric, act_symmetric, layers, method, overflow_fix, rounding and bias_correction at their defaults", c.Precision)
 		}
 		if c.Epochs > 0 {
 			v.add("finetune_epochs (QAT) applies to precision int only")

@@ -33,7 +33,17 @@ func TestQuantizeValidate(t *testing.T) {
 		{"qat with teacher", func(c c) { c.Epochs, c.Teacher = 1, "big" }, ""},
 		{"overflow fix", func(c c) { c.OverflowFix = true }, ""},
 		{"overflow fix at 4 bits", func(c c) { c.OverflowFix, c.WeightBits = true, 4 }, "overflow_fix applies to 8-bit weights"},
-		{"overflow fix with bf16", func(c c) { c.OverflowFix, c.Precision = true, PrecisionBF16 }, "overflow_fix at their defaults"},
+		{"overflow fix with bf16", func(c c) { c.OverflowFix, c.Precision = true, PrecisionBF16 }, "overflow_fix, rounding"},
+		{"gptq", func(c c) { c.Rounding = RoundGPTQ }, ""},
+		{"gptq w4 per-tensor affine with bias correction", func(c c) {
+			c.Rounding, c.BiasCorrection, c.WeightBits, c.Granularity, c.Symmetric = RoundGPTQ, true, 4, "per-tensor", false
+		}, ""},
+		{"bias correction", func(c c) { c.BiasCorrection = true }, ""},
+		{"rounding", func(c c) { c.Rounding = "stochastic" }, "rounding \"stochastic\""},
+		{"gptq with float weights", func(c c) { c.Rounding, c.WeightBits = RoundGPTQ, 32 }, "need weight_bits <= 8"},
+		{"bias correction with float weights", func(c c) { c.BiasCorrection, c.WeightBits = true, 16 }, "need weight_bits <= 8"},
+		{"gptq with bf16", func(c c) { c.Rounding, c.Precision = RoundGPTQ, PrecisionBF16 }, "rounding and bias_correction at their defaults"},
+		{"bias correction with fp16", func(c c) { c.BiasCorrection, c.Precision = true, PrecisionFP16 }, "rounding and bias_correction at their defaults"},
 		{"weight bits 1", func(c c) { c.WeightBits = 1 }, "weight_bits 1"},
 		{"weight bits 12", func(c c) { c.WeightBits = 12 }, "weight_bits 12"},
 		{"act bits 16", func(c c) { c.ActBits = 16 }, "act_bits 16"},

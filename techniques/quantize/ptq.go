@@ -33,6 +33,12 @@ type Options struct {
 	Percentile      float64
 	EMA             float64
 	Method          string
+	// Rounding of the weights to their grids: techniques.RoundNearest
+	// (or "") or techniques.RoundGPTQ.
+	Rounding string
+	// BiasCorrection corrects the biases of the quantized linear layers
+	// for the mean output error of their weights' rounding.
+	BiasCorrection bool
 }
 
 // Plan is what a quantization does to one model: a rule per quantized
@@ -42,6 +48,15 @@ type Plan struct {
 	Weights map[string]Rule
 	Acts    map[string]Rule
 	RepQ    []string // activation keys (qkv_in, fc1_in sites)
+	// Rounding and BiasCorrection are Options'.
+	Rounding       string
+	BiasCorrection bool
+}
+
+// corrected reports whether the weights need the calibration images'
+// layer inputs to be rounded.
+func (p *Plan) corrected() bool {
+	return p.Rounding == techniques.RoundGPTQ || p.BiasCorrection
 }
 
 type groupInfo struct {
@@ -66,7 +81,7 @@ func weightNames(l *vit.Linear) []string {
 
 // NewPlan decides what to quantize in m.
 func NewPlan(m *vit.Model, o Options) (*Plan, error) {
-	p := &Plan{Weights: map[string]Rule{}, Acts: map[string]Rule{}}
+	p := &Plan{Weights: map[string]Rule{}, Acts: map[string]Rule{}, Rounding: o.Rounding, BiasCorrection: o.BiasCorrection}
 	listed := map[string]bool{}
 	for _, g := range o.Groups {
 		listed[g] = true
@@ -180,9 +195,10 @@ var errNorm = errors.New(techniques.ErrNoNormSite)
 
 // Quantize quantizes m in place (post-training): RepQ-ViT's
 // reparameterization first when asked, then the weights, rounded to their
-// grids, then the activation quantizers calibrated on batches with the
-// quantized weights in place. It records the result with m.SetQuant and
-// returns it. The batches are not freed.
+// grids (to nearest, or by GPTQ, with their biases corrected when p
+// asks: see roundCorrected), then the activation quantizers calibrated on
+// batches with the quantized weights in place. It records the result
+// with m.SetQuant and returns it. The batches are not freed.
 func Quantize(ctx context.Context, m *vit.Model, batches []*ts.Tensor, p *Plan) (*vit.QuantState, error) {
 	state := &vit.QuantState{Precision: vit.PrecisionInt, Weights: map[string]*vit.QuantSpec{}, Acts: map[string]*vit.QuantSpec{}}
 	fixed := map[string]*vit.QuantSpec{}
@@ -203,7 +219,9 @@ func Quantize(ctx context.Context, m *vit.Model, batches []*ts.Tensor, p *Plan) 
 		var err error
 		torchrt.NoGrad(func() {
 			spec, err = CalibrateTensor(w, p.Weights[name])
-			if err == nil {
+			// Corrected rounding needs the layers' inputs: it rounds
+			// all weights below, on the grids calibrated here.
+			if err == nil && !p.corrected() {
 				q := spec.Apply(w)
 				w.Copy_(q)
 				q.MustDrop()
@@ -213,6 +231,11 @@ func Quantize(ctx context.Context, m *vit.Model, batches []*ts.Tensor, p *Plan) 
 			return nil, fmt.Errorf("quantize weight %s: %w", name, err)
 		}
 		state.Weights[name] = spec
+	}
+	if p.corrected() {
+		if err := roundCorrected(ctx, m, batches, p, state.Weights); err != nil {
+			return nil, err
+		}
 	}
 	rules := map[string]Rule{}
 	for key, r := range p.Acts {

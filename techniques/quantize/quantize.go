@@ -8,6 +8,16 @@
 // quantization-aware fine-tuning with a straight-through estimator, and
 // real float16/bfloat16 casts.
 //
+// Weights are rounded to their grids to nearest, or (rounding = "gptq")
+// by GPTQ (Frantar et al., ICLR 2023), which rounds each linear layer's
+// columns in turn and spreads their errors over the columns not yet
+// rounded, weighted by the layer's inputs on the calibration images; the
+// grids stay the calibrator's. Bias correction (bias_correction = true,
+// Nagel et al. 2019) then adds to each linear layer's bias the mean output
+// error of its rounding on those images. Both go through the model block
+// by block, so that a block's inputs come from the already rounded ones
+// before it.
+//
 // Its parameters are techniques.QuantizeConfig. Options, Plan, Quantize,
 // Observer and the calibrators (MinMax, Percentile, EMA, MSERange,
 // QParams) are the algorithm, which sees plain arguments; the entry
@@ -28,6 +38,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/sugarme/gotch/ts"
 	"github.com/vitbench/vitbench/harness/vit"
@@ -50,6 +61,8 @@ func options(c *techniques.QuantizeConfig) Options {
 		Percentile:      c.Percentile,
 		EMA:             c.EMA,
 		Method:          c.Method,
+		Rounding:        c.Rounding,
+		BiasCorrection:  c.BiasCorrection,
 	}
 	if o.WeightBits > 8 {
 		o.WeightBits = 0
@@ -100,6 +113,12 @@ func apply(ctx context.Context, c *techniques.QuantizeConfig, m *vit.Model, env 
 		return nil, err
 	}
 	env.Logf("quantize: %d weights, %d activation quantizers (%s, %s)", len(state.Weights), len(state.Acts), c.Method, c.Calibrator)
+	if c.Rounding == techniques.RoundGPTQ {
+		env.Logf("quantize: gptq rounding of the dense linear layers (the patch embedding and factored layers round to nearest)")
+	}
+	if nb := BiasFree(m, plan); len(nb) > 0 {
+		env.Logf("quantize: bias correction skipped for %d layers without a bias: %s", len(nb), strings.Join(nb, ", "))
+	}
 	if c.Epochs > 0 {
 		if err := quantizationAware(ctx, m, shadows, env, c.FineTune); err != nil {
 			return nil, fmt.Errorf("quantize: QAT: %w", err)
