@@ -1,0 +1,149 @@
+package quantize
+
+import (
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/sugarme/gotch/ts"
+	"github.com/vitbench/vitbench/internal/torchrt"
+)
+
+// searchCase is one linear layer for the PTQ4ViT search tests: inputs x
+// [b, n, in], weight [out, in], bias, and an output gradient.
+type searchCase struct {
+	name             string
+	b, n, in, out    int
+	wBits, aBits, nV int
+	postGELU         bool
+	seed             uint64
+}
+
+var searchCases = []searchCase{
+	{name: "w4a4 per tensor", b: 3, n: 9, in: 24, out: 16, wBits: 4, aBits: 4, nV: 1, seed: 1},
+	{name: "w6a8 qkv (3 weight intervals)", b: 2, n: 7, in: 16, out: 48, wBits: 6, aBits: 8, nV: 3, seed: 2},
+	{name: "w4a4 post-GELU input", b: 3, n: 9, in: 32, out: 12, wBits: 4, aBits: 4, nV: 1, postGELU: true, seed: 3},
+}
+
+// values returns the case's x, w, bias and grad as float32 slices: the
+// inputs heavy-tailed (a few large values, as a transformer's), GELU
+// applied for a post-GELU case; the gradient varies in size by token and
+// feature so that the Hessian weighting matters.
+func (c searchCase) values() (x, w, bias, grad []float32) {
+	rng := rand.New(rand.NewPCG(c.seed, 11))
+	x = make([]float32, c.b*c.n*c.in)
+	for i := range x {
+		v := rng.NormFloat64()
+		if rng.IntN(20) == 0 {
+			v *= 6
+		}
+		if c.postGELU {
+			v = 0.5 * v * (1 + math.Erf(v/math.Sqrt2))
+		}
+		x[i] = float32(v)
+	}
+	w = make([]float32, c.out*c.in)
+	for i := range w {
+		w[i] = float32(rng.NormFloat64() * 0.2 * (1 + float64(i/c.in%3)))
+	}
+	bias = make([]float32, c.out)
+	for i := range bias {
+		bias[i] = float32(rng.NormFloat64() * 0.1)
+	}
+	grad = make([]float32, c.b*c.n*c.out)
+	for i := range grad {
+		grad[i] = float32(rng.NormFloat64() * math.Exp(2*rng.Float64()))
+	}
+	return x, w, bias, grad
+}
+
+func (c searchCase) search(t *testing.T, s HessianSearch) (LinearSearch, func()) {
+	t.Helper()
+	xv, wv, bv, gv := c.values()
+	l := LinearSearch{
+		X:          ts.MustOfSlice(xv).MustView([]int64{int64(c.b), int64(c.n), int64(c.in)}, true),
+		W:          ts.MustOfSlice(wv).MustView([]int64{int64(c.out), int64(c.in)}, true),
+		B:          ts.MustOfSlice(bv),
+		Grad:       ts.MustOfSlice(gv).MustView([]int64{int64(c.b), int64(c.n), int64(c.out)}, true),
+		WeightBits: c.wBits, WeightGroups: c.nV, ActBits: c.aBits, ActShape: ShapeUniform,
+	}
+	if c.postGELU {
+		l.ActShape = ShapeTwinGELU
+	}
+	torchrt.NoGrad(func() { l.Raw = ts.MustLinear(l.X, l.W, l.B) })
+	return l, func() {
+		for _, x := range []*ts.Tensor{l.X, l.W, l.B, l.Grad, l.Raw} {
+			x.MustDrop()
+		}
+	}
+}
+
+// TestPTQ4ViTSearchMatchesReference runs the authors' batching search
+// (testdata/ptq4vit_reference.py) on the same layer, gradient and
+// candidate grid: the chosen weight and input intervals agree.
+func TestPTQ4ViTSearchMatchesReference(t *testing.T) {
+	if _, err := os.Stat(referencePython); err != nil {
+		t.Fatalf("reference interpreter %s missing: run make setup (installs python3-torch)", referencePython)
+	}
+	s := HessianSearch{Alpha: 0.01, Beta: 1.2, N: 40, Rounds: 3, Chunk: 2}
+	for _, c := range searchCases {
+		t.Run(c.name, func(t *testing.T) {
+			l, done := c.search(t, s)
+			defer done()
+			wspec, aspec, err := l.Search(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			xv, wv, bv, gv := c.values()
+			dir := t.TempDir()
+			in, out := filepath.Join(dir, "in.json"), filepath.Join(dir, "out.json")
+			b, err := json.Marshal(map[string]any{
+				"x": xv, "w": wv, "bias": bv, "grad": gv, "b": c.b, "n": c.n, "in": c.in, "out": c.out,
+				"w_bit": c.wBits, "a_bit": c.aBits, "n_V": c.nV, "postgelu": c.postGELU,
+				"eq_alpha": s.Alpha, "eq_beta": s.Beta, "eq_n": s.N, "search_round": s.Rounds,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(in, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(referencePython, filepath.Join("testdata", "ptq4vit_reference.py"), in, out)
+			if msg, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("ptq4vit_reference.py: %v\n%s", err, msg)
+			}
+			var ref struct {
+				W []float64 `json:"w_interval"`
+				A float64   `json:"a_interval"`
+			}
+			if b, err = os.ReadFile(out); err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(b, &ref); err != nil {
+				t.Fatal(err)
+			}
+			per := c.out / c.nV
+			for v, want := range ref.W {
+				got := wspec.Scale[0]
+				if len(wspec.Scale) > 1 {
+					got = wspec.Scale[v*per]
+				}
+				if math.Abs(got-want) > 1e-6*want {
+					t.Errorf("weight interval %d: got %g, reference %g", v, got, want)
+				}
+			}
+			gotA := aspec.Scale[0]
+			if c.postGELU {
+				gotA = aspec.Scale[1]
+			}
+			if math.Abs(gotA-ref.A) > 1e-6*ref.A {
+				t.Errorf("input interval: got %g, reference %g", gotA, ref.A)
+			}
+			t.Logf("weight intervals %v, input interval %g (reference %v, %g)", wspec.Scale[:1], gotA, ref.W, ref.A)
+		})
+	}
+}
