@@ -51,6 +51,9 @@ type Plan struct {
 	// Rounding and BiasCorrection are Options'.
 	Rounding       string
 	BiasCorrection bool
+	// Method is Options': techniques.MethodPTQ4ViT calibrates by
+	// QuantizePTQ4ViT.
+	Method string
 }
 
 // corrected reports whether the weights need the calibration images'
@@ -81,7 +84,7 @@ func weightNames(l *vit.Linear) []string {
 
 // NewPlan decides what to quantize in m.
 func NewPlan(m *vit.Model, o Options) (*Plan, error) {
-	p := &Plan{Weights: map[string]Rule{}, Acts: map[string]Rule{}, Rounding: o.Rounding, BiasCorrection: o.BiasCorrection}
+	p := &Plan{Weights: map[string]Rule{}, Acts: map[string]Rule{}, Rounding: o.Rounding, BiasCorrection: o.BiasCorrection, Method: o.Method}
 	listed := map[string]bool{}
 	for _, g := range o.Groups {
 		listed[g] = true
@@ -198,8 +201,12 @@ var errNorm = errors.New(techniques.ErrNoNormSite)
 // grids (to nearest, or by GPTQ, with their biases corrected when p
 // asks: see roundCorrected), then the activation quantizers calibrated on
 // batches with the quantized weights in place. It records the result
-// with m.SetQuant and returns it. The batches are not freed.
+// with m.SetQuant and returns it. Method ptq4vit calibrates by
+// QuantizePTQ4ViT instead. The batches are not freed.
 func Quantize(ctx context.Context, m *vit.Model, batches []*ts.Tensor, p *Plan) (*vit.QuantState, error) {
+	if p.Method == techniques.MethodPTQ4ViT {
+		return QuantizePTQ4ViT(ctx, m, batches, p, DefaultHessianSearch)
+	}
 	state := &vit.QuantState{Precision: vit.PrecisionInt, Weights: map[string]*vit.QuantSpec{}, Acts: map[string]*vit.QuantSpec{}}
 	fixed := map[string]*vit.QuantSpec{}
 	if len(p.RepQ) > 0 {

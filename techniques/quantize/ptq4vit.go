@@ -1,7 +1,9 @@
 package quantize
 
 import (
+	"context"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 
@@ -367,4 +369,462 @@ func (l LinearSearch) Search(s HessianSearch) (weight, act *vit.QuantSpec, err e
 // they are.
 func fixed(x *ts.Tensor, batched bool) *operand {
 	return &operand{x: x, batched: batched, quant: func(x *ts.Tensor, _ []float64) *ts.Tensor { return x.MustShallowClone() }}
+}
+
+// QuantizePTQ4ViT quantizes m in place as PTQ4ViT does (Yuan et al.,
+// ECCV 2022; HessianQuantCalibrator with the authors' PTQ4ViT config)
+// and records the result with m.SetQuant. Layer by layer in forward
+// order (each block's qkv, attention map, proj, fc1, fc2, then the
+// head), it collects on the calibration images the layer's input, its
+// float output and the gradient at that output of the authors' loss, the
+// KL divergence of the model's prediction from the float model's softmax
+// (batchmean), then searches the layer's intervals with s (see
+// LinearSearch.Search) and quantizes the layer before the next one is
+// collected. Collection runs with the layers already calibrated
+// quantized, the authors' sequential mode: in their default
+// (sequential=False) every layer is float during collection, the two
+// predictions are the same and the gradient is zero but for rounding
+// noise (their issue #23). A layer whose gradient is still all zero
+// (nothing before it quantized) is searched with the squared error
+// instead, the authors' L2_norm metric.
+//
+// Weights have one interval per tensor, qkv's one per q, k and v block
+// of rows (their n_V = 3), on the symmetric grid [-2^(b-1), 2^(b-1)-1];
+// linear inputs one per tensor on the same grid, fc2's the post-GELU twin
+// grid; the attention map the twin-uniform grid of the searched split.
+// The patch embedding, factored layers and activation sites outside
+// these are calibrated as p's rules ask, first. The batches are not
+// freed.
+func QuantizePTQ4ViT(ctx context.Context, m *vit.Model, batches []*ts.Tensor, p *Plan, s HessianSearch) (*vit.QuantState, error) {
+	if p.corrected() {
+		return nil, fmt.Errorf("quantize: method ptq4vit chooses its own weight intervals; rounding %q and bias correction are not combined with it", p.Rounding)
+	}
+	if len(batches) == 0 {
+		return nil, fmt.Errorf("quantize: ptq4vit needs calibration images")
+	}
+	q := &ptq4vit{m: m, p: p, s: s, ctx: ctx, batches: batches, pts: m.TapPoints(),
+		state: &vit.QuantState{Precision: vit.PrecisionInt, Weights: map[string]*vit.QuantSpec{}, Acts: map[string]*vit.QuantSpec{}}}
+	q.saved = map[string]vit.Tap{}
+	for k, t := range q.pts {
+		q.saved[k] = *t
+	}
+	q.cur = maps.Clone(q.saved)
+	defer func() {
+		for k, t := range q.saved {
+			*q.pts[k] = t
+		}
+	}()
+	defer q.zeroGrads()
+	if err := q.run(); err != nil {
+		q.dropTargets()
+		return nil, err
+	}
+	q.dropTargets()
+	for k, t := range q.saved {
+		*q.pts[k] = t
+	}
+	if err := m.SetQuant(q.state); err != nil {
+		return nil, err
+	}
+	return q.state, nil
+}
+
+// ptq4vit is one run of QuantizePTQ4ViT.
+type ptq4vit struct {
+	m       *vit.Model
+	p       *Plan
+	s       HessianSearch
+	ctx     context.Context
+	batches []*ts.Tensor
+	targets []*ts.Tensor // the float model's softmax per batch
+	pts     map[string]*vit.Tap
+	saved   map[string]vit.Tap // the taps before
+	cur     map[string]vit.Tap // with the quantizers attached so far
+	state   *vit.QuantState
+}
+
+// zeroGrads zeroes the gradients the passes left on the parameters
+// (only the layer outputs' are wanted; turning the parameters'
+// requires_grad off would replace their handles under the VarStore).
+func (q *ptq4vit) zeroGrads() {
+	for _, v := range q.m.VS.TrainableVariables() {
+		g := v.MustGrad(false)
+		if g.MustDefined() {
+			torchrt.NoGrad(func() { g.MustZero_() })
+		}
+		g.MustDrop()
+	}
+}
+
+func (q *ptq4vit) dropTargets() {
+	for _, t := range q.targets {
+		t.MustDrop()
+	}
+	q.targets = nil
+}
+
+// searchedLinears are the layers the search calibrates, with their
+// input's key and weight intervals: each block's, then the head(s).
+func (q *ptq4vit) searchedLinears() (ls []*vit.Linear, keys []string, groups []int) {
+	for _, b := range q.m.Blocks {
+		for _, g := range []struct {
+			l *vit.Linear
+			s vit.Site
+			n int
+		}{{b.QKV, vit.SiteQKVIn, 3}, {b.Proj, vit.SiteProjIn, 1}, {b.FC1, vit.SiteFC1In, 1}, {b.FC2, vit.SiteFC2In, 1}} {
+			if g.l.Rank == 0 && g.l.Out%g.n == 0 {
+				ls, keys, groups = append(ls, g.l), append(keys, vit.ActKey(b.Index, g.s)), append(groups, g.n)
+			}
+		}
+	}
+	heads := []*vit.Linear{q.m.Head}
+	hk := []string{vit.ActHead}
+	if q.m.HeadDist != nil {
+		heads, hk = append(heads, q.m.HeadDist), append(hk, vit.ActHeadDist)
+	}
+	for i, h := range heads {
+		if h.Rank == 0 {
+			ls, keys, groups = append(ls, h), append(keys, hk[i]), append(groups, 1)
+		}
+	}
+	return ls, keys, groups
+}
+
+func (q *ptq4vit) run() error {
+	ls, keys, groups := q.searchedLinears()
+	searchedW, searchedA := map[string]bool{}, map[string]bool{}
+	for i, l := range ls {
+		searchedW[l.Name+".weight"] = true
+		searchedA[keys[i]] = true
+	}
+	for _, b := range q.m.Blocks {
+		key := vit.ActKey(b.Index, vit.SiteAttnMap)
+		if r, ok := q.p.Acts[key]; ok && r.Shape == ShapeTwinSoftmax {
+			searchedA[key] = true
+		}
+	}
+	// The rest first, as the authors' patch embedding comes first.
+	for _, name := range slices.Sorted(maps.Keys(q.p.Weights)) {
+		if searchedW[name] {
+			continue
+		}
+		w, err := q.m.VS.Root().Get(name)
+		if err != nil {
+			return fmt.Errorf("quantize: the model has no parameter %s", name)
+		}
+		var spec *vit.QuantSpec
+		torchrt.NoGrad(func() {
+			if spec, err = CalibrateTensor(w, q.p.Weights[name]); err == nil {
+				r := spec.Apply(w)
+				w.Copy_(r)
+				r.MustDrop()
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("quantize weight %s: %w", name, err)
+		}
+		q.state.Weights[name] = spec
+	}
+	rest := map[string]Rule{}
+	for k, r := range q.p.Acts {
+		if !searchedA[k] {
+			rest[k] = r
+		}
+	}
+	specs, err := CalibrateActivations(q.ctx, q.m, q.batches, rest)
+	if err != nil {
+		return err
+	}
+	for k, spec := range specs {
+		q.attach(k, spec)
+	}
+	// The float model's predictions, the loss's target.
+	torchrt.NoGrad(func() {
+		for _, x := range q.batches {
+			y := q.m.Forward(x)
+			q.targets = append(q.targets, y.MustSoftmax(-1, gotch.Float, true))
+		}
+	})
+	index := map[*vit.Linear]int{}
+	for i, l := range ls {
+		index[l] = i
+	}
+	layer := func(l *vit.Linear) error {
+		i, ok := index[l]
+		if !ok {
+			return nil
+		}
+		return q.linear(l, keys[i], groups[i])
+	}
+	for _, b := range q.m.Blocks {
+		if err := layer(b.QKV); err != nil {
+			return err
+		}
+		if err := q.attention(b); err != nil {
+			return err
+		}
+		for _, l := range []*vit.Linear{b.Proj, b.FC1, b.FC2} {
+			if err := layer(l); err != nil {
+				return err
+			}
+		}
+	}
+	for _, l := range []*vit.Linear{q.m.Head, q.m.HeadDist} {
+		if l == nil {
+			continue
+		}
+		if err := layer(l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// attach puts spec at the activation site key for the passes that
+// follow and records it.
+func (q *ptq4vit) attach(key string, spec *vit.QuantSpec) {
+	q.cur[key] = vit.ChainTap(q.saved[key], spec)
+	*q.pts[key] = q.cur[key]
+	q.state.Acts[key] = spec
+}
+
+// passes runs the batches through m with gradients on, backpropagating
+// the authors' loss; after each backward pass, read collects what it
+// needs.
+func (q *ptq4vit) passes(read func()) error {
+	prev := ts.MustGradSetEnabled(true)
+	defer ts.MustGradSetEnabled(prev)
+	for i, x := range q.batches {
+		if err := q.ctx.Err(); err != nil {
+			return err
+		}
+		logits := q.m.Forward(x)
+		n := logits.MustSize()[0]
+		// KL(p‖softmax(z)) with batchmean; Σ p log p has no gradient.
+		loss := logits.MustLogSoftmax(-1, gotch.Float, true).MustMul(q.targets[i], true).
+			MustSum(gotch.Float, true).MustDivScalar(ts.FloatScalar(-float64(n)), true)
+		loss.MustBackward()
+		loss.MustDrop()
+		read()
+	}
+	return nil
+}
+
+// probe is a zero tensor added to an output so that the output's
+// gradient can be read off it after the backward pass.
+type probe struct {
+	raw, grad []*ts.Tensor
+	zeros     []*ts.Tensor
+}
+
+// add records y (detached) and returns y + zeros, which autograd tracks.
+func (p *probe) add(y *ts.Tensor) *ts.Tensor {
+	p.raw = append(p.raw, y.MustDetach(false))
+	z := y.MustZerosLike(false)
+	z.MustRequiresGrad_(true)
+	p.zeros = append(p.zeros, z)
+	return y.MustAdd(z, false)
+}
+
+// read moves the zeros' gradients to grad.
+func (p *probe) read() {
+	for _, z := range p.zeros {
+		p.grad = append(p.grad, z.MustGrad(false))
+		z.MustDrop()
+	}
+	p.zeros = nil
+}
+
+// cat concatenates ts along dim 0 and frees them.
+func cat(xs []*ts.Tensor) *ts.Tensor {
+	out := ts.MustCat(xs, 0)
+	for _, x := range xs {
+		x.MustDrop()
+	}
+	return out
+}
+
+// linearKernel computes a float layer in place of l during a collection
+// pass: its input recorded, its output probed.
+type linearKernel struct {
+	l  *vit.Linear
+	in []*ts.Tensor
+	pr *probe
+}
+
+func (k *linearKernel) Forward(x *ts.Tensor) *ts.Tensor {
+	in := x
+	if k.l.Tap != nil {
+		in = k.l.Tap.Tap(x)
+	}
+	b := k.l.Bias
+	if b == nil {
+		b = ts.None
+	}
+	y := ts.MustLinear(in, k.l.Weight, b)
+	k.in = append(k.in, in.MustDetach(false))
+	if in != x {
+		in.MustDrop()
+	}
+	out := k.pr.add(y)
+	y.MustDrop()
+	return out
+}
+
+func (k *linearKernel) GELU() bool { return false }
+func (k *linearKernel) Close()     {}
+
+// gradOrOnes returns g, or ones (the squared-error metric) when g is all
+// zero, freeing g then.
+func gradOrOnes(g *ts.Tensor) *ts.Tensor {
+	var zero bool
+	torchrt.NoGrad(func() {
+		m := g.MustAbs(false).MustMax(true)
+		zero = m.Float64Values()[0] == 0
+		m.MustDrop()
+	})
+	if !zero {
+		return g
+	}
+	o := g.MustOnesLike(false)
+	g.MustDrop()
+	return o
+}
+
+// linear collects and searches one linear layer.
+func (q *ptq4vit) linear(l *vit.Linear, key string, groups int) error {
+	wname := l.Name + ".weight"
+	wr, hasW := q.p.Weights[wname]
+	ar, hasA := q.p.Acts[key]
+	if !hasW && !hasA {
+		return nil
+	}
+	if l.Kernel != nil {
+		return fmt.Errorf("quantize: layer %s executes a kernel", l.Name)
+	}
+	k := &linearKernel{l: l, pr: &probe{}}
+	l.Kernel = k
+	err := q.passes(k.pr.read)
+	l.Kernel = nil
+	x, raw := cat(k.in), cat(k.pr.raw)
+	grad := gradOrOnes(cat(k.pr.grad))
+	defer func() {
+		x.MustDrop()
+		raw.MustDrop()
+		grad.MustDrop()
+	}()
+	if err != nil {
+		return err
+	}
+	ls := LinearSearch{X: x, Raw: raw, Grad: grad, W: l.Weight, B: l.Bias, WeightGroups: groups, ActShape: ShapeUniform}
+	if hasW {
+		ls.WeightBits = wr.Bits
+	}
+	if hasA {
+		ls.ActBits = ar.Bits
+		if ar.Shape == ShapeTwinGELU {
+			ls.ActShape = ShapeTwinGELU
+		}
+	}
+	wspec, aspec, err := ls.Search(q.s)
+	if err != nil {
+		return fmt.Errorf("quantize %s: %w", l.Name, err)
+	}
+	if wspec != nil {
+		torchrt.NoGrad(func() {
+			r := wspec.Apply(l.Weight)
+			l.Weight.Copy_(r)
+			r.MustDrop()
+		})
+		q.state.Weights[wname] = wspec
+	}
+	if aspec != nil {
+		q.attach(key, aspec)
+	}
+	return nil
+}
+
+// tapFunc is a vit.Tap from a function.
+type tapFunc func(x *ts.Tensor) *ts.Tensor
+
+func (f tapFunc) Tap(x *ts.Tensor) *ts.Tensor { return f(x) }
+
+// qkvKernel computes qkv (already quantized) and records its values.
+type qkvKernel struct {
+	b *vit.Block
+	v []*ts.Tensor
+}
+
+func (k *qkvKernel) Forward(x *ts.Tensor) *ts.Tensor {
+	l := k.b.QKV
+	in := x
+	if l.Tap != nil {
+		in = l.Tap.Tap(x)
+	}
+	b := l.Bias
+	if b == nil {
+		b = ts.None
+	}
+	y := ts.MustLinear(in, l.Weight, b)
+	if in != x {
+		in.MustDrop()
+	}
+	torchrt.NoGrad(func() {
+		s := y.MustSize()
+		v := y.MustDetach(false).MustReshape([]int64{s[0], s[1], 3, int64(k.b.Heads), int64(k.b.HeadDim)}, true).
+			MustSelect(2, 2, true).MustTranspose(1, 2, true).MustContiguous(true) // [B, heads, N, hd]
+		k.v = append(k.v, v)
+	})
+	return y
+}
+
+func (k *qkvKernel) GELU() bool { return false }
+func (k *qkvKernel) Close()     {}
+
+// attention collects and searches the attention map of block b as the A
+// input of attn·v (the authors' SoSPTQSLBatchingQuantMatMul): the map,
+// the values, the product's float output and its gradient, read at the
+// input of proj. The values stay float, as they are in the model (and in
+// the authors' split search, which multiplies by the float B).
+func (q *ptq4vit) attention(b *vit.Block) error {
+	key := vit.ActKey(b.Index, vit.SiteAttnMap)
+	r, ok := q.p.Acts[key]
+	if !ok || r.Shape != ShapeTwinSoftmax {
+		return nil
+	}
+	if b.QKV.Kernel != nil {
+		return fmt.Errorf("quantize: layer %s executes a kernel", b.QKV.Name)
+	}
+	var maps_ []*ts.Tensor
+	*q.pts[key] = vit.ChainTap(q.cur[key], tapFunc(func(x *ts.Tensor) *ts.Tensor {
+		maps_ = append(maps_, x.MustDetach(false))
+		return x
+	}))
+	pr := &probe{}
+	projKey := vit.ActKey(b.Index, vit.SiteProjIn)
+	*q.pts[projKey] = vit.ChainTap(q.cur[projKey], tapFunc(pr.add))
+	qk := &qkvKernel{b: b}
+	b.QKV.Kernel = qk
+	err := q.passes(pr.read)
+	b.QKV.Kernel = nil
+	*q.pts[key], *q.pts[projKey] = q.cur[key], q.cur[projKey]
+	heads := func(t *ts.Tensor) *ts.Tensor { // [B, N, heads·hd] → [B, heads, N, hd]
+		s := t.MustSize()
+		return t.MustReshape([]int64{s[0], s[1], int64(b.Heads), int64(b.HeadDim)}, true).MustTranspose(1, 2, true).MustContiguous(true)
+	}
+	a, v := cat(maps_), cat(qk.v)
+	raw, grad := heads(cat(pr.raw)), heads(gradOrOnes(cat(pr.grad)))
+	defer func() {
+		for _, t := range []*ts.Tensor{a, v, raw, grad} {
+			t.MustDrop()
+		}
+	}()
+	if err != nil {
+		return err
+	}
+	c := &consumer{ops: []*operand{softmaxOperand(a, r.Bits), fixed(v, true)}, raw: raw, grad: grad, chunk: q.s.Chunk,
+		forward: func(in []*ts.Tensor) *ts.Tensor { return in[0].MustMatmul(in[1], false) }}
+	c.search(q.s.Rounds)
+	q.attach(key, TwinSoftmaxSpec(r.Bits, c.ops[0].cur[0]))
+	return nil
 }

@@ -1,6 +1,7 @@
 package quantize
 
 import (
+	"context"
 	"encoding/json"
 	"math"
 	"math/rand/v2"
@@ -8,6 +9,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/vitbench/vitbench/harness/vit"
+	"github.com/vitbench/vitbench/internal/techtest"
+	"github.com/vitbench/vitbench/techniques"
 
 	"github.com/sugarme/gotch/ts"
 	"github.com/vitbench/vitbench/internal/torchrt"
@@ -145,5 +151,135 @@ func TestPTQ4ViTSearchMatchesReference(t *testing.T) {
 			}
 			t.Logf("weight intervals %v, input interval %g (reference %v, %g)", wspec.Scale[:1], gotA, ref.W, ref.A)
 		})
+	}
+}
+
+// TestPTQ4ViTSearchBeatsMinMax: on each layer of searchCases, the
+// searched intervals have a higher Hessian-guided similarity (a smaller
+// gradient-weighted output error) than the min/max intervals the search
+// starts from.
+func TestPTQ4ViTSearchBeatsMinMax(t *testing.T) {
+	s := HessianSearch{Alpha: 0.01, Beta: 1.2, N: 40, Rounds: 2}
+	for _, c := range searchCases {
+		t.Run(c.name, func(t *testing.T) {
+			l, done := c.search(t, s)
+			defer done()
+			wspec, aspec, err := l.Search(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wmm := symSpec(c.wBits, absMaxInterval(l.W, c.wBits, c.nV, false), int64(c.out))
+			amm := symSpec(c.aBits, absMaxInterval(l.X, c.aBits, 1, false), 1)
+			if c.postGELU {
+				amm = geluSpec(c.aBits, absMaxInterval(l.X, c.aBits, 1, true)[0])
+			}
+			sim := func(w, a *vit.QuantSpec) float64 {
+				var v []float64
+				torchrt.NoGrad(func() {
+					wq, xq := w.Apply(l.W), a.Apply(l.X)
+					y := ts.MustLinear(xq, wq, l.B)
+					v = Similarity(l.Raw, y, l.Grad, 1)
+					for _, x := range []*ts.Tensor{wq, xq, y} {
+						x.MustDrop()
+					}
+				})
+				return v[0]
+			}
+			got, mm := sim(wspec, aspec), sim(wmm, amm)
+			t.Logf("hessian-weighted error: searched %.4g, minmax %.4g", -got, -mm)
+			if !(got > mm) {
+				t.Errorf("searched similarity %g not above minmax's %g", got, mm)
+			}
+		})
+	}
+}
+
+// klFromFloat is the mean KL divergence of m's predictions on xs from
+// the float predictions ref (softmax probabilities, per image).
+func klFromFloat(t *testing.T, m *vit.Model, xs []*ts.Tensor, ref []float64) float64 {
+	t.Helper()
+	got := logits(t, m, xs)
+	k := m.Cfg.NumClasses
+	var kl float64
+	for i := 0; i < len(got); i += k {
+		p, q := softmax(ref[i:i+k]), softmax(got[i:i+k])
+		for j := range p {
+			if p[j] > 0 {
+				kl += p[j] * math.Log(p[j]/q[j])
+			}
+		}
+	}
+	return kl / float64(len(got)/k)
+}
+
+func softmax(z []float64) []float64 {
+	mx := z[0]
+	for _, v := range z {
+		mx = math.Max(mx, v)
+	}
+	out := make([]float64, len(z))
+	var s float64
+	for i, v := range z {
+		out[i] = math.Exp(v - mx)
+		s += out[i]
+	}
+	for i := range out {
+		out[i] /= s
+	}
+	return out
+}
+
+// TestPTQ4ViTModel quantizes the tiny trained model W4A4 by
+// QuantizePTQ4ViT (a small candidate grid) and by min/max PTQ: every
+// linear layer and attention map gets the searched quantizer kinds, the
+// weights are on their grids, and the prediction is closer to the float
+// model's (KL divergence, the loss the search weighs by) than min/max's.
+func TestPTQ4ViTModel(t *testing.T) {
+	calib := techtest.Quadrants{N: 64, Batch: 32, Seed: 4}.Images(0)
+	defer dropAllSlice(calib)
+	test := techtest.Quadrants{N: 128, Batch: 64, Seed: 6}.Images(0)
+	defer dropAllSlice(test)
+	float := trainedModel(t)
+	ref := logits(t, float, test)
+	float.Drop()
+	bits := func(c *techniques.QuantizeConfig) {
+		c.WeightBits, c.ActBits = 4, 4
+		c.Layers = []string{techniques.GroupQKV, techniques.GroupProj, techniques.GroupFC1, techniques.GroupFC2, techniques.GroupAttnMap}
+	}
+	mm := trainedModel(t)
+	defer mm.Drop()
+	quantizeWith(t, mm, cfgWith(func(c *techniques.QuantizeConfig) { bits(c); c.Calibrator = techniques.CalibMinMax }), calib)
+	m := trainedModel(t)
+	defer m.Drop()
+	c := cfgWith(func(c *techniques.QuantizeConfig) { bits(c); c.Method = techniques.MethodPTQ4ViT })
+	p, err := NewPlan(m, options(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	st, err := QuantizePTQ4ViT(context.Background(), m, calib, p, HessianSearch{Alpha: 0.01, Beta: 1.2, N: 20, Rounds: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ptq4vit calibration %v", time.Since(start))
+	for _, b := range m.Blocks {
+		if s := st.Weights[b.QKV.Name+".weight"]; s == nil || len(s.Scale) != b.QKV.Out || s.Scale[0] == s.Scale[b.QKV.Out-1] && s.Scale[0] == s.Scale[b.QKV.Out/2] {
+			t.Errorf("block %d qkv weight: want three searched intervals, got %+v", b.Index, s)
+		}
+		if s := st.Acts[vit.ActKey(b.Index, vit.SiteFC2In)]; s == nil || s.Kind != vit.QuantTwin || s.Split != 0 {
+			t.Errorf("block %d fc2 input: want the post-GELU twin grid, got %+v", b.Index, s)
+		}
+		if s := st.Acts[vit.ActKey(b.Index, vit.SiteAttnMap)]; s == nil || s.Kind != vit.QuantTwin || s.Split <= 0 {
+			t.Errorf("block %d attention map: want the softmax twin grid, got %+v", b.Index, s)
+		}
+	}
+	for name, spec := range st.Weights {
+		w, _ := m.VS.Root().Get(name)
+		onGrid(t, name, w, spec)
+	}
+	klP, klM := klFromFloat(t, m, test, ref), klFromFloat(t, mm, test, ref)
+	t.Logf("W4A4 KL from float: ptq4vit %.4f, minmax ptq %.4f", klP, klM)
+	if !(klP < klM) {
+		t.Errorf("ptq4vit KL %.4f not below minmax's %.4f", klP, klM)
 	}
 }
