@@ -25,7 +25,7 @@ const (
 const (
 	MethodPTQ     = "ptq"      // uniform quantizers everywhere
 	MethodFQViT   = "fq-vit"   // log2 quantizer for the attention map
-	MethodPTQ4ViT = "ptq4vit"  // twin uniform quantizers for softmax and GELU output
+	MethodPTQ4ViT = "ptq4vit"  // Hessian-guided alternating interval search, twin uniform grids for softmax and GELU output
 	MethodRepQViT = "repq-vit" // per-channel post-LayerNorm scales reparameterized to per-tensor
 )
 
@@ -103,8 +103,8 @@ type QuantizeConfig struct {
 	// LayerNorm input, has no site in vit yet and is rejected). Unlisted,
 	// the patch embedding and head are kept at EdgeBits.
 	Layers []string `toml:"layers"`
-	// Method: "ptq", "fq-vit" (log2 attention map), "ptq4vit" (twin
-	// uniform attention map and GELU output) or "repq-vit" (post-LayerNorm
+	// Method: "ptq", "fq-vit" (log2 attention map), "ptq4vit" (Hessian-
+	// guided interval search, twin uniform attention map and GELU output) or "repq-vit" (post-LayerNorm
 	// reparameterization, log2 attention map).
 	Method string `toml:"method"`
 	// Precision: "int" (the grids above, simulated), or "fp16"/"bf16" for
@@ -188,6 +188,9 @@ func (c *QuantizeConfig) Validate() error {
 	case MethodPTQ4ViT:
 		if c.ActBits == 0 || !seen[GroupAttnMap] && !seen[GroupFC2] {
 			v.add("method ptq4vit quantizes softmax and GELU output: it needs act_bits > 0 and attn_map or fc2 in layers")
+		}
+		if c.Rounding == RoundGPTQ || c.BiasCorrection {
+			v.add("method ptq4vit searches its own weight intervals: rounding = \"gptq\" and bias_correction are not combined with it")
 		}
 	case MethodRepQViT:
 		if c.ActBits == 0 || !seen[GroupQKV] && !seen[GroupFC1] {

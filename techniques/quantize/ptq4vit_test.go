@@ -283,3 +283,44 @@ func TestPTQ4ViTModel(t *testing.T) {
 		t.Errorf("ptq4vit KL %.4f not below minmax's %.4f", klP, klM)
 	}
 }
+
+// TestStagePTQ4ViT runs method ptq4vit through the technique's entry
+// point with the authors' search (the default): the stage records twin
+// grids and searched intervals, and the model stays close to float.
+func TestStagePTQ4ViT(t *testing.T) {
+	test := techtest.Quadrants{N: 128, Batch: 64, Seed: 6}.Images(0)
+	defer dropAllSlice(test)
+	float := trainedModel(t)
+	ref := logits(t, float, test)
+	float.Drop()
+	m := trainedModel(t)
+	defer m.Drop()
+	start := time.Now()
+	if _, err := applyStage(t, m, newEnv(nil), func(c *techniques.QuantizeConfig) {
+		c.Method, c.WeightBits, c.ActBits, c.CalibImages = techniques.MethodPTQ4ViT, 8, 8, 32
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stage %v", time.Since(start))
+	st := m.Cfg.Quant
+	if st == nil || m.Cfg.Executed != vit.ExecutedSimulated {
+		t.Fatalf("stage left quant %v, executed %q", st, m.Cfg.Executed)
+	}
+	for _, b := range m.Blocks {
+		if s := st.Acts[vit.ActKey(b.Index, vit.SiteFC2In)]; s == nil || s.Kind != vit.QuantTwin {
+			t.Errorf("block %d fc2 input: %+v", b.Index, s)
+		}
+		if s := st.Weights[b.QKV.Name+".weight"]; s == nil || s.Axis != 0 {
+			t.Errorf("block %d qkv weight: want q, k, v intervals per row, got %+v", b.Index, s)
+		}
+	}
+	if e := relErr(logits(t, m, test), ref); e > 0.1 {
+		t.Errorf("W8A8 ptq4vit logits error %.4f", e)
+	}
+	c := cfgWith(func(c *techniques.QuantizeConfig) {
+		c.Method, c.Rounding = techniques.MethodPTQ4ViT, techniques.RoundGPTQ
+	})
+	if err := c.Validate(); err == nil {
+		t.Error("ptq4vit with gptq rounding validated")
+	}
+}

@@ -3,7 +3,8 @@
 // channel, symmetric or affine; calibrated by min/max, its moving
 // average, a percentile or a squared-error search), three ViT-specific
 // quantizers from the literature (FQ-ViT's log2 quantizer of attention
-// maps, PTQ4ViT's twin uniform quantizers of softmax and GELU output,
+// maps, PTQ4ViT's Hessian-guided interval search with twin uniform
+// quantizers of softmax and GELU output (QuantizePTQ4ViT),
 // RepQ-ViT's reparameterization of post-LayerNorm scales),
 // quantization-aware fine-tuning with a straight-through estimator, and
 // real float16/bfloat16 casts.
