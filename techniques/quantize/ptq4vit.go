@@ -409,14 +409,12 @@ func QuantizePTQ4ViT(ctx context.Context, m *vit.Model, batches []*ts.Tensor, p 
 		q.saved[k] = *t
 	}
 	q.cur = maps.Clone(q.saved)
-	defer func() {
-		for k, t := range q.saved {
-			*q.pts[k] = t
-		}
-	}()
 	defer q.zeroGrads()
 	if err := q.run(); err != nil {
 		q.dropTargets()
+		for k, t := range q.saved {
+			*q.pts[k] = t
+		}
 		return nil, err
 	}
 	q.dropTargets()
