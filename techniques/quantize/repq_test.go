@@ -282,3 +282,57 @@ func TestRepQSearchChoosesPerRow(t *testing.T) {
 		})
 	}
 }
+
+// TestStageRepQViT quantizes the tiny model through the stage with method
+// repq-vit and the calibrator unset: the attention maps get log-sqrt(2)
+// quantizers with a searched step (below 1: the largest probabilities
+// are rare), the calibrator resolves to repq (affine grids from 0, weights
+// per output channel), qkv and fc1 inputs are reparameterized to one
+// scale, and a calibrator named by the stage is kept for the uniform
+// grids while the attention map stays log-sqrt(2).
+func TestStageRepQViT(t *testing.T) {
+	for _, tc := range []struct {
+		calibrator, want string
+	}{{"", techniques.CalibRepQ}, {techniques.CalibMinMax, techniques.CalibMinMax}} {
+		t.Run("calibrator "+tc.want, func(t *testing.T) {
+			m := trainedModel(t)
+			defer m.Drop()
+			var cfg *techniques.QuantizeConfig
+			if _, err := applyStage(t, m, newEnv(nil), func(c *techniques.QuantizeConfig) {
+				c.Method, c.WeightBits, c.ActBits, c.AttnBits, c.CalibImages = techniques.MethodRepQViT, 4, 4, 4, 64
+				c.Calibrator = tc.calibrator
+				cfg = c
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Calibrator != tc.want {
+				t.Errorf("calibrator resolved to %q, want %q", cfg.Calibrator, tc.want)
+			}
+			q := m.Cfg.Quant
+			for _, b := range m.Blocks {
+				key := vit.ActKey(b.Index, vit.SiteAttnMap)
+				s := q.Acts[key]
+				if s == nil || s.Kind != vit.QuantLogSqrt2 || s.Bits != 4 || len(s.Scale) != 1 {
+					t.Fatalf("%s: %+v, want a 4-bit log-sqrt2 quantizer", key, s)
+				}
+				if d := s.Scale[0]; !(d > 0.01 && d < 1) {
+					t.Errorf("%s: step %g, want a searched one in (0.01, 1)", key, d)
+				}
+				t.Logf("%s: step %.4g", key, s.Scale[0])
+				for _, site := range []vit.Site{vit.SiteQKVIn, vit.SiteFC1In} {
+					s := q.Acts[vit.ActKey(b.Index, site)]
+					if s == nil || s.Kind != vit.QuantUniform || s.Axis != -1 {
+						t.Errorf("%s: %+v, want one uniform grid", vit.ActKey(b.Index, site), s)
+					}
+				}
+			}
+			w := q.Weights["blocks.0.attn.qkv.weight"]
+			if w == nil || w.Axis != 0 {
+				t.Fatalf("qkv weight quantizer %+v, want per output channel", w)
+			}
+			if affine := w.QMin == 0 && !w.Symmetric; affine != (tc.want == techniques.CalibRepQ) {
+				t.Errorf("qkv weight grid [%d, %d] symmetric %v with calibrator %s", w.QMin, w.QMax, w.Symmetric, tc.want)
+			}
+		})
+	}
+}
