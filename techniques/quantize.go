@@ -26,7 +26,7 @@ const (
 	MethodPTQ     = "ptq"      // uniform quantizers everywhere
 	MethodFQViT   = "fq-vit"   // log2 quantizer for the attention map
 	MethodPTQ4ViT = "ptq4vit"  // Hessian-guided alternating interval search, twin uniform grids for softmax and GELU output
-	MethodRepQViT = "repq-vit" // per-channel post-LayerNorm scales reparameterized to per-tensor
+	MethodRepQViT = "repq-vit" // post-LayerNorm per-channel scales reparameterized to per-tensor, log-sqrt(2) attention map, calibrator repq unless set
 )
 
 // Calibrators of activation (and weight) ranges.
@@ -36,7 +36,17 @@ const (
 	CalibPercentile = "percentile" // a percentile of the values (per batch, averaged)
 	CalibMSE        = "mse"        // the clipping range with the least squared error
 	CalibOMSE       = "omse"       // the same search as mse (OMSE's name for it)
+	CalibRepQ       = "repq"       // RepQ-ViT's search: the affine range [Q(1-p), Q(p)], p in {0.999, 0.9999, 0.99999}, with the least squared error
 )
+
+// MethodCalibrator is the calibrator a method uses when the stage names
+// none: its paper's for repq-vit, minmax otherwise.
+func MethodCalibrator(method string) string {
+	if method == MethodRepQViT {
+		return CalibRepQ
+	}
+	return CalibMinMax
+}
 
 // Weight rounding of a quantize stage.
 const (
@@ -83,7 +93,9 @@ type QuantizeConfig struct {
 	// AttnBits is the attention map's width, 2 to 8; 0 means act_bits.
 	AttnBits int `toml:"attn_bits"`
 	// Calibrator picks activation (and weight) ranges: "minmax", "ema",
-	// "percentile", "mse" or "omse" (the same search).
+	// "percentile", "mse", "omse" (the same search) or "repq" (RepQ-ViT's
+	// percentile search, affine grids). Unset (""), Validate resolves it
+	// to the method's (MethodCalibrator), so the stored value is explicit.
 	Calibrator string `toml:"calibrator"`
 	// Granularity of weight scales: "per-channel" or "per-tensor".
 	// Activations are quantized per tensor.
@@ -104,8 +116,9 @@ type QuantizeConfig struct {
 	// the patch embedding and head are kept at EdgeBits.
 	Layers []string `toml:"layers"`
 	// Method: "ptq", "fq-vit" (log2 attention map), "ptq4vit" (Hessian-
-	// guided interval search, twin uniform attention map and GELU output) or "repq-vit" (post-LayerNorm
-	// reparameterization, log2 attention map).
+	// guided interval search, twin uniform attention map and GELU output)
+	// or "repq-vit" (post-LayerNorm reparameterization, log-sqrt(2)
+	// attention map with a searched step, calibrator "repq" unless set).
 	Method string `toml:"method"`
 	// Precision: "int" (the grids above, simulated), or "fp16"/"bf16" for
 	// a real cast of the whole model (then leave the bit widths,
@@ -133,13 +146,13 @@ type QuantizeConfig struct {
 	FineTune
 }
 
-// NewQuantizeConfig returns the defaults: W8A8, min/max calibration,
+// NewQuantizeConfig returns the defaults: W8A8, the method's calibration
+// (min/max but for repq-vit; Validate resolves it),
 // symmetric per-channel weights, affine activations, no QAT.
 func NewQuantizeConfig() *QuantizeConfig {
 	c := &QuantizeConfig{
 		WeightBits:  DefaultWeightBits,
 		ActBits:     DefaultActBits,
-		Calibrator:  CalibMinMax,
 		Granularity: "per-channel",
 		Symmetric:   true,
 		Percentile:  DefaultPercentile,
@@ -155,8 +168,12 @@ func NewQuantizeConfig() *QuantizeConfig {
 	return c
 }
 
-// Validate checks the ranges and combinations.
+// Validate resolves an unset calibrator to the method's and checks the
+// ranges and combinations.
 func (c *QuantizeConfig) Validate() error {
+	if c.Calibrator == "" {
+		c.Calibrator = MethodCalibrator(c.Method)
+	}
 	var v invalid
 	if !(c.WeightBits >= 2 && c.WeightBits <= 8 || c.WeightBits == 16 || c.WeightBits == 32) {
 		v.add("weight_bits %d: want 2..8, or 16/32 for float weights", c.WeightBits)
@@ -167,7 +184,7 @@ func (c *QuantizeConfig) Validate() error {
 	if !(c.AttnBits == 0 || c.AttnBits >= 2 && c.AttnBits <= 8) {
 		v.add("attn_bits %d: want 2..8, or 0 for act_bits", c.AttnBits)
 	}
-	v.oneOf("calibrator", c.Calibrator, CalibMinMax, CalibEMA, CalibPercentile, CalibMSE, CalibOMSE)
+	v.oneOf("calibrator", c.Calibrator, CalibMinMax, CalibEMA, CalibPercentile, CalibMSE, CalibOMSE, CalibRepQ)
 	v.oneOf("granularity", c.Granularity, "per-channel", "per-tensor")
 	if !(c.Percentile > 50 && c.Percentile <= 100) {
 		v.add("percentile %g: want (50, 100]", c.Percentile)
@@ -215,7 +232,7 @@ func (c *QuantizeConfig) Validate() error {
 	case PrecisionFP16, PrecisionBF16:
 		d := NewQuantizeConfig()
 		if c.WeightBits != d.WeightBits || c.ActBits != d.ActBits || c.AttnBits != d.AttnBits ||
-			c.Calibrator != d.Calibrator || c.Granularity != d.Granularity || c.Method != d.Method ||
+			c.Calibrator != MethodCalibrator(d.Method) || c.Granularity != d.Granularity || c.Method != d.Method ||
 			c.Symmetric != d.Symmetric || c.ActSymmetric != d.ActSymmetric || !slices.Equal(c.Layers, d.Layers) || c.OverflowFix ||
 			c.Rounding != d.Rounding || c.BiasCorrection {
 			v.add("precision %s casts the whole model: leave weight_bits, act_bits, attn_bits, calibrator, granularity, symmetric, act_symmetric, layers, method, overflow_fix, rounding and bias_correction at their defaults", c.Precision)

@@ -7,7 +7,7 @@ import (
 
 func TestQuantizeDefaults(t *testing.T) {
 	c := NewQuantizeConfig()
-	if c.WeightBits != 8 || c.ActBits != 8 || c.AttnBits != 0 || c.Calibrator != CalibMinMax ||
+	if c.WeightBits != 8 || c.ActBits != 8 || c.AttnBits != 0 || c.Calibrator != "" ||
 		c.Granularity != "per-channel" || !c.Symmetric || c.ActSymmetric || c.Method != MethodPTQ ||
 		c.Precision != PrecisionInt || c.CalibImages != 128 || c.Epochs != 0 {
 		t.Errorf("defaults %+v", c)

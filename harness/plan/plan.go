@@ -468,7 +468,7 @@ func (b *builder) stage(st config.Stage, cfg techniques.Config, upstream string)
 		Family:     tech.Family,
 		Config:     cfg,
 		ConfigJSON: string(cj),
-		Label:      label(st.Technique, cfg, tech.NewConfig()),
+		Label:      label(st.Technique, cfg, resolvedDefaults(tech)),
 	}
 	node := &Node{Kind: KindStage, Stage: out, Upstream: upstream}
 	node.Model = b.nodes[upstream].Model
@@ -505,6 +505,15 @@ func (b *builder) add(n *Node) {
 	if _, ok := b.nodes[n.Hash]; !ok {
 		b.nodes[n.Hash] = n
 	}
+}
+
+// resolvedDefaults is the technique's default Config as Validate leaves
+// it: a default that depends on other keys (quantize's calibrator) is
+// filled in, as it is in every decoded stage.
+func resolvedDefaults(tech techniques.Technique) techniques.Config {
+	d := tech.NewConfig()
+	_ = d.Validate() // the defaults are valid; only the resolution matters
+	return d
 }
 
 // label writes a stage as technique(key=value, ...) with the parameters

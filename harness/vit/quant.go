@@ -32,6 +32,12 @@ const (
 	// probabilities, a coarse one up to 1); for GELU output Split = 0 and
 	// QMin = -2^(bits-1), QMax = 0 (negative values on their own grid).
 	QuantTwin = "twin-uniform"
+	// QuantLogSqrt2 is RepQ-ViT's log-sqrt(2) quantizer for attention
+	// probabilities (Li et al., ICCV 2023), with Scale[0] its calibrated
+	// step delta: q = clamp(round(-2 log2(x/delta)), 0, 2^bits - 1),
+	// x̂ = delta·2^-ceil(q/2)·(√2 if q is odd), so x̂ = delta·2^(-q/2); values
+	// whose code reaches 2^bits (zeros included) become 0.
+	QuantLogSqrt2 = "log-sqrt2"
 )
 
 // Precisions a QuantState can record.
@@ -107,6 +113,13 @@ func (q *QuantSpec) Validate() error {
 		if q.Bits > 8 {
 			return fmt.Errorf("log2 quantizer with %d bits (at most 8)", q.Bits)
 		}
+	case QuantLogSqrt2:
+		if q.Bits > 8 {
+			return fmt.Errorf("log-sqrt2 quantizer with %d bits (at most 8)", q.Bits)
+		}
+		if len(q.Scale) != 1 || !(q.Scale[0] > 0) || math.IsInf(q.Scale[0], 0) {
+			return fmt.Errorf("log-sqrt2 quantizer needs one positive step, got %v", q.Scale)
+		}
 	case QuantTwin:
 		if len(q.Scale) != 2 || !(q.Scale[0] > 0) || !(q.Scale[1] > 0) {
 			return fmt.Errorf("twin-uniform quantizer needs two positive scales, got %v", q.Scale)
@@ -119,7 +132,7 @@ func (q *QuantSpec) Validate() error {
 			return fmt.Errorf("twin-uniform first range [%d, %d] does not fit %d-1 bits", q.QMin, q.QMax, q.Bits)
 		}
 	default:
-		return fmt.Errorf("unknown quantizer kind %q (%s, %s, %s)", q.Kind, QuantUniform, QuantLog2, QuantTwin)
+		return fmt.Errorf("unknown quantizer kind %q (%s, %s, %s, %s)", q.Kind, QuantUniform, QuantLog2, QuantLogSqrt2, QuantTwin)
 	}
 	return nil
 }
@@ -155,6 +168,8 @@ func (q *QuantSpec) Apply(x *ts.Tensor) *ts.Tensor {
 		return y
 	case QuantLog2:
 		return straightThrough(x, q.log2(x))
+	case QuantLogSqrt2:
+		return straightThrough(x, q.logSqrt2(x))
 	case QuantTwin:
 		return straightThrough(x, q.twin(x))
 	}
@@ -171,6 +186,30 @@ func (q *QuantSpec) log2(x *ts.Tensor) *ts.Tensor {
 		keep := e.MustLt(ts.FloatScalar(levels), false) // false for +inf and NaN
 		e = e.MustClamp(ts.FloatScalar(0), ts.FloatScalar(levels-1), true)
 		v := e.MustNeg(true).MustExp2(true) // 2^-q
+		out = v.MustMul(keep, true)
+		keep.MustDrop()
+	})
+	return out
+}
+
+// logSqrt2 computes RepQ-ViT's log-sqrt(2) quantization of x (no
+// gradient), in the order of operations of LogSqrt2Quantizer.quantize so
+// that float32 results agree with it bit for bit.
+func (q *QuantSpec) logSqrt2(x *ts.Tensor) *ts.Tensor {
+	var out *ts.Tensor
+	ts.NoGrad(func() {
+		levels := float64(int64(1) << q.Bits)
+		// round(-2 log2(x/delta)); zeros give +inf and negatives NaN
+		// (clamped to 0 first): both end up 0.
+		e := x.MustClampMin(ts.FloatScalar(0), false).MustDivScalar(ts.FloatScalar(q.Scale[0]), true).
+			MustLog2(true).MustMulScalar(ts.FloatScalar(-2), true).MustRound(true)
+		keep := e.MustLt(ts.FloatScalar(levels), false) // false for +inf and NaN
+		e = e.MustClamp(ts.FloatScalar(0), ts.FloatScalar(levels-1), true)
+		odd := e.MustRemainder(ts.FloatScalar(2), false).MustMulScalar(ts.FloatScalar(math.Sqrt2-1), true).
+			MustAddScalar(ts.FloatScalar(1), true)
+		v := e.MustDivScalar(ts.FloatScalar(2), true).MustCeil(true).MustNeg(true).MustExp2(true) // 2^-ceil(q/2)
+		v = v.MustMul(odd, true).MustMulScalar(ts.FloatScalar(q.Scale[0]), true)
+		odd.MustDrop()
 		out = v.MustMul(keep, true)
 		keep.MustDrop()
 	})
@@ -457,7 +496,7 @@ func (m *Model) rebind() {
 func bitsOf(dt gotch.DType) int { return 8 * int(dt.Size()) }
 
 // paramBytes is the size of a quantizer's parameters as stored: scales
-// as float32, zero points as int32 (none when symmetric), split points as
+// (a log-sqrt2 quantizer's step among them) as float32, zero points as int32 (none when symmetric), split points as
 // float32.
 func (q *QuantSpec) paramBytes() int64 {
 	n := int64(4 * len(q.Scale))

@@ -14,6 +14,7 @@ const (
 	ShapeLog2        = "log2"         // FQ-ViT's log2 grid for softmax output
 	ShapeTwinSoftmax = "twin-softmax" // PTQ4ViT's twin uniform grid for softmax output
 	ShapeTwinGELU    = "twin-gelu"    // PTQ4ViT's twin uniform grid for GELU output
+	ShapeLogSqrt2    = "log-sqrt2"    // RepQ-ViT's log-sqrt(2) grid for softmax output, step searched
 )
 
 // Rule says how to quantize one tensor (a weight or the activation at one
@@ -22,7 +23,7 @@ type Rule struct {
 	Shape      string
 	Bits       int
 	Symmetric  bool
-	Calibrator string  // minmax, ema, percentile, mse/omse (uniform shape)
+	Calibrator string  // minmax, ema, percentile, mse/omse, repq (uniform shape)
 	Percentile float64 // percentile calibrator, in (50, 100]
 	EMA        float64 // ema calibrator's averaging constant
 	Steps      int     // grid of the mse search and the twin-gelu search
@@ -41,7 +42,10 @@ func (r Rule) twoPass() bool {
 	case ShapeTwinSoftmax, ShapeTwinGELU:
 		return true
 	case ShapeUniform:
-		return r.Calibrator == techniques.CalibMSE || r.Calibrator == techniques.CalibOMSE
+		return r.Calibrator == techniques.CalibMSE || r.Calibrator == techniques.CalibOMSE ||
+			r.Calibrator == techniques.CalibRepQ
+	case ShapeLogSqrt2:
+		return true
 	}
 	return false
 }
@@ -67,6 +71,8 @@ type Observer struct {
 	cands []*vit.QuantSpec
 	errs  [][]float64 // [candidate][row]
 	rows  int
+
+	repq *repqSearch // RepQ-ViT's searches (repq.go)
 }
 
 // NewObserver returns an observer for r.
@@ -74,8 +80,14 @@ func NewObserver(r Rule) *Observer {
 	if r.Steps <= 0 {
 		r.Steps = 100
 	}
+	if r.Shape == ShapeLogSqrt2 {
+		r.Axis, r.PerChannelLast = -1, false // one step for the whole tensor
+	}
 	o := &Observer{Rule: r}
 	o.ema.C = r.EMA
+	if r.Shape == ShapeLogSqrt2 || r.Shape == ShapeUniform && r.Calibrator == techniques.CalibRepQ {
+		o.repq = newRepQSearch(r)
+	}
 	return o
 }
 
@@ -108,9 +120,14 @@ func (o *Observer) Observe(x *ts.Tensor) {
 	}
 	r := o.rowsOf(x)
 	defer r.MustDrop()
-	if o.pass == 0 {
+	switch {
+	case o.repq != nil && o.pass == 0:
+		o.repq.first(r)
+	case o.repq != nil:
+		o.repq.second(r)
+	case o.pass == 0:
 		o.first(r)
-	} else {
+	default:
 		o.second(r)
 	}
 	o.seen = true
@@ -151,7 +168,10 @@ func (o *Observer) first(r *ts.Tensor) {
 
 // Next ends a pass.
 func (o *Observer) Next() {
-	if o.pass == 0 && o.Rule.twoPass() {
+	switch {
+	case o.pass == 0 && o.repq != nil:
+		o.repq.next()
+	case o.pass == 0 && o.Rule.twoPass():
 		o.cands = o.candidates()
 	}
 	o.pass++
@@ -208,6 +228,13 @@ func (o *Observer) Spec() (*vit.QuantSpec, error) {
 	rule := o.Rule
 	if !o.seen {
 		return nil, fmt.Errorf("no data observed")
+	}
+	if o.repq != nil {
+		axis := rule.Axis
+		if rule.PerChannelLast {
+			axis = 0 // rows; the caller re-labels it
+		}
+		return o.repq.spec(axis, rule.PerChannelLast)
 	}
 	switch rule.Shape {
 	case ShapeLog2:

@@ -174,8 +174,10 @@ func NewPlan(m *vit.Model, o Options) (*Plan, error) {
 		if listed[techniques.GroupAttnMap] && o.ActBits > 0 {
 			key := vit.ActKey(b.Index, vit.SiteAttnMap)
 			switch o.Method {
-			case techniques.MethodFQViT, techniques.MethodRepQViT:
+			case techniques.MethodFQViT:
 				p.Acts[key] = Rule{Shape: ShapeLog2, Bits: attnBits}
+			case techniques.MethodRepQViT:
+				p.Acts[key] = Rule{Shape: ShapeLogSqrt2, Bits: attnBits, Axis: -1}
 			case techniques.MethodPTQ4ViT:
 				p.Acts[key] = Rule{Shape: ShapeTwinSoftmax, Bits: attnBits}
 			default:
@@ -370,7 +372,9 @@ func Reparameterize(ctx context.Context, m *vit.Model, batches []*ts.Tensor, p *
 				zMean += float64(spec.ZeroPoint[i])
 			}
 			sMean = f32(sMean / float64(n))
-			z := int64(math.RoundToEven(zMean / float64(n)))
+			// Any integer z keeps the folding exact; RepQ-ViT's code keeps
+			// the mean unrounded, which no integer grid can hold.
+			z := min(max(int64(math.RoundToEven(zMean/float64(n))), spec.QMin), spec.QMax)
 			r1 := make([]float32, n)
 			shift := make([]float32, n) // s·r2, added to β/r1
 			corr := make([]float32, n)  // s_c·r2, removed through W

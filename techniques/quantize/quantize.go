@@ -4,8 +4,8 @@
 // average, a percentile or a squared-error search), three ViT-specific
 // quantizers from the literature (FQ-ViT's log2 quantizer of attention
 // maps, PTQ4ViT's Hessian-guided interval search with twin uniform
-// quantizers of softmax and GELU output (QuantizePTQ4ViT),
-// RepQ-ViT's reparameterization of post-LayerNorm scales),
+// quantizers of softmax and GELU output (QuantizePTQ4ViT), RepQ-ViT's:
+// see below),
 // quantization-aware fine-tuning with a straight-through estimator, and
 // real float16/bfloat16 casts.
 //
@@ -18,6 +18,21 @@
 // error of its rounding on those images. Both go through the model block
 // by block, so that a block's inputs come from the already rounded ones
 // before it.
+//
+// RepQ-ViT (method "repq-vit", Li et al., ICCV 2023) runs the steps of the
+// authors' code (quant/quantizer.py, test_quant.py): the inputs of qkv and
+// fc1 (LayerNorm outputs) are calibrated per channel, then the per-tensor
+// scale s = mean(s_c) and zero point round(mean(z_c)) are made exact by
+// folding the channel factors into the LayerNorm and the linear layer
+// after it (Reparameterize); the weights, calibrated per output channel
+// after that folding, and the other uniform activations per tensor; the
+// attention map gets the log-sqrt(2) quantizer (vit.QuantLogSqrt2) with
+// its step searched among percentiles. Unless the stage names a
+// calibrator, uniform grids use RepQ-ViT's percentile search ("repq",
+// affine grids whatever symmetric says: see repq.go). Two differences from
+// their code: each activation is calibrated on the float activations
+// before it (theirs sees the quantized ones upstream), and the shared zero
+// point is rounded (theirs keeps the mean, which an integer grid cannot).
 //
 // Its parameters are techniques.QuantizeConfig. Options, Plan, Quantize,
 // Observer and the calibrators (MinMax, Percentile, EMA, MSERange,
@@ -64,6 +79,9 @@ func options(c *techniques.QuantizeConfig) Options {
 		Method:          c.Method,
 		Rounding:        c.Rounding,
 		BiasCorrection:  c.BiasCorrection,
+	}
+	if o.Calibrator == "" {
+		o.Calibrator = techniques.MethodCalibrator(c.Method) // a Config that skipped Validate
 	}
 	if o.WeightBits > 8 {
 		o.WeightBits = 0
@@ -114,6 +132,9 @@ func apply(ctx context.Context, c *techniques.QuantizeConfig, m *vit.Model, env 
 		return nil, err
 	}
 	env.Logf("quantize: %d weights, %d activation quantizers (%s, %s)", len(state.Weights), len(state.Acts), c.Method, c.Calibrator)
+	if c.Calibrator == techniques.CalibRepQ && (c.Symmetric || c.ActSymmetric) {
+		env.Logf("quantize: calibrator repq chooses affine grids (RepQ-ViT's); symmetric and act_symmetric are not used")
+	}
 	if c.Rounding == techniques.RoundGPTQ {
 		env.Logf("quantize: gptq rounding of the dense linear layers (the patch embedding and factored layers round to nearest)")
 	}
