@@ -103,6 +103,13 @@ func apply(ctx context.Context, c *techniques.QuantizeConfig, m *vit.Model, env 
 	if err != nil {
 		return nil, fmt.Errorf("quantize: calibration data: %w", err)
 	}
+	var mixed *vit.MixedPrecision
+	if c.MixedPrecision {
+		if mixed, err = AssignBits(ctx, m, batches, plan, mixedOptions(c)); err != nil {
+			return nil, err
+		}
+		env.Logf("quantize: mixed precision (%s, %s budget at %d bits): %s", mixed.Method, mixed.Budget, mixed.BudgetBits, mixedSummary(mixed))
+	}
 	var shadows map[string]*ts.Tensor
 	if c.Epochs > 0 {
 		shadows = FloatWeights(m, plan)
@@ -112,6 +119,7 @@ func apply(ctx context.Context, c *techniques.QuantizeConfig, m *vit.Model, env 
 		dropAll(shadows)
 		return nil, err
 	}
+	state.Mixed = mixed // m.Cfg.Quant is state: the record is saved with the model
 	env.Logf("quantize: %d weights, %d activation quantizers (%s, %s)", len(state.Weights), len(state.Acts), c.Method, c.Calibrator)
 	if c.Rounding == techniques.RoundGPTQ {
 		env.Logf("quantize: gptq rounding of the dense linear layers (the patch embedding and factored layers round to nearest)")
