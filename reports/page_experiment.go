@@ -25,7 +25,12 @@ type experimentBody struct {
 	Missing  []error
 	Charts   []chartBlock
 	Layers   table
-	Spec     string
+	// Quant lists the quantized sites (QuantNote says how), Mixed a
+	// mixed-precision search layer by layer.
+	Quant     table
+	QuantNote string
+	Mixed     table
+	Spec      string
 }
 
 // expected are the metrics every successful experiment should have; the
@@ -58,6 +63,8 @@ func (s *site) experiments() error {
 		}
 		b.Charts = cs.list
 		b.Layers = layersTable(r.exp.Layers)
+		b.Quant, b.QuantNote = quantTable(r.exp.Quant)
+		b.Mixed = mixedTable(r.exp.Quant)
 		if err := s.page(r.page, "experiment", "Experiment "+r.exp.Name, nil, cs.list, b); err != nil {
 			return err
 		}

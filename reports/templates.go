@@ -196,6 +196,12 @@ var pageTemplates = map[string]string{
 {{if .Charts}}{{range .Charts}}{{template "chart" .}}{{end}}{{else}}<p class="missing">No training or fine-tuning curve was recorded for this experiment.</p>{{end}}
 <h2>Per-layer counts</h2>
 {{template "table" .Layers}}
+<h2>Quantized sites</h2>
+{{if .QuantNote}}<p class="note">{{.QuantNote}}</p>{{end}}
+{{template "table" .Quant}}
+{{if .Mixed.Rows}}<h3>Mixed-precision search</h3>
+<p class="note">Each searched weight's sensitivity Ω (average Hessian trace × squared quantization error) at every candidate width; the chosen width is <span class="swept">bold</span>.</p>
+{{template "table" .Mixed}}{{end}}
 <h2>Resolved spec</h2>
 {{if .Spec}}<pre>{{.Spec}}</pre>{{else}}<p class="missing">No resolved spec was stored.</p>{{end}}
 {{end}}{{end}}`,

@@ -58,6 +58,21 @@ const (
 	RoundGPTQ = "gptq"
 )
 
+// Budgets of a mixed-precision search.
+const (
+	BudgetSize   = "size"   // packed weight bytes of the searched layers
+	BudgetBitOps = "bitops" // bit operations of the searched layers
+)
+
+// Mixed-precision defaults.
+const (
+	DefaultBudgetBits        = 6
+	DefaultHutchinsonSamples = 16
+)
+
+// DefaultBitChoices are the weight widths a mixed-precision search picks from.
+var DefaultBitChoices = []int{4, 6, 8}
+
 // Quantize defaults.
 const (
 	DefaultWeightBits  = 8
@@ -141,6 +156,21 @@ type QuantizeConfig struct {
 	// (empirical bias correction, Nagel et al. 2019), so that the layer's
 	// mean output is unchanged. Layers without a bias are left as they are.
 	BiasCorrection bool `toml:"bias_correction"`
+	// MixedPrecision gives each quantized linear layer a weight width from
+	// BitChoices: HAWQ-V2/V3's sensitivity (Hessian trace times weight
+	// quantization error) is minimised under Budget, which must not exceed
+	// that of every searched layer at BudgetBits. Activations stay at
+	// act_bits.
+	MixedPrecision bool `toml:"mixed_precision"`
+	// BitChoices are the candidate weight widths, 2 to 8, distinct.
+	BitChoices []int `toml:"bit_choices"`
+	// Budget is "size" (packed weight bytes) or "bitops".
+	Budget string `toml:"budget"`
+	// BudgetBits is the uniform width whose size or BitOps is the budget.
+	BudgetBits int `toml:"budget_bits"`
+	// HutchinsonSamples is the number of random vectors of the Hessian
+	// trace estimate, 1 to 256.
+	HutchinsonSamples int `toml:"hutchinson_samples"`
 	// FineTune > 0 epochs is quantization-aware training with a
 	// straight-through estimator (precision int only).
 	FineTune
@@ -151,18 +181,22 @@ type QuantizeConfig struct {
 // symmetric per-channel weights, affine activations, no QAT.
 func NewQuantizeConfig() *QuantizeConfig {
 	c := &QuantizeConfig{
-		WeightBits:  DefaultWeightBits,
-		ActBits:     DefaultActBits,
-		Granularity: "per-channel",
-		Symmetric:   true,
-		Percentile:  DefaultPercentile,
-		EMA:         DefaultEMA,
-		CalibImages: DefaultCalibImages,
-		Layers:      slices.Clone(DefaultQuantizeLayers),
-		Method:      MethodPTQ,
-		Precision:   PrecisionInt,
-		Rounding:    RoundNearest,
-		FineTune:    NewFineTune(),
+		WeightBits:        DefaultWeightBits,
+		ActBits:           DefaultActBits,
+		Granularity:       "per-channel",
+		Symmetric:         true,
+		Percentile:        DefaultPercentile,
+		EMA:               DefaultEMA,
+		CalibImages:       DefaultCalibImages,
+		Layers:            slices.Clone(DefaultQuantizeLayers),
+		Method:            MethodPTQ,
+		Precision:         PrecisionInt,
+		Rounding:          RoundNearest,
+		BitChoices:        slices.Clone(DefaultBitChoices),
+		Budget:            BudgetSize,
+		BudgetBits:        DefaultBudgetBits,
+		HutchinsonSamples: DefaultHutchinsonSamples,
+		FineTune:          NewFineTune(),
 	}
 	c.LR = DefaultQATLR
 	return c
@@ -224,6 +258,7 @@ func (c *QuantizeConfig) Validate() error {
 	if (c.Rounding == RoundGPTQ || c.BiasCorrection) && c.Precision == PrecisionInt && c.WeightBits > 8 {
 		v.add("rounding gptq and bias_correction correct integer weights: they need weight_bits <= 8, not %d", c.WeightBits)
 	}
+	c.checkMixed(&v)
 	switch c.Precision {
 	case PrecisionInt:
 		if c.WeightBits > 8 && c.ActBits == 0 {

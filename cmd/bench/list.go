@@ -240,6 +240,7 @@ type (
 		Error      string              `json:"error"`
 		Executed   string              `json:"executed"`
 		ExecDetail string              `json:"exec_detail,omitempty"`
+		Quant      *store.Quantization `json:"quant,omitempty"` // every quantized site
 		Started    *time.Time          `json:"started"`
 		Ended      *time.Time          `json:"ended"`
 		Metrics    map[string]*float64 `json:"metrics"` // null when not finite
@@ -286,7 +287,7 @@ func writeListJSON(w io.Writer, s *store.Snapshot) error {
 		le := listExperiment{
 			Name: e.Name, Group: e.Group, Model: e.Model, Dataset: e.Dataset, Baseline: e.Baseline,
 			Families: nonNilStrings(e.Families), Pipeline: e.Pipeline, Params: e.Params, Hash: e.Hash,
-			Status: e.Status, Error: e.Error, Executed: e.Executed, ExecDetail: e.ExecDetail,
+			Status: e.Status, Error: e.Error, Executed: e.Executed, ExecDetail: e.ExecDetail, Quant: e.Quant,
 			Started: timeOrNil(e.Started), Ended: timeOrNil(e.Ended),
 			Settings: []listSetting{},
 			Metrics:  map[string]*float64{}, Units: map[string]string{},

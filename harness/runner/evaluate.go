@@ -21,6 +21,7 @@ type evaluation struct {
 	counts   vit.Counts
 	executed string
 	detail   string // what executed how (qexec.Report.Summary), or why not
+	quant    *store.Quantization
 	bytes    int64
 	bitOps   int64
 	peak     int64
@@ -62,6 +63,7 @@ func (r *Runner) evaluate(ctx context.Context, e *plan.Experiment, ev *evaluatio
 	ev.counts = model.Count()
 	ev.bytes = modelBytes(model)
 	ev.bitOps = model.BitOps()
+	ev.quant = quantization(model.Cfg.Quant)
 	ev.detail, err = r.execute(model)
 	if err != nil {
 		return err

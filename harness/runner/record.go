@@ -46,6 +46,7 @@ func (r *Runner) record(e *plan.Experiment, rec *store.Experiment, ev *evaluatio
 	counts := ev.counts
 	rec.Executed = ev.executed
 	rec.ExecDetail = ev.detail
+	rec.Quant = ev.quant
 	var trainSec, compressSec float64
 	peak := ev.peak
 	for i, h := range e.Nodes {

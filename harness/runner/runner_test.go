@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -433,5 +434,61 @@ pipeline = [ { technique = "quantize", weight_bits = 8, act_bits = 8, calib_imag
 				t.Errorf("run's int8 engine %q", got)
 			}
 		})
+	}
+}
+
+// TestQuantSitesStored: a quantized experiment stores every quantized
+// site (weights and activations, with their bits, kind and granularity)
+// and its mixed-precision search; the float baseline stores none.
+func TestQuantSitesStored(t *testing.T) {
+	const mixed = `
+[[experiment]]
+name = "mixed"
+model = "tiny"
+pipeline = [ { technique = "quantize", act_bits = 8, calib_images = 32, mixed_precision = true, bit_choices = [4, 8], budget_bits = 6, hutchinson_samples = 2 } ]
+`
+	suite := strings.Replace(testSuite, "eval_batch = 250", "eval_batch = 250\nint8_engine = \"none\"", 1)
+	f := newFixture(t, suite+mixed)
+	sum, log := f.run(t)
+	es, err := f.db.Experiments(context.Background(), sum.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := find(t, es, "mixed").Status; st != store.StatusOK {
+		t.Fatalf("mixed: status %s\n%s", st, log)
+	}
+	if q := find(t, es, "tiny").Quant; q != nil {
+		t.Errorf("the float baseline stores sites %+v", q)
+	}
+	q := find(t, es, "mixed").Quant
+	if q == nil || q.Mixed == nil {
+		t.Fatalf("stored quantization %+v: want sites and a mixed-precision search", q)
+	}
+	bits := map[int]int{}
+	var weights, acts int
+	for _, s := range q.Sites {
+		switch s.Kind {
+		case store.SiteWeight:
+			weights++
+			if strings.HasPrefix(s.Key, "blocks.") {
+				bits[s.Bits]++
+				if len(s.Sensitivity) != 2 || s.Axis != 0 || !s.Symmetric || s.Quantizer != vit.QuantUniform {
+					t.Errorf("weight site %+v: want per-channel symmetric uniform with two sensitivities", s)
+				}
+			}
+		case store.SiteAct:
+			acts++
+			if s.Bits != 8 || s.Axis != -1 {
+				t.Errorf("activation site %+v: want 8 bits per tensor", s)
+			}
+		default:
+			t.Errorf("site kind %q", s.Kind)
+		}
+	}
+	if weights == 0 || acts == 0 || bits[4] == 0 || bits[8] == 0 {
+		t.Errorf("%d weight sites (block widths %v), %d activation sites: want both widths of the search", weights, bits, acts)
+	}
+	if q.Mixed.Cost > q.Mixed.Limit || !slices.Equal(q.Mixed.Choices, []int{4, 8}) {
+		t.Errorf("search %+v: want cost within limit and choices [4 8]", q.Mixed)
 	}
 }

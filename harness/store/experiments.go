@@ -32,21 +32,26 @@ func (db *DB) SaveExperiment(ctx context.Context, e *Experiment) error {
 	if err != nil {
 		return fmt.Errorf("%s: encode params: %w", op, err)
 	}
+	quant, err := encodeQuant(e.Quant)
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
 	var id int64
 	err = db.write(ctx, op, func(tx *sql.Tx) error {
 		err := tx.QueryRowContext(ctx, `INSERT INTO experiments (
 	run_id, name, group_name, model, dataset, baseline, families, pipeline, params, spec, hash,
-	status, error, executed, exec_detail, started, ended
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	status, error, executed, exec_detail, quant_sites, started, ended
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (run_id, name) DO UPDATE SET
 	group_name = excluded.group_name, model = excluded.model, dataset = excluded.dataset,
 	baseline = excluded.baseline, families = excluded.families, pipeline = excluded.pipeline,
 	params = excluded.params, spec = excluded.spec, hash = excluded.hash, status = excluded.status,
-	error = excluded.error, executed = excluded.executed, exec_detail = excluded.exec_detail, started = excluded.started,
+	error = excluded.error, executed = excluded.executed, exec_detail = excluded.exec_detail,
+	quant_sites = excluded.quant_sites, started = excluded.started,
 	ended = excluded.ended
 RETURNING id`,
 			e.RunID, e.Name, e.Group, e.Model, e.Dataset, e.Baseline, string(families), e.Pipeline,
-			string(paramsJSON), e.SpecJSON, e.Hash, e.Status, e.Error, e.Executed, e.ExecDetail,
+			string(paramsJSON), e.SpecJSON, e.Hash, e.Status, e.Error, e.Executed, e.ExecDetail, quant,
 			nullTime(e.Started), nullTime(e.Ended),
 		).Scan(&id)
 		if err != nil {
@@ -198,7 +203,7 @@ func (db *DB) Experiments(ctx context.Context, runID int64) ([]Experiment, error
 }
 
 const experimentColumns = `e.id, e.run_id, e.name, e.group_name, e.model, e.dataset, e.baseline,
-	e.families, e.pipeline, e.params, e.spec, e.hash, e.status, e.error, e.executed, e.exec_detail, e.started, e.ended`
+	e.families, e.pipeline, e.params, e.spec, e.hash, e.status, e.error, e.executed, e.exec_detail, e.quant_sites, e.started, e.ended`
 
 // loadExperiments returns the experiments matching where (a condition on
 // experiments e, with args), ordered by run and then by ID, with their
@@ -216,11 +221,12 @@ FROM experiments e WHERE `+where+` ORDER BY e.run_id, e.id`, args...)
 		var (
 			e                Experiment
 			families, params string
+			quant            string
 			started, ended   sql.NullString
 		)
 		if err := rows.Scan(&e.ID, &e.RunID, &e.Name, &e.Group, &e.Model, &e.Dataset, &e.Baseline,
 			&families, &e.Pipeline, &params, &e.SpecJSON, &e.Hash, &e.Status, &e.Error, &e.Executed,
-			&e.ExecDetail, &started, &ended); err != nil {
+			&e.ExecDetail, &quant, &started, &ended); err != nil {
 			return nil, fmt.Errorf("scan experiment: %w", err)
 		}
 		if err := json.Unmarshal([]byte(families), &e.Families); err != nil {
@@ -228,6 +234,9 @@ FROM experiments e WHERE `+where+` ORDER BY e.run_id, e.id`, args...)
 		}
 		if err := json.Unmarshal([]byte(params), &e.Params); err != nil {
 			return nil, fmt.Errorf("experiment %q: decode params: %w", e.Name, err)
+		}
+		if e.Quant, err = decodeQuant(quant); err != nil {
+			return nil, fmt.Errorf("experiment %q: %w", e.Name, err)
 		}
 		if len(e.Families) == 0 {
 			e.Families = nil

@@ -53,7 +53,7 @@ var standardMetrics = []string{
 var fixedColumns = []string{
 	"run_uuid", "suite", "hostname", "cpu", "cores", "gpu", "libtorch", "blas", "threads", "engine", "simd", "int8_engine", "device",
 	"run_started", "experiment", "group", "model", "dataset", "baseline", "pipeline", "families",
-	"status", "executed", "exec_detail", "error",
+	"status", "executed", "exec_detail", "quant_sites", "error",
 }
 
 // table is a snapshot flattened to one row per experiment. A cell is a
@@ -146,7 +146,7 @@ func flatten(s *Snapshot) table {
 			r.UUID, r.SuiteName, m.Hostname, m.CPU, int64(m.Cores), m.GPU, m.Libtorch, m.BLAS,
 			int64(r.Threads), r.Engine, r.SIMD, r.Int8Engine, r.Device, started,
 			e.Name, e.Group, e.Model, e.Dataset, e.Baseline, e.Pipeline, strings.Join(e.Families, "+"),
-			e.Status, e.Executed, e.ExecDetail, e.Error,
+			e.Status, e.Executed, e.ExecDetail, QuantSitesText(e.Quant), e.Error,
 		}
 		settings := make(map[string]string, len(e.Settings))
 		for _, st := range e.Settings {

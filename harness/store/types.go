@@ -94,11 +94,14 @@ type Experiment struct {
 	// library, the layers in int8 and those left in float32, or why it
 	// stayed simulated; "" for float models.
 	ExecDetail string
-	Started    time.Time
-	Ended      time.Time
-	Metrics    []metrics.Metric
-	Layers     []Layer // per-layer counts of the final model
-	Curves     []Point // training/fine-tuning curves
+	// Quant lists every quantized site of the final model; nil for float
+	// models and experiments stored before it existed.
+	Quant   *Quantization
+	Started time.Time
+	Ended   time.Time
+	Metrics []metrics.Metric
+	Layers  []Layer // per-layer counts of the final model
+	Curves  []Point // training/fine-tuning curves
 }
 
 // Setting is one resolved parameter of one stage of an experiment.

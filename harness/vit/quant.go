@@ -262,6 +262,9 @@ type QuantState struct {
 	// Acts holds the activation quantizers by ActKey, ActInput, ActHead
 	// or ActHeadDist.
 	Acts map[string]*QuantSpec `json:"acts,omitempty"`
+	// Mixed records the mixed-precision search that chose the weights'
+	// widths, when one did.
+	Mixed *MixedPrecision `json:"mixed,omitempty"`
 }
 
 // DType is the dtype the model's tensors have under this state.

@@ -165,7 +165,7 @@ func NewPlan(m *vit.Model, o Options) (*Plan, error) {
 			r := arule(o.ActBits)
 			switch {
 			case g == techniques.GroupFC2 && o.Method == techniques.MethodPTQ4ViT:
-				r = Rule{Shape: ShapeTwinGELU, Bits: o.ActBits}
+				r = Rule{Shape: ShapeTwinGELU, Bits: o.ActBits, Axis: -1}
 			case (g == techniques.GroupQKV || g == techniques.GroupFC1) && o.Method == techniques.MethodRepQViT:
 				p.RepQ = append(p.RepQ, key)
 			}
@@ -175,11 +175,11 @@ func NewPlan(m *vit.Model, o Options) (*Plan, error) {
 			key := vit.ActKey(b.Index, vit.SiteAttnMap)
 			switch o.Method {
 			case techniques.MethodFQViT:
-				p.Acts[key] = Rule{Shape: ShapeLog2, Bits: attnBits}
+				p.Acts[key] = Rule{Shape: ShapeLog2, Bits: attnBits, Axis: -1}
 			case techniques.MethodRepQViT:
 				p.Acts[key] = Rule{Shape: ShapeLogSqrt2, Bits: attnBits, Axis: -1}
 			case techniques.MethodPTQ4ViT:
-				p.Acts[key] = Rule{Shape: ShapeTwinSoftmax, Bits: attnBits}
+				p.Acts[key] = Rule{Shape: ShapeTwinSoftmax, Bits: attnBits, Axis: -1}
 			default:
 				// Probabilities are non-negative: an affine grid from 0.
 				r := arule(attnBits)

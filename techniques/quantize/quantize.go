@@ -122,6 +122,13 @@ func apply(ctx context.Context, c *techniques.QuantizeConfig, m *vit.Model, env 
 	if err != nil {
 		return nil, fmt.Errorf("quantize: calibration data: %w", err)
 	}
+	var mixed *vit.MixedPrecision
+	if c.MixedPrecision {
+		if mixed, err = AssignBits(ctx, m, batches, plan, mixedOptions(c)); err != nil {
+			return nil, err
+		}
+		env.Logf("quantize: mixed precision (%s, %s budget at %d bits): %s", mixed.Method, mixed.Budget, mixed.BudgetBits, mixedSummary(mixed))
+	}
 	var shadows map[string]*ts.Tensor
 	if c.Epochs > 0 {
 		shadows = FloatWeights(m, plan)
@@ -131,6 +138,7 @@ func apply(ctx context.Context, c *techniques.QuantizeConfig, m *vit.Model, env 
 		dropAll(shadows)
 		return nil, err
 	}
+	state.Mixed = mixed // m.Cfg.Quant is state: the record is saved with the model
 	env.Logf("quantize: %d weights, %d activation quantizers (%s, %s)", len(state.Weights), len(state.Acts), c.Method, c.Calibrator)
 	if c.Calibrator == techniques.CalibRepQ && (c.Symmetric || c.ActSymmetric) {
 		env.Logf("quantize: calibrator repq chooses affine grids (RepQ-ViT's); symmetric and act_symmetric are not used")
