@@ -45,6 +45,7 @@ const (
 // ActKey(block, site).
 const (
 	ActInput    = "patch_embed.in" // the normalised image, input of the patch embedding
+	ActNorm     = "norm.in"        // the residual stream after the last block, input of the final norm
 	ActHead     = "head.in"        // the class token after the final norm
 	ActHeadDist = "head_dist.in"   // the distillation token after the final norm
 )
@@ -296,6 +297,7 @@ func (s *QuantState) validate(m *Model) error {
 func (m *Model) TapPoints() map[string]*Tap {
 	pts := map[string]*Tap{
 		ActInput: &m.InputTap,
+		ActNorm:  &m.NormTap,
 		ActHead:  &m.Head.Tap,
 	}
 	if m.HeadDist != nil {
@@ -499,8 +501,8 @@ func (m *Model) SizeBytes() int64 {
 // BitOps is the model's bit operations for one image: each layer's
 // multiply-accumulates times the bit widths of its two operands (weights
 // and input activation; 32 for float32, 16 for a float16/bfloat16 cast).
-// The attention products count half their MACs as q·kᵀ (neither operand
-// quantized) and half as attention·v (the attention map at its bits).
+// The attention products count half their MACs as q·kᵀ (the q and k
+// bits) and half as attention·v (the attention map's and v's bits).
 // Dense MACs are used: pruned zeros are not skipped.
 func (m *Model) BitOps() int64 {
 	s := m.Cfg.Quant
@@ -536,9 +538,9 @@ func (m *Model) BitOps() int64 {
 			i, _ := strconv.Atoi(idx)
 			switch layer {
 			case "attn.matmul":
-				f := int64(float)
 				qk := l.MACs / 2
-				total += qk*f*f + (l.MACs-qk)*abits(ActKey(i, SiteAttnMap))*f
+				total += qk*abits(ActKey(i, SiteQ))*abits(ActKey(i, SiteK)) +
+					(l.MACs-qk)*abits(ActKey(i, SiteAttnMap))*abits(ActKey(i, SiteV))
 			case "attn.qkv":
 				total += l.MACs * wbits(name) * abits(ActKey(i, SiteQKVIn))
 			case "attn.proj":
