@@ -23,17 +23,17 @@ type Site int
 
 // Sites inside a block, in forward order.
 const (
-	SiteNorm1In     Site = iota // block input (residual stream), input of norm1
-	SiteQKVIn                   // output of norm1, input of qkv
-	SiteQ                       // queries [B,H,N,hd], before the 1/sqrt(hd) scaling
-	SiteK                       // keys [B,H,N,hd]
-	SiteV                       // values [B,H,N,hd]
-	SiteAttnLogits              // scaled q·kᵀ, softmax input
-	SiteAttnMap                 // softmax output (attention probabilities)
-	SiteProjIn                  // concatenated heads, input of proj
-	SiteNorm2In                 // residual stream after attention, input of norm2
-	SiteFC1In                   // output of norm2, input of fc1
-	SiteFC2In                   // GELU output, input of fc2
+	SiteNorm1In    Site = iota // block input (residual stream), input of norm1
+	SiteQKVIn                  // output of norm1, input of qkv
+	SiteQ                      // queries [B,H,N,hd], before the 1/sqrt(hd) scaling
+	SiteK                      // keys [B,H,N,hd]
+	SiteV                      // values [B,H,N,hd]
+	SiteAttnLogits             // scaled q·kᵀ, softmax input
+	SiteAttnMap                // softmax output (attention probabilities)
+	SiteProjIn                 // concatenated heads, input of proj
+	SiteNorm2In                // residual stream after attention, input of norm2
+	SiteFC1In                  // output of norm2, input of fc1
+	SiteFC2In                  // GELU output, input of fc2
 	numSites
 )
 
@@ -121,16 +121,16 @@ func (l *Linear) tensors() []*ts.Tensor {
 
 // Block is one pre-norm transformer block.
 type Block struct {
-	Index      int
-	Norm1W     *ts.Tensor
-	Norm1B     *ts.Tensor
-	QKV, Proj  *Linear
-	Norm2W     *ts.Tensor
-	Norm2B     *ts.Tensor
-	FC1, FC2   *Linear
-	Heads      int
-	HeadDim    int
-	Taps       [numSites]Tap
+	Index     int
+	Norm1W    *ts.Tensor
+	Norm1B    *ts.Tensor
+	QKV, Proj *Linear
+	Norm2W    *ts.Tensor
+	Norm2B    *ts.Tensor
+	FC1, FC2  *Linear
+	Heads     int
+	HeadDim   int
+	Taps      [numSites]Tap
 	// Softmax, when set, computes the attention probabilities from the
 	// logits [B,H,N,N] in place of softmax (FQ-ViT's Log-Int-Softmax);
 	// it does not free its input.
