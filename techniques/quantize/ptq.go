@@ -39,6 +39,9 @@ type Options struct {
 	// BiasCorrection corrects the biases of the quantized linear layers
 	// for the mean output error of their weights' rounding.
 	BiasCorrection bool
+	// Coverage is techniques.CoverageLinear (or ""), CoverageMatmul or
+	// CoverageFull: the activations quantized besides the linear inputs.
+	Coverage string
 }
 
 // Plan is what a quantization does to one model: a rule per quantized
@@ -168,7 +171,20 @@ func NewPlan(m *vit.Model, o Options) (*Plan, error) {
 			}
 			p.Acts[key] = r
 		}
-		if listed[techniques.GroupAttnMap] && o.ActBits > 0 {
+		matmul := o.ActBits > 0 && (o.Coverage == techniques.CoverageMatmul || o.Coverage == techniques.CoverageFull)
+		full := o.ActBits > 0 && o.Coverage == techniques.CoverageFull
+		if matmul {
+			for _, s := range []vit.Site{vit.SiteQ, vit.SiteK, vit.SiteV} {
+				p.Acts[vit.ActKey(b.Index, s)] = arule(o.ActBits)
+			}
+		}
+		if full {
+			p.Acts[vit.ActKey(b.Index, vit.SiteAttnLogits)] = arule(o.ActBits)
+			for _, s := range []vit.Site{vit.SiteNorm1In, vit.SiteNorm2In} {
+				p.Acts[vit.ActKey(b.Index, s)] = normRule(o)
+			}
+		}
+		if (listed[techniques.GroupAttnMap] || matmul) && o.ActBits > 0 {
 			key := vit.ActKey(b.Index, vit.SiteAttnMap)
 			switch o.Method {
 			case techniques.MethodFQViT, techniques.MethodRepQViT:
@@ -183,11 +199,21 @@ func NewPlan(m *vit.Model, o Options) (*Plan, error) {
 			}
 		}
 	}
+	if o.ActBits > 0 && o.Coverage == techniques.CoverageFull {
+		p.Acts[vit.ActNorm] = normRule(o)
+	}
 	sort.Strings(p.RepQ)
 	if len(p.Weights)+len(p.Acts) == 0 {
 		return nil, fmt.Errorf("nothing to quantize: no weight or activation of the layers %v gets a bit width", o.Groups)
 	}
 	return p, nil
+}
+
+// normRule is the rule of a LayerNorm input (coverage full): a uniform
+// per-tensor grid with the stage's calibrator.
+func normRule(o Options) Rule {
+	return Rule{Shape: ShapeUniform, Bits: o.ActBits, Symmetric: o.ActSymmetric, Calibrator: o.Calibrator,
+		Percentile: o.Percentile, EMA: o.EMA, Axis: -1}
 }
 
 // errNorm explains why the LayerNorm input cannot be selected.

@@ -63,6 +63,7 @@ func options(c *techniques.QuantizeConfig) Options {
 		Method:          c.Method,
 		Rounding:        c.Rounding,
 		BiasCorrection:  c.BiasCorrection,
+		Coverage:        c.Coverage,
 	}
 	if o.WeightBits > 8 {
 		o.WeightBits = 0
