@@ -119,8 +119,15 @@ func (q *QuantSpec) Validate() error {
 		if q.QMin < -half || q.QMax > half-1 || q.QMin >= q.QMax {
 			return fmt.Errorf("twin-uniform first range [%d, %d] does not fit %d-1 bits", q.QMin, q.QMax, q.Bits)
 		}
+	case QuantLogIntSoftmax:
+		if q.Bits > 8 {
+			return fmt.Errorf("log-int-softmax with %d bits (at most 8)", q.Bits)
+		}
+		if len(q.Scale) != 1 || !(q.Scale[0] > 0) || math.IsInf(q.Scale[0], 0) {
+			return fmt.Errorf("log-int-softmax needs the logits' one positive scale, got %v", q.Scale)
+		}
 	default:
-		return fmt.Errorf("unknown quantizer kind %q (%s, %s, %s)", q.Kind, QuantUniform, QuantLog2, QuantTwin)
+		return fmt.Errorf("unknown quantizer kind %q (%s, %s, %s, %s)", q.Kind, QuantUniform, QuantLog2, QuantTwin, QuantLogIntSoftmax)
 	}
 	return nil
 }
@@ -158,6 +165,16 @@ func (q *QuantSpec) Apply(x *ts.Tensor) *ts.Tensor {
 		return straightThrough(x, q.log2(x))
 	case QuantTwin:
 		return straightThrough(x, q.twin(x))
+	case QuantLogIntSoftmax:
+		// x are logits: the gradient is softmax's.
+		lis := q.logIntSoftmax(x)
+		if !x.MustRequiresGrad() {
+			return lis
+		}
+		sm := x.MustSoftmax(-1, gotch.Float, false)
+		y := straightThrough(sm, lis)
+		sm.MustDrop()
+		return y
 	}
 	panic(fmt.Sprintf("vit: quantizer kind %q", q.Kind))
 }
@@ -281,8 +298,16 @@ func (s *QuantState) validate(m *Model) error {
 			errs = append(errs, fmt.Sprintf("activation %s: %v", key, err))
 			continue
 		}
-		if spec.Kind == QuantUniform && spec.Axis >= 0 {
-			errs = append(errs, fmt.Sprintf("activation %s: per-channel activation quantizers are not executed", key))
+		switch {
+		case spec.Kind == QuantLogIntSoftmax && !isAttnMapKey(key):
+			errs = append(errs, fmt.Sprintf("activation %s: log-int-softmax replaces softmax: attention maps only", key))
+		case spec.Kind == QuantUniform && spec.Axis >= 0 && isNormKey(key):
+			// FQ-ViT's Power-of-Two Factor: a scale per channel of [B,N,D].
+			if spec.Axis != 2 || len(spec.Scale) != m.Cfg.EmbedDim {
+				errs = append(errs, fmt.Sprintf("activation %s: %d scales on axis %d, want %d on axis 2", key, len(spec.Scale), spec.Axis, m.Cfg.EmbedDim))
+			}
+		case spec.Kind == QuantUniform && spec.Axis >= 0:
+			errs = append(errs, fmt.Sprintf("activation %s: per-channel activation quantizers are not executed (LayerNorm inputs only)", key))
 		}
 	}
 	if len(errs) > 0 {
@@ -309,6 +334,25 @@ func (m *Model) TapPoints() map[string]*Tap {
 		}
 	}
 	return pts
+}
+
+// quantPoint is where the quantizer spec at key runs: its tap point, or
+// for Log-Int-Softmax the block's Softmax, which it replaces.
+func (m *Model) quantPoint(key string, spec *QuantSpec) *Tap {
+	if spec.Kind == QuantLogIntSoftmax {
+		for _, b := range m.Blocks {
+			if key == ActKey(b.Index, SiteAttnMap) {
+				return &b.Softmax
+			}
+		}
+	}
+	return m.TapPoints()[key]
+}
+
+// isNormKey reports whether key names a LayerNorm input.
+func isNormKey(key string) bool {
+	return key == ActNorm || strings.HasPrefix(key, "blocks.") &&
+		(strings.HasSuffix(key, "."+SiteNorm1In.String()) || strings.HasSuffix(key, "."+SiteNorm2In.String()))
 }
 
 // ChainTap returns a tap that runs first, then then, freeing the
@@ -393,9 +437,9 @@ func (m *Model) attachQuant() (*Model, error) {
 	case PrecisionInt:
 		// Taps already there (token reduction's proportional attention)
 		// run first; the quantizer sees their output.
-		pts := m.TapPoints()
 		for key, spec := range s.Acts {
-			*pts[key] = ChainTap(*pts[key], spec)
+			p := m.quantPoint(key, spec)
+			*p = ChainTap(*p, spec)
 		}
 	}
 	return m, nil

@@ -187,7 +187,12 @@ func NewPlan(m *vit.Model, o Options) (*Plan, error) {
 		if (listed[techniques.GroupAttnMap] || matmul) && o.ActBits > 0 {
 			key := vit.ActKey(b.Index, vit.SiteAttnMap)
 			switch o.Method {
-			case techniques.MethodFQViT, techniques.MethodRepQViT:
+			case techniques.MethodFQViT:
+				p.Acts[key] = Rule{Shape: ShapeLog2, Bits: attnBits}
+				if full { // the logits are quantized: Log-Int-Softmax
+					p.Acts[key] = Rule{Shape: ShapeLogIntSoftmax, Bits: attnBits}
+				}
+			case techniques.MethodRepQViT:
 				p.Acts[key] = Rule{Shape: ShapeLog2, Bits: attnBits}
 			case techniques.MethodPTQ4ViT:
 				p.Acts[key] = Rule{Shape: ShapeTwinSoftmax, Bits: attnBits}
@@ -210,8 +215,12 @@ func NewPlan(m *vit.Model, o Options) (*Plan, error) {
 }
 
 // normRule is the rule of a LayerNorm input (coverage full): a uniform
-// per-tensor grid with the stage's calibrator.
+// per-tensor grid with the stage's calibrator, or FQ-ViT's Power-of-Two
+// Factor.
 func normRule(o Options) Rule {
+	if o.Method == techniques.MethodFQViT {
+		return Rule{Shape: ShapePTF, Bits: o.ActBits, PerChannelLast: true}
+	}
 	return Rule{Shape: ShapeUniform, Bits: o.ActBits, Symmetric: o.ActSymmetric, Calibrator: o.Calibrator,
 		Percentile: o.Percentile, EMA: o.EMA, Axis: -1}
 }
@@ -277,6 +286,9 @@ func Quantize(ctx context.Context, m *vit.Model, batches []*ts.Tensor, p *Plan) 
 	}
 	for k, s := range specs {
 		state.Acts[k] = s
+	}
+	if err := fillLogIntSoftmax(state.Acts); err != nil {
+		return nil, err
 	}
 	if err := m.SetQuant(state); err != nil {
 		return nil, err
