@@ -93,7 +93,9 @@ func TestFullCoverageForward(t *testing.T) {
 				t.Errorf("fq-vit final norm input: axis %d, %d scales", n.Axis, len(n.Scale))
 			}
 		}
-		if qexec.FastInt8() != "" {
+		if qexec.FastInt8() == "" {
+			t.Logf("%s: no int8 kernel on this CPU: execution not checked", method)
+		} else {
 			m.Cfg.Executed = vit.ExecutedSimulated
 			rep, err := qexec.Execute(m)
 			if err != nil {
