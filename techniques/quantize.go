@@ -29,6 +29,32 @@ const (
 	MethodRepQViT = "repq-vit" // post-LayerNorm per-channel scales reparameterized to per-tensor, log-sqrt(2) attention map, calibrator repq unless set
 )
 
+// Activation coverages of a quantize stage: which activations besides
+// the selected layers' weights are quantized.
+const (
+	// CoverageLinear quantizes every selected linear layer's input.
+	CoverageLinear = "linear"
+	// CoverageMatmul adds the operands of the attention products: q, k,
+	// v and the attention map, in every block.
+	CoverageMatmul = "matmul"
+	// CoverageFull adds the softmax input and the LayerNorm inputs (the
+	// residual stream before norm1, norm2 and the final norm).
+	CoverageFull = "full"
+)
+
+// DefaultCoverage is the coverage of each method when the stage leaves
+// coverage unset: what the method's paper quantizes.
+var DefaultCoverage = map[string]string{
+	MethodPTQ:     CoverageLinear,
+	MethodFQViT:   CoverageFull,
+	MethodPTQ4ViT: CoverageMatmul,
+	MethodRepQViT: CoverageMatmul,
+}
+
+// FQViTAttnBits is FQ-ViT's attention-map width (its Log-Int-Softmax
+// output), used when a fq-vit stage leaves attn_bits unset.
+const FQViTAttnBits = 4
+
 // Calibrators of activation (and weight) ranges.
 const (
 	CalibMinMax     = "minmax"     // the observed min and max
@@ -94,7 +120,7 @@ var QuantizeGroups = []string{GroupPatchEmbed, GroupQKV, GroupProj, GroupFC1, Gr
 var DefaultQuantizeLayers = []string{GroupQKV, GroupProj, GroupFC1, GroupFC2, GroupAttnMap}
 
 // ErrNoNormSite explains why the LayerNorm input cannot be selected.
-const ErrNoNormSite = `layer group "norm" (LayerNorm input) is not available: vit's blocks have no tap on the residual stream before their norms (only qkv_in, attn_map, proj_in, fc1_in, fc2_in)`
+const ErrNoNormSite = `layer group "norm" (LayerNorm input) is not a layer group: coverage = "full" quantizes the LayerNorm inputs`
 
 // QuantizeConfig is a quantize stage's parameters: post-training
 // quantization at 2 to 8 bits, the ViT-specific quantizers, QAT through
@@ -105,8 +131,13 @@ type QuantizeConfig struct {
 	WeightBits int `toml:"weight_bits"`
 	// ActBits is the activations' width, 2 to 8; 0 quantizes weights only.
 	ActBits int `toml:"act_bits"`
-	// AttnBits is the attention map's width, 2 to 8; 0 means act_bits.
+	// AttnBits is the attention map's width, 2 to 8; 0 means act_bits
+	// (FQViTAttnBits for fq-vit: Validate resolves it).
 	AttnBits int `toml:"attn_bits"`
+	// Coverage is which activations are quantized: CoverageLinear,
+	// CoverageMatmul or CoverageFull; "" is the method's DefaultCoverage
+	// (Validate resolves it, so the stored stage says which).
+	Coverage string `toml:"coverage"`
 	// Calibrator picks activation (and weight) ranges: "minmax", "ema",
 	// "percentile", "mse", "omse" (the same search) or "repq" (RepQ-ViT's
 	// percentile search, affine grids). Unset (""), Validate resolves it
@@ -202,13 +233,20 @@ func NewQuantizeConfig() *QuantizeConfig {
 	return c
 }
 
-// Validate resolves an unset calibrator to the method's and checks the
-// ranges and combinations.
+// Validate checks the ranges and combinations. It first resolves the
+// defaults that depend on the method: the calibrator, coverage, and
+// attn_bits for fq-vit.
 func (c *QuantizeConfig) Validate() error {
 	if c.Calibrator == "" {
 		c.Calibrator = MethodCalibrator(c.Method)
 	}
 	var v invalid
+	if c.Coverage == "" {
+		c.Coverage = DefaultCoverage[c.Method]
+	}
+	if c.Method == MethodFQViT && c.AttnBits == 0 && c.Precision == PrecisionInt {
+		c.AttnBits = FQViTAttnBits
+	}
 	if !(c.WeightBits >= 2 && c.WeightBits <= 8 || c.WeightBits == 16 || c.WeightBits == 32) {
 		v.add("weight_bits %d: want 2..8, or 16/32 for float weights", c.WeightBits)
 	}
@@ -228,6 +266,12 @@ func (c *QuantizeConfig) Validate() error {
 	}
 	if c.CalibImages < 32 || c.CalibImages > 1024 {
 		v.add("calib_images %d: want 32..1024", c.CalibImages)
+	}
+	if c.Coverage != "" { // "" only with an unknown method, reported below
+		v.oneOf("coverage", c.Coverage, CoverageLinear, CoverageMatmul, CoverageFull)
+	}
+	if (c.Coverage == CoverageMatmul || c.Coverage == CoverageFull) && c.ActBits == 0 {
+		v.add("coverage %s quantizes activations: it needs act_bits > 0", c.Coverage)
 	}
 	seen := v.layers(c.Layers, QuantizeGroups, map[string]string{GroupNorm: ErrNoNormSite})
 	switch c.Method {
@@ -271,6 +315,9 @@ func (c *QuantizeConfig) Validate() error {
 			c.Symmetric != d.Symmetric || c.ActSymmetric != d.ActSymmetric || !slices.Equal(c.Layers, d.Layers) || c.OverflowFix ||
 			c.Rounding != d.Rounding || c.BiasCorrection {
 			v.add("precision %s casts the whole model: leave weight_bits, act_bits, attn_bits, calibrator, granularity, symmetric, act_symmetric, layers, method, overflow_fix, rounding and bias_correction at their defaults", c.Precision)
+		}
+		if c.Coverage != CoverageLinear && c.Method == MethodPTQ {
+			v.add("precision %s casts the whole model: leave coverage at its default (linear)", c.Precision)
 		}
 		if c.Epochs > 0 {
 			v.add("finetune_epochs (QAT) applies to precision int only")

@@ -21,6 +21,35 @@ func TestQuantizeDefaults(t *testing.T) {
 	}
 }
 
+// TestQuantizeResolvesMethodDefaults: Validate stores the coverage and
+// fq-vit's attention bits a method implies, and keeps those set.
+func TestQuantizeResolvesMethodDefaults(t *testing.T) {
+	tests := []struct {
+		method, coverage string
+		attnBits         int
+		wantCov          string
+		wantAttn         int
+	}{
+		{MethodPTQ, "", 0, CoverageLinear, 0},
+		{MethodFQViT, "", 0, CoverageFull, FQViTAttnBits},
+		{MethodFQViT, CoverageLinear, 6, CoverageLinear, 6},
+		{MethodPTQ4ViT, "", 0, CoverageMatmul, 0},
+		{MethodRepQViT, "", 0, CoverageMatmul, 0},
+		{MethodPTQ, CoverageFull, 0, CoverageFull, 0},
+	}
+	for _, tt := range tests {
+		c := NewQuantizeConfig()
+		c.Method, c.Coverage, c.AttnBits = tt.method, tt.coverage, tt.attnBits
+		if err := c.Validate(); err != nil {
+			t.Fatalf("%s: %v", tt.method, err)
+		}
+		if c.Coverage != tt.wantCov || c.AttnBits != tt.wantAttn {
+			t.Errorf("%s coverage %q attn_bits %d: resolved %q, %d; want %q, %d",
+				tt.method, tt.coverage, tt.attnBits, c.Coverage, c.AttnBits, tt.wantCov, tt.wantAttn)
+		}
+	}
+}
+
 func TestQuantizeValidate(t *testing.T) {
 	type c = *QuantizeConfig
 	runValidate(t, Quantize, NewQuantizeConfig, []validateCase[c]{
@@ -72,6 +101,11 @@ func TestQuantizeValidate(t *testing.T) {
 		{"fq-vit without attention", func(c c) { c.Method = MethodFQViT; c.Layers = []string{GroupQKV} }, "fq-vit"},
 		{"repq weight-only", func(c c) { c.Method = MethodRepQViT; c.ActBits = 0 }, "repq-vit"},
 		{"method", func(c c) { c.Method = "gptq" }, "method"},
+		{"coverage matmul", func(c c) { c.Coverage = CoverageMatmul }, ""},
+		{"coverage full", func(c c) { c.Coverage = CoverageFull }, ""},
+		{"coverage", func(c c) { c.Coverage = "all" }, `coverage "all"`},
+		{"coverage full weight-only", func(c c) { c.Coverage, c.ActBits = CoverageFull, 0 }, "coverage full quantizes activations: it needs act_bits > 0"},
+		{"coverage with bf16", func(c c) { c.Coverage, c.Precision = CoverageMatmul, PrecisionBF16 }, "leave coverage at its default"},
 		{"bf16 with bits", func(c c) { c.Precision = PrecisionBF16; c.WeightBits = 4 }, "casts the whole model"},
 		{"bf16 with qat", func(c c) { c.Precision, c.Epochs = PrecisionBF16, 1 }, "finetune_epochs (QAT) applies to precision int only"},
 		{"fp8", func(c c) { c.Precision = "fp8" }, "precision"},

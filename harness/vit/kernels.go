@@ -58,14 +58,15 @@ func (m *Model) setKernels(kernels map[string]LinearKernel, dropActs []string) e
 	}
 	pts := m.TapPoints()
 	for _, key := range dropActs {
-		p, ok := pts[key]
-		if !ok {
+		if _, ok := pts[key]; !ok {
 			return fmt.Errorf("activation site %s, which model %q does not have", key, m.Cfg.Name)
 		}
 		if m.Cfg.Quant == nil || m.Cfg.Quant.Acts[key] == nil {
 			return fmt.Errorf("no activation quantizer at %s to remove", key)
 		}
-		*p = withoutTap(*p, m.Cfg.Quant.Acts[key])
+		spec := m.Cfg.Quant.Acts[key]
+		p := m.quantPoint(key, spec)
+		*p = withoutTap(*p, spec)
 	}
 	for name, k := range kernels {
 		byName[name].Kernel = k

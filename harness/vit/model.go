@@ -23,15 +23,21 @@ type Site int
 
 // Sites inside a block, in forward order.
 const (
-	SiteQKVIn   Site = iota // output of norm1, input of qkv
-	SiteAttnMap             // softmax output (attention probabilities)
-	SiteProjIn              // concatenated heads, input of proj
-	SiteFC1In               // output of norm2, input of fc1
-	SiteFC2In               // GELU output, input of fc2
+	SiteNorm1In    Site = iota // block input (residual stream), input of norm1
+	SiteQKVIn                  // output of norm1, input of qkv
+	SiteQ                      // queries [B,H,N,hd], before the 1/sqrt(hd) scaling
+	SiteK                      // keys [B,H,N,hd]
+	SiteV                      // values [B,H,N,hd]
+	SiteAttnLogits             // scaled q·kᵀ, softmax input
+	SiteAttnMap                // softmax output (attention probabilities)
+	SiteProjIn                 // concatenated heads, input of proj
+	SiteNorm2In                // residual stream after attention, input of norm2
+	SiteFC1In                  // output of norm2, input of fc1
+	SiteFC2In                  // GELU output, input of fc2
 	numSites
 )
 
-var siteNames = [numSites]string{"qkv_in", "attn_map", "proj_in", "fc1_in", "fc2_in"}
+var siteNames = [numSites]string{"norm1_in", "qkv_in", "q", "k", "v", "attn_logits", "attn_map", "proj_in", "norm2_in", "fc1_in", "fc2_in"}
 
 func (s Site) String() string { return siteNames[s] }
 
@@ -115,16 +121,20 @@ func (l *Linear) tensors() []*ts.Tensor {
 
 // Block is one pre-norm transformer block.
 type Block struct {
-	Index      int
-	Norm1W     *ts.Tensor
-	Norm1B     *ts.Tensor
-	QKV, Proj  *Linear
-	Norm2W     *ts.Tensor
-	Norm2B     *ts.Tensor
-	FC1, FC2   *Linear
-	Heads      int
-	HeadDim    int
-	Taps       [numSites]Tap
+	Index     int
+	Norm1W    *ts.Tensor
+	Norm1B    *ts.Tensor
+	QKV, Proj *Linear
+	Norm2W    *ts.Tensor
+	Norm2B    *ts.Tensor
+	FC1, FC2  *Linear
+	Heads     int
+	HeadDim   int
+	Taps      [numSites]Tap
+	// Softmax, when set, computes the attention probabilities from the
+	// logits [B,H,N,N] in place of softmax (FQ-ViT's Log-Int-Softmax);
+	// it does not free its input.
+	Softmax    Tap
 	Reducer    TokenReducer // token reduction after attention; nil for none
 	eps        float64
 	embedShape []int64
@@ -159,6 +169,9 @@ type Model struct {
 	// InputTap sees the normalised image batch (the patch embedding's
 	// input); the head's input is the head's own Tap.
 	InputTap Tap
+	// NormTap sees the input of the final norm (the residual stream after
+	// the last block).
+	NormTap Tap
 
 	unpaced bool // no torchrt.Pacer between blocks (benchmarks compare)
 	exec    *executed
@@ -306,8 +319,15 @@ func (m *Model) embed(x *ts.Tensor) *ts.Tensor {
 	return seq.MustAdd(m.PosEmbed, true)
 }
 
+// finalNorm returns the final norm of x, not freeing x; NormTap sees
+// its input.
 func (m *Model) finalNorm(x *ts.Tensor) *ts.Tensor {
-	return layerNorm(x, []int64{int64(m.Cfg.EmbedDim)}, m.NormW, m.NormB, m.Cfg.LNEps)
+	in := applyTap(m.NormTap, x, false)
+	out := layerNorm(in, []int64{int64(m.Cfg.EmbedDim)}, m.NormW, m.NormB, m.Cfg.LNEps)
+	if in != x {
+		in.MustDrop()
+	}
+	return out
 }
 
 // layerNorm normalises x over its last dimensions. A half-precision x is
@@ -390,7 +410,7 @@ func (b *Block) forward(x *ts.Tensor, inference bool) *ts.Tensor {
 // queryKeyValue returns the block's queries (scaled), keys and values of
 // the tokens in x [B,N,D], each [B,heads,N,hd]; x is not freed.
 func (b *Block) queryKeyValue(x *ts.Tensor) (q, k, v *ts.Tensor) {
-	h := layerNorm(x, b.embedShape, b.Norm1W, b.Norm1B, b.eps)
+	h := b.norm(x, SiteNorm1In, b.Norm1W, b.Norm1B)
 	h = applyTap(b.Taps[SiteQKVIn], h, true)
 	qkv := b.QKV.Forward(h)
 	h.MustDrop()
@@ -399,7 +419,21 @@ func (b *Block) queryKeyValue(x *ts.Tensor) (q, k, v *ts.Tensor) {
 	heads, hd := int64(b.Heads), int64(b.HeadDim)
 	qkv = qkv.MustReshape([]int64{bs, n, 3, heads, hd}, true).MustPermute([]int64{2, 0, 3, 1, 4}, true)
 	parts := qkv.MustUnbind(0, true)
-	return parts[0].MustMulScalar(b.scale, true), parts[1], parts[2]
+	q = applyTap(b.Taps[SiteQ], parts[0], true)
+	k = applyTap(b.Taps[SiteK], parts[1], true)
+	v = applyTap(b.Taps[SiteV], parts[2], true)
+	return q.MustMulScalar(b.scale, true), k, v
+}
+
+// norm returns the LayerNorm (w, b) of x, not freeing x; the tap at site
+// sees the norm's input but not the residual stream, which stays as it is.
+func (b *Block) norm(x *ts.Tensor, site Site, w, bias *ts.Tensor) *ts.Tensor {
+	in := applyTap(b.Taps[site], x, false)
+	h := layerNorm(in, b.embedShape, w, bias, b.eps)
+	if in != x {
+		in.MustDrop()
+	}
+	return h
 }
 
 // attendAndMLP finishes the block on the residual stream x [B,N,D] given
@@ -428,7 +462,12 @@ func (b *Block) attend(x, q, k, v *ts.Tensor, inference, own, wantReduce bool) (
 	kt := k.MustTranspose(-2, -1, false)
 	attn := q.MustMatmul(kt, true)
 	kt.MustDrop()
-	attn = attn.MustSoftmax(-1, gotch.Float, true)
+	attn = applyTap(b.Taps[SiteAttnLogits], attn, true)
+	if b.Softmax != nil {
+		attn = applyTap(b.Softmax, attn, true)
+	} else {
+		attn = attn.MustSoftmax(-1, gotch.Float, true)
+	}
 	attn = applyTap(b.Taps[SiteAttnMap], attn, true)
 	if wantReduce {
 		keys = k.MustMeanDim([]int64{1}, false, gotch.Float, false)                              // [B,N,hd]
@@ -464,7 +503,7 @@ func (b *Block) reduce(x, keys, clsAttn *ts.Tensor) *ts.Tensor {
 // mlp runs the MLP half of the block on x: norm, MLP, residual add. It
 // frees x (or, in inference, adds into it and returns it).
 func (b *Block) mlp(x *ts.Tensor, inference bool) *ts.Tensor {
-	h := layerNorm(x, b.embedShape, b.Norm2W, b.Norm2B, b.eps)
+	h := b.norm(x, SiteNorm2In, b.Norm2W, b.Norm2B)
 	h = applyTap(b.Taps[SiteFC1In], h, true)
 	f := b.FC1.Forward(h)
 	h.MustDrop()

@@ -51,6 +51,7 @@ const (
 // ActKey(block, site).
 const (
 	ActInput    = "patch_embed.in" // the normalised image, input of the patch embedding
+	ActNorm     = "norm.in"        // the residual stream after the last block, input of the final norm
 	ActHead     = "head.in"        // the class token after the final norm
 	ActHeadDist = "head_dist.in"   // the distillation token after the final norm
 )
@@ -131,8 +132,15 @@ func (q *QuantSpec) Validate() error {
 		if q.QMin < -half || q.QMax > half-1 || q.QMin >= q.QMax {
 			return fmt.Errorf("twin-uniform first range [%d, %d] does not fit %d-1 bits", q.QMin, q.QMax, q.Bits)
 		}
+	case QuantLogIntSoftmax:
+		if q.Bits > 8 {
+			return fmt.Errorf("log-int-softmax with %d bits (at most 8)", q.Bits)
+		}
+		if len(q.Scale) != 1 || !(q.Scale[0] > 0) || math.IsInf(q.Scale[0], 0) {
+			return fmt.Errorf("log-int-softmax needs the logits' one positive scale, got %v", q.Scale)
+		}
 	default:
-		return fmt.Errorf("unknown quantizer kind %q (%s, %s, %s, %s)", q.Kind, QuantUniform, QuantLog2, QuantLogSqrt2, QuantTwin)
+		return fmt.Errorf("unknown quantizer kind %q (%s, %s, %s, %s, %s)", q.Kind, QuantUniform, QuantLog2, QuantLogSqrt2, QuantTwin, QuantLogIntSoftmax)
 	}
 	return nil
 }
@@ -172,6 +180,16 @@ func (q *QuantSpec) Apply(x *ts.Tensor) *ts.Tensor {
 		return straightThrough(x, q.logSqrt2(x))
 	case QuantTwin:
 		return straightThrough(x, q.twin(x))
+	case QuantLogIntSoftmax:
+		// x are logits: the gradient is softmax's.
+		lis := q.logIntSoftmax(x)
+		if !x.MustRequiresGrad() {
+			return lis
+		}
+		sm := x.MustSoftmax(-1, gotch.Float, false)
+		y := straightThrough(sm, lis)
+		sm.MustDrop()
+		return y
 	}
 	panic(fmt.Sprintf("vit: quantizer kind %q", q.Kind))
 }
@@ -322,8 +340,16 @@ func (s *QuantState) validate(m *Model) error {
 			errs = append(errs, fmt.Sprintf("activation %s: %v", key, err))
 			continue
 		}
-		if spec.Kind == QuantUniform && spec.Axis >= 0 {
-			errs = append(errs, fmt.Sprintf("activation %s: per-channel activation quantizers are not executed", key))
+		switch {
+		case spec.Kind == QuantLogIntSoftmax && !isAttnMapKey(key):
+			errs = append(errs, fmt.Sprintf("activation %s: log-int-softmax replaces softmax: attention maps only", key))
+		case spec.Kind == QuantUniform && spec.Axis >= 0 && isNormKey(key):
+			// FQ-ViT's Power-of-Two Factor: a scale per channel of [B,N,D].
+			if spec.Axis != 2 || len(spec.Scale) != m.Cfg.EmbedDim {
+				errs = append(errs, fmt.Sprintf("activation %s: %d scales on axis %d, want %d on axis 2", key, len(spec.Scale), spec.Axis, m.Cfg.EmbedDim))
+			}
+		case spec.Kind == QuantUniform && spec.Axis >= 0:
+			errs = append(errs, fmt.Sprintf("activation %s: per-channel activation quantizers are not executed (LayerNorm inputs only)", key))
 		}
 	}
 	if len(errs) > 0 {
@@ -338,6 +364,7 @@ func (s *QuantState) validate(m *Model) error {
 func (m *Model) TapPoints() map[string]*Tap {
 	pts := map[string]*Tap{
 		ActInput: &m.InputTap,
+		ActNorm:  &m.NormTap,
 		ActHead:  &m.Head.Tap,
 	}
 	if m.HeadDist != nil {
@@ -349,6 +376,25 @@ func (m *Model) TapPoints() map[string]*Tap {
 		}
 	}
 	return pts
+}
+
+// quantPoint is where the quantizer spec at key runs: its tap point, or
+// for Log-Int-Softmax the block's Softmax, which it replaces.
+func (m *Model) quantPoint(key string, spec *QuantSpec) *Tap {
+	if spec.Kind == QuantLogIntSoftmax {
+		for _, b := range m.Blocks {
+			if key == ActKey(b.Index, SiteAttnMap) {
+				return &b.Softmax
+			}
+		}
+	}
+	return m.TapPoints()[key]
+}
+
+// isNormKey reports whether key names a LayerNorm input.
+func isNormKey(key string) bool {
+	return key == ActNorm || strings.HasPrefix(key, "blocks.") &&
+		(strings.HasSuffix(key, "."+SiteNorm1In.String()) || strings.HasSuffix(key, "."+SiteNorm2In.String()))
 }
 
 // ChainTap returns a tap that runs first, then then, freeing the
@@ -433,9 +479,9 @@ func (m *Model) attachQuant() (*Model, error) {
 	case PrecisionInt:
 		// Taps already there (token reduction's proportional attention)
 		// run first; the quantizer sees their output.
-		pts := m.TapPoints()
 		for key, spec := range s.Acts {
-			*pts[key] = ChainTap(*pts[key], spec)
+			p := m.quantPoint(key, spec)
+			*p = ChainTap(*p, spec)
 		}
 	}
 	return m, nil
@@ -541,8 +587,8 @@ func (m *Model) SizeBytes() int64 {
 // BitOps is the model's bit operations for one image: each layer's
 // multiply-accumulates times the bit widths of its two operands (weights
 // and input activation; 32 for float32, 16 for a float16/bfloat16 cast).
-// The attention products count half their MACs as q·kᵀ (neither operand
-// quantized) and half as attention·v (the attention map at its bits).
+// The attention products count half their MACs as q·kᵀ (the q and k
+// bits) and half as attention·v (the attention map's and v's bits).
 // Dense MACs are used: pruned zeros are not skipped.
 func (m *Model) BitOps() int64 {
 	s := m.Cfg.Quant
@@ -578,9 +624,9 @@ func (m *Model) BitOps() int64 {
 			i, _ := strconv.Atoi(idx)
 			switch layer {
 			case "attn.matmul":
-				f := int64(float)
 				qk := l.MACs / 2
-				total += qk*f*f + (l.MACs-qk)*abits(ActKey(i, SiteAttnMap))*f
+				total += qk*abits(ActKey(i, SiteQ))*abits(ActKey(i, SiteK)) +
+					(l.MACs-qk)*abits(ActKey(i, SiteAttnMap))*abits(ActKey(i, SiteV))
 			case "attn.qkv":
 				total += l.MACs * wbits(name) * abits(ActKey(i, SiteQKVIn))
 			case "attn.proj":

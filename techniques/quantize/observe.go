@@ -66,6 +66,7 @@ type Observer struct {
 	pctHi  []float64
 	pctN   float64
 	seen   bool
+	last   *ts.Tensor // PTF: the last batch's rows
 
 	// second pass
 	cands []*vit.QuantSpec
@@ -114,12 +115,18 @@ func (o *Observer) rowsOf(x *ts.Tensor) *ts.Tensor {
 
 // Observe folds one tensor (a batch of an activation, or a weight) in.
 func (o *Observer) Observe(x *ts.Tensor) {
-	if o.Rule.Shape == ShapeLog2 || o.pass >= o.Passes() {
+	if o.Rule.Shape == ShapeLog2 || o.Rule.Shape == ShapeLogIntSoftmax || o.pass >= o.Passes() {
 		o.seen = true
 		return
 	}
 	r := o.rowsOf(x)
 	defer r.MustDrop()
+	if o.Rule.Shape == ShapePTF { // PTF's factors are searched on the last batch
+		if o.last != nil {
+			o.last.MustDrop()
+		}
+		o.last = r.MustShallowClone()
+	}
 	switch {
 	case o.repq != nil && o.pass == 0:
 		o.repq.first(r)
@@ -239,6 +246,13 @@ func (o *Observer) Spec() (*vit.QuantSpec, error) {
 	switch rule.Shape {
 	case ShapeLog2:
 		return Log2Spec(rule.Bits), nil
+	case ShapeLogIntSoftmax:
+		return &vit.QuantSpec{Kind: vit.QuantLogIntSoftmax, Bits: rule.Bits, Axis: -1}, nil
+	case ShapePTF:
+		if o.last != nil {
+			defer func() { o.last.MustDrop(); o.last = nil }()
+		}
+		return PTFSpec(o.lo, o.hi, o.last, rule.Bits)
 	case ShapeTwinSoftmax, ShapeTwinGELU:
 		if o.errs == nil {
 			return nil, fmt.Errorf("%s calibration needs a second pass", rule.Shape)

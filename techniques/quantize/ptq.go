@@ -39,6 +39,9 @@ type Options struct {
 	// BiasCorrection corrects the biases of the quantized linear layers
 	// for the mean output error of their weights' rounding.
 	BiasCorrection bool
+	// Coverage is techniques.CoverageLinear (or ""), CoverageMatmul or
+	// CoverageFull: the activations quantized besides the linear inputs.
+	Coverage string
 }
 
 // Plan is what a quantization does to one model: a rule per quantized
@@ -171,11 +174,27 @@ func NewPlan(m *vit.Model, o Options) (*Plan, error) {
 			}
 			p.Acts[key] = r
 		}
-		if listed[techniques.GroupAttnMap] && o.ActBits > 0 {
+		matmul := o.ActBits > 0 && (o.Coverage == techniques.CoverageMatmul || o.Coverage == techniques.CoverageFull)
+		full := o.ActBits > 0 && o.Coverage == techniques.CoverageFull
+		if matmul {
+			for _, s := range []vit.Site{vit.SiteQ, vit.SiteK, vit.SiteV} {
+				p.Acts[vit.ActKey(b.Index, s)] = arule(o.ActBits)
+			}
+		}
+		if full {
+			p.Acts[vit.ActKey(b.Index, vit.SiteAttnLogits)] = arule(o.ActBits)
+			for _, s := range []vit.Site{vit.SiteNorm1In, vit.SiteNorm2In} {
+				p.Acts[vit.ActKey(b.Index, s)] = normRule(o)
+			}
+		}
+		if (listed[techniques.GroupAttnMap] || matmul) && o.ActBits > 0 {
 			key := vit.ActKey(b.Index, vit.SiteAttnMap)
 			switch o.Method {
 			case techniques.MethodFQViT:
 				p.Acts[key] = Rule{Shape: ShapeLog2, Bits: attnBits, Axis: -1}
+				if full { // the logits are quantized: Log-Int-Softmax
+					p.Acts[key] = Rule{Shape: ShapeLogIntSoftmax, Bits: attnBits, Axis: -1}
+				}
 			case techniques.MethodRepQViT:
 				p.Acts[key] = Rule{Shape: ShapeLogSqrt2, Bits: attnBits, Axis: -1}
 			case techniques.MethodPTQ4ViT:
@@ -188,11 +207,25 @@ func NewPlan(m *vit.Model, o Options) (*Plan, error) {
 			}
 		}
 	}
+	if o.ActBits > 0 && o.Coverage == techniques.CoverageFull {
+		p.Acts[vit.ActNorm] = normRule(o)
+	}
 	sort.Strings(p.RepQ)
 	if len(p.Weights)+len(p.Acts) == 0 {
 		return nil, fmt.Errorf("nothing to quantize: no weight or activation of the layers %v gets a bit width", o.Groups)
 	}
 	return p, nil
+}
+
+// normRule is the rule of a LayerNorm input (coverage full): a uniform
+// per-tensor grid with the stage's calibrator, or FQ-ViT's Power-of-Two
+// Factor.
+func normRule(o Options) Rule {
+	if o.Method == techniques.MethodFQViT {
+		return Rule{Shape: ShapePTF, Bits: o.ActBits, PerChannelLast: true}
+	}
+	return Rule{Shape: ShapeUniform, Bits: o.ActBits, Symmetric: o.ActSymmetric, Calibrator: o.Calibrator,
+		Percentile: o.Percentile, EMA: o.EMA, Axis: -1}
 }
 
 // errNorm explains why the LayerNorm input cannot be selected.
@@ -260,6 +293,9 @@ func Quantize(ctx context.Context, m *vit.Model, batches []*ts.Tensor, p *Plan) 
 	}
 	for k, s := range specs {
 		state.Acts[k] = s
+	}
+	if err := fillLogIntSoftmax(state.Acts); err != nil {
+		return nil, err
 	}
 	if err := m.SetQuant(state); err != nil {
 		return nil, err

@@ -79,6 +79,7 @@ func options(c *techniques.QuantizeConfig) Options {
 		Method:          c.Method,
 		Rounding:        c.Rounding,
 		BiasCorrection:  c.BiasCorrection,
+		Coverage:        c.Coverage,
 	}
 	if o.Calibrator == "" {
 		o.Calibrator = techniques.MethodCalibrator(c.Method) // a Config that skipped Validate
