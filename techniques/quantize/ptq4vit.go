@@ -501,6 +501,14 @@ func (q *ptq4vit) run() error {
 			searchedA[key] = true
 		}
 	}
+	// The float model's predictions, the loss's target, taken before
+	// anything is quantized.
+	torchrt.NoGrad(func() {
+		for _, x := range q.batches {
+			y := q.m.Forward(x)
+			q.targets = append(q.targets, y.MustSoftmax(-1, gotch.Float, true))
+		}
+	})
 	// The rest first, as the authors' patch embedding comes first.
 	for _, name := range slices.Sorted(maps.Keys(q.p.Weights)) {
 		if searchedW[name] {
@@ -536,13 +544,6 @@ func (q *ptq4vit) run() error {
 	for k, spec := range specs {
 		q.attach(k, spec)
 	}
-	// The float model's predictions, the loss's target.
-	torchrt.NoGrad(func() {
-		for _, x := range q.batches {
-			y := q.m.Forward(x)
-			q.targets = append(q.targets, y.MustSoftmax(-1, gotch.Float, true))
-		}
-	})
 	index := map[*vit.Linear]int{}
 	for i, l := range ls {
 		index[l] = i
