@@ -120,7 +120,7 @@ func apply(ctx context.Context, c *techniques.QuantizeConfig, m *vit.Model, env 
 		env.Logf("quantize: bias correction skipped for %d layers without a bias: %s", len(nb), strings.Join(nb, ", "))
 	}
 	if c.Epochs > 0 {
-		if err := quantizationAware(ctx, m, shadows, env, c.FineTune); err != nil {
+		if err := quantizationAware(ctx, m, shadows, env, c.FineTune, c.QAT); err != nil {
 			return nil, fmt.Errorf("quantize: QAT: %w", err)
 		}
 	}
@@ -128,9 +128,9 @@ func apply(ctx context.Context, c *techniques.QuantizeConfig, m *vit.Model, env 
 	return m, nil
 }
 
-// quantizationAware runs QAT as the stage's fine-tune block asks; it
-// frees shadows.
-func quantizationAware(ctx context.Context, m *vit.Model, shadows map[string]*ts.Tensor, env compress.Env, block techniques.FineTune) error {
+// quantizationAware runs QAT (qat "ste") or LSQ (qat "lsq") as the
+// stage's fine-tune block asks; it frees shadows.
+func quantizationAware(ctx context.Context, m *vit.Model, shadows map[string]*ts.Tensor, env compress.Env, block techniques.FineTune, qat string) error {
 	tuner, err := compress.NewFineTuner(ctx, env, block)
 	if err != nil {
 		dropAll(shadows)
@@ -142,7 +142,16 @@ func quantizationAware(ctx context.Context, m *vit.Model, shadows map[string]*ts
 		dropAll(shadows)
 		return err
 	}
-	return QAT(ctx, m, shadows, func(t compress.Training) error { return env.Train(ctx, m, t) }, t)
+	train := func(t compress.Training) error { return env.Train(ctx, m, t) }
+	if qat == techniques.QATLSQ {
+		// The step sizes learn at the weights' rate, as in the paper.
+		lr := t.LR
+		if lr <= 0 {
+			lr = techniques.DefaultQATLR
+		}
+		return LSQ(ctx, m, shadows, train, t, lr)
+	}
+	return QAT(ctx, m, shadows, train, t)
 }
 
 func dropAll(ts map[string]*ts.Tensor) {
