@@ -14,9 +14,9 @@ import (
 	"github.com/vitbench/vitbench/techniques/compress"
 )
 
-// LSQ's optimizer of the step sizes: SGD with momentum, the paper's.
+// LSQ's optimizer of the step sizes: Adam without weight decay.
 const (
-	lsqMomentum = 0.9
+	lsqBeta1, lsqBeta2, lsqEps = 0.9, 0.999, 1e-8
 	// lsqMinStep keeps a step positive (QuantSpec.Validate's condition)
 	// should a gradient step overshoot zero.
 	lsqMinStep = 1e-10
@@ -47,8 +47,11 @@ const (
 // step the shadow takes the optimizer's step masked to the clipping
 // range, the weight's step size takes the eq. 3 gradient computed from
 // the weight's gradient, and the shadow is quantized on the new grid.
-// Step sizes take SGD steps with momentum 0.9 at rate lr, as in the
-// paper. The learned steps are written into the QuantSpecs after every
+// Step sizes take Adam steps at rate lr (the stage's, the weights'):
+// the paper trains everything with SGD at rate 0.01, but the harness
+// fine-tunes with AdamW at about 1e-4, where SGD would leave the steps
+// where they are; Adam's normalisation makes the update nearly
+// independent of g, which is kept as the paper defines the gradient. The learned steps are written into the QuantSpecs after every
 // step, so the trained model's weights lie on the grids its state
 // records. With data-parallel training the replicas quantize activations
 // with the step sizes of the last step and only the model's own share of
@@ -135,7 +138,9 @@ func positiveLevels(spec *vit.QuantSpec) float64 {
 // shaped to broadcast against the quantized tensor.
 type lsqStep struct {
 	spec       *vit.QuantSpec
-	s, buf     *ts.Tensor // step sizes (a leaf that requires grad) and momentum
+	s          *ts.Tensor // step sizes (a leaf that requires grad)
+	m1, m2     *ts.Tensor // Adam's moments
+	t          int        // Adam's step count
 	zp         *ts.Tensor
 	shape      []int64 // broadcast shape of s and zp
 	qmin, qmax float64
@@ -161,16 +166,28 @@ func newLSQStep(spec *vit.QuantSpec, rank int, dev gotch.Device) *lsqStep {
 	st := &lsqStep{spec: spec, shape: shape, qmin: float64(spec.QMin), qmax: float64(spec.QMax)}
 	st.s = ts.MustOfSlice(scales).MustView(shape, true).MustTo(dev, true).MustSetRequiresGrad(true, true)
 	st.zp = ts.MustOfSlice(zps).MustView(shape, true).MustTo(dev, true)
-	st.buf = st.s.MustZerosLike(false)
+	st.m1 = st.s.MustZerosLike(false)
+	st.m2 = st.s.MustZerosLike(false)
 	return st
 }
 
-// step takes an SGD step with momentum on the gradient ds (same shape as
-// s) and writes the new steps into the spec.
+// step takes an Adam step on the gradient ds (same shape as s) and
+// writes the new steps into the spec.
 func (st *lsqStep) step(ds *ts.Tensor, lr float64) {
-	st.buf.MustMulScalar_(ts.FloatScalar(lsqMomentum))
-	st.buf.MustAdd_(ds)
-	d := st.buf.MustMulScalar(ts.FloatScalar(lr), false)
+	st.t++
+	st.m1.MustMulScalar_(ts.FloatScalar(lsqBeta1))
+	g1 := ds.MustMulScalar(ts.FloatScalar(1-lsqBeta1), false)
+	st.m1.MustAdd_(g1)
+	g1.MustDrop()
+	st.m2.MustMulScalar_(ts.FloatScalar(lsqBeta2))
+	g2 := ds.MustMul(ds, false).MustMulScalar(ts.FloatScalar(1-lsqBeta2), true)
+	st.m2.MustAdd_(g2)
+	g2.MustDrop()
+	c1 := 1 - math.Pow(lsqBeta1, float64(st.t))
+	c2 := 1 - math.Pow(lsqBeta2, float64(st.t))
+	den := st.m2.MustDivScalar(ts.FloatScalar(c2), false).MustSqrt(true).MustAddScalar(ts.FloatScalar(lsqEps), true)
+	d := st.m1.MustDiv(den, false).MustMulScalar(ts.FloatScalar(lr/c1), true)
+	den.MustDrop()
 	st.s.MustSub_(d)
 	d.MustDrop()
 	st.s.MustClampMin_(ts.FloatScalar(lsqMinStep))
@@ -181,7 +198,8 @@ func (st *lsqStep) step(ds *ts.Tensor, lr float64) {
 
 func (st *lsqStep) drop() {
 	st.s.MustDrop()
-	st.buf.MustDrop()
+	st.m1.MustDrop()
+	st.m2.MustDrop()
 	st.zp.MustDrop()
 }
 
@@ -245,8 +263,8 @@ func lsqGrad(x, dy *ts.Tensor, st *lsqStep, gf float64) (mask, ds *ts.Tensor) {
 	v := x.MustDiv(st.s, false)
 	lo := st.zp.MustNeg(false).MustAddScalar(ts.FloatScalar(st.qmin), true) // Qn = qmin - zp
 	hi := st.zp.MustNeg(false).MustAddScalar(ts.FloatScalar(st.qmax), true) // Qp = qmax - zp
-	below := v.MustLtTensor(lo, false)
-	above := v.MustGtTensor(hi, false)
+	below := v.MustLeTensor(lo, false)
+	above := v.MustGeTensor(hi, false)
 	inside := below.MustLogicalOr(above, false).MustLogicalNot(true)
 	mask = inside.MustTotype(x.DType(), false)
 	// d = (round(v) - v) inside, Qn below, Qp above.
@@ -313,7 +331,7 @@ func (a *lsqAct) Tap(x *ts.Tensor) *ts.Tensor {
 	return y
 }
 
-// update takes the step's SGD step on the gradient accumulated by the
+// update takes the step's Adam step on the gradient accumulated by the
 // last backward pass and clears it (under no-grad).
 func (a *lsqAct) update(lr float64) {
 	g := a.s.MustGrad(false)
