@@ -52,102 +52,127 @@ func TestLSQMatchesReference(t *testing.T) {
 	if _, err := os.Stat(referencePython); err != nil {
 		t.Fatalf("reference interpreter %s missing: run make setup (installs python3-torch)", referencePython)
 	}
+	type result struct {
+		y, dx, ds []float64
+		clipped   int
+	}
+	var inputs []map[string]any
+	var got []result
 	for _, c := range lsqCases {
+		in, r := c.run(t)
+		inputs = append(inputs, in)
+		got = append(got, r)
+	}
+	// One interpreter for all cases: python3-torch takes seconds to start.
+	dir := t.TempDir()
+	in, outPath := filepath.Join(dir, "in.json"), filepath.Join(dir, "out.json")
+	b, err := json.Marshal(inputs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(in, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(referencePython, filepath.Join("testdata", "lsq_reference.py"), in, outPath)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("lsq_reference.py: %v\n%s", err, msg)
+	}
+	var refs []struct {
+		Y, DX, DS []float64
+		TorchDS   []float64 `json:"torch_ds"`
+	}
+	if b, err = os.ReadFile(outPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &refs); err != nil {
+		t.Fatal(err)
+	}
+	if len(refs) != len(lsqCases) {
+		t.Fatalf("%d reference results for %d cases", len(refs), len(lsqCases))
+	}
+	for i, c := range lsqCases {
 		t.Run(c.name, func(t *testing.T) {
-			rng := rand.New(rand.NewPCG(c.seed, 9))
-			n := 1
-			for _, d := range c.shape {
-				n *= int(d)
+			r, ref := got[i], refs[i]
+			n := len(r.y)
+			if r.clipped == 0 || r.clipped == n {
+				t.Fatalf("%d of %d inputs clipped: the case does not exercise both branches", r.clipped, n)
 			}
-			xv, dyv := make([]float32, n), make([]float32, n)
-			for i := range xv {
-				xv[i] = float32(rng.NormFloat64() * 1.5)
-				dyv[i] = float32(rng.NormFloat64())
-			}
-			spec := c.spec
-			spec.Scale = append([]float64(nil), c.spec.Scale...)
-			x := ts.MustOfSlice(xv).MustView(c.shape, true)
-			dy := ts.MustOfSlice(dyv).MustView(c.shape, true)
-			defer x.MustDrop()
-			defer dy.MustDrop()
-			var y, dx, ds []float64
-			var gradN int
-			if c.act {
-				gradN = n / int(c.shape[0])
-				a := newLSQAct("test", &spec, gotch.CPU)
-				defer a.drop()
-				x.MustRequiresGrad_(true)
-				out := a.Tap(x)
-				loss := out.MustMul(dy, false).MustSum(gotch.Float, true)
-				loss.MustBackward()
-				loss.MustDrop()
-				y = torchrt.Float64s(out)
-				out.MustDrop()
-				gx, gs := x.MustGrad(false), a.s.MustGrad(false)
-				dx, ds = torchrt.Float64s(gx), torchrt.Float64s(gs)
-				gx.MustDrop()
-				gs.MustDrop()
-			} else {
-				gradN = n
-				st := newLSQStep(&spec, len(c.shape), gotch.CPU)
-				defer st.drop()
-				torchrt.NoGrad(func() {
-					out := spec.Apply(x)
-					mask, g := lsqGrad(x, dy, st, 1/math.Sqrt(float64(n)*positiveLevels(&spec)))
-					gx := dy.MustMul(mask, false)
-					y, dx, ds = torchrt.Float64s(out), torchrt.Float64s(gx), torchrt.Float64s(g)
-					for _, t := range []*ts.Tensor{out, mask, g, gx} {
-						t.MustDrop()
-					}
-				})
-			}
-
-			dir := t.TempDir()
-			in, outPath := filepath.Join(dir, "in.json"), filepath.Join(dir, "out.json")
-			b, err := json.Marshal(map[string]any{
-				"x": xv, "dy": dyv, "shape": c.shape, "axis": spec.Axis, "scale": spec.Scale,
-				"zero_point": spec.ZeroPoint, "qmin": spec.QMin, "qmax": spec.QMax, "symmetric": spec.Symmetric, "n": gradN,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(in, b, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			cmd := exec.Command(referencePython, filepath.Join("testdata", "lsq_reference.py"), in, outPath)
-			if msg, err := cmd.CombinedOutput(); err != nil {
-				t.Fatalf("lsq_reference.py: %v\n%s", err, msg)
-			}
-			var ref struct {
-				Y, DX, DS []float64
-				TorchDS   []float64 `json:"torch_ds"`
-			}
-			if b, err = os.ReadFile(outPath); err != nil {
-				t.Fatal(err)
-			}
-			if err := json.Unmarshal(b, &ref); err != nil {
-				t.Fatal(err)
-			}
-			clipped := 0
-			for i, v := range xv {
-				ch := 0
-				if spec.Axis == 0 {
-					ch = i / (n / len(spec.Scale))
-				}
-				q := float64(v)/spec.Scale[ch] + float64(spec.ZeroPoint[ch])
-				if q < float64(spec.QMin) || q > float64(spec.QMax) {
-					clipped++
-				}
-			}
-			if clipped == 0 || clipped == n {
-				t.Fatalf("%d of %d inputs clipped: the case does not exercise both branches", clipped, n)
-			}
-			compare(t, "y", y, ref.Y, 1e-6)
-			compare(t, "dx", dx, ref.DX, 1e-6)
-			compare(t, "ds", ds, ref.DS, 1e-5)
-			t.Logf("%d/%d clipped; ds %v (reference %v; libtorch's learnable fake-quantize op %v)", clipped, n, ds, ref.DS, ref.TorchDS)
+			compare(t, "y", r.y, ref.Y, 1e-6)
+			compare(t, "dx", r.dx, ref.DX, 1e-6)
+			compare(t, "ds", r.ds, ref.DS, 1e-5)
+			t.Logf("%d/%d clipped; ds %v (reference %v; libtorch's learnable fake-quantize op %v)", r.clipped, n, r.ds, ref.DS, ref.TorchDS)
 		})
 	}
+}
+
+// run computes the case's output and gradients and returns the
+// reference script's input for it.
+func (c lsqCase) run(t *testing.T) (in map[string]any, r struct {
+	y, dx, ds []float64
+	clipped   int
+}) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(c.seed, 9))
+	n := 1
+	for _, d := range c.shape {
+		n *= int(d)
+	}
+	xv, dyv := make([]float32, n), make([]float32, n)
+	for i := range xv {
+		xv[i] = float32(rng.NormFloat64() * 1.5)
+		dyv[i] = float32(rng.NormFloat64())
+	}
+	spec := c.spec
+	spec.Scale = append([]float64(nil), c.spec.Scale...)
+	x := ts.MustOfSlice(xv).MustView(c.shape, true)
+	dy := ts.MustOfSlice(dyv).MustView(c.shape, true)
+	defer x.MustDrop()
+	defer dy.MustDrop()
+	var gradN int
+	if c.act {
+		gradN = n / int(c.shape[0])
+		a := newLSQAct("test", &spec, gotch.CPU)
+		defer a.drop()
+		x.MustRequiresGrad_(true)
+		out := a.Tap(x)
+		loss := out.MustMul(dy, false).MustSum(gotch.Float, true)
+		loss.MustBackward()
+		loss.MustDrop()
+		r.y = torchrt.Float64s(out)
+		out.MustDrop()
+		gx, gs := x.MustGrad(false), a.s.MustGrad(false)
+		r.dx, r.ds = torchrt.Float64s(gx), torchrt.Float64s(gs)
+		gx.MustDrop()
+		gs.MustDrop()
+	} else {
+		gradN = n
+		st := newLSQStep(&spec, len(c.shape), gotch.CPU)
+		defer st.drop()
+		torchrt.NoGrad(func() {
+			out := spec.Apply(x)
+			mask, g := lsqGrad(x, dy, st, 1/math.Sqrt(float64(n)*positiveLevels(&spec)))
+			gx := dy.MustMul(mask, false)
+			r.y, r.dx, r.ds = torchrt.Float64s(out), torchrt.Float64s(gx), torchrt.Float64s(g)
+			for _, t := range []*ts.Tensor{out, mask, g, gx} {
+				t.MustDrop()
+			}
+		})
+	}
+	for i, v := range xv {
+		ch := 0
+		if spec.Axis == 0 {
+			ch = i / (n / len(spec.Scale))
+		}
+		q := float64(v)/spec.Scale[ch] + float64(spec.ZeroPoint[ch])
+		if q < float64(spec.QMin) || q > float64(spec.QMax) {
+			r.clipped++
+		}
+	}
+	in = map[string]any{
+		"x": xv, "dy": dyv, "shape": c.shape, "axis": spec.Axis, "scale": spec.Scale,
+		"zero_point": spec.ZeroPoint, "qmin": spec.QMin, "qmax": spec.QMax, "symmetric": spec.Symmetric, "n": gradN,
+	}
+	return in, r
 }
 
 func compare(t *testing.T, what string, got, want []float64, tol float64) {

@@ -5,7 +5,8 @@
 // quantizers from the literature (FQ-ViT's log2 quantizer of attention
 // maps, PTQ4ViT's twin uniform quantizers of softmax and GELU output,
 // RepQ-ViT's reparameterization of post-LayerNorm scales),
-// quantization-aware fine-tuning with a straight-through estimator, and
+// quantization-aware fine-tuning with a straight-through estimator or
+// with learned step sizes (LSQ, Esser et al., ICLR 2020; qat = "lsq"), and
 // real float16/bfloat16 casts.
 //
 // Weights are rounded to their grids to nearest, or (rounding = "gptq")

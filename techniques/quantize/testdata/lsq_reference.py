@@ -18,9 +18,9 @@ image). A step is per tensor (axis = -1) or per channel along axis.
 
 Run with Debian's /usr/bin/python3 (python3-torch 1.13):
     lsq_reference.py IN.json OUT.json
-IN: x (flat), shape, axis, scale, zero_point, qmin, qmax, symmetric, n,
-dy (the loss's gradient w.r.t. v_hat, flat). OUT: y, dx (flat), ds (one
-per step), and torch_ds: the step gradient of libtorch's
+IN: a list of cases, each x (flat), shape, axis, scale, zero_point, qmin, qmax, symmetric, n,
+dy (the loss's gradient w.r.t. v_hat, flat). OUT: a list, for each case
+y, dx (flat), ds (one per step), and torch_ds: the step gradient of libtorch's
 _fake_quantize_learnable_per_*_affine with grad_factor g, for comparison.
 """
 import json
@@ -30,8 +30,7 @@ import sys
 import torch
 
 
-def main():
-    p = json.load(open(sys.argv[1]))
+def reference(p):
     shape = p["shape"]
     x = torch.tensor(p["x"], dtype=torch.float64).reshape(shape)
     dy = torch.tensor(p["dy"], dtype=torch.float64).reshape(shape)
@@ -70,12 +69,17 @@ def main():
         yt = torch._fake_quantize_learnable_per_tensor_affine(xt, st, zt, p["qmin"], p["qmax"], g)
     (yt * dy.float()).sum().backward()
 
-    json.dump({
+    return {
         "y": y.flatten().tolist(),
         "dx": dx.flatten().tolist(),
         "ds": ds.flatten().tolist(),
         "torch_ds": st.grad.double().flatten().tolist(),
-    }, open(sys.argv[2], "w"))
+    }
+
+
+def main():
+    cases = json.load(open(sys.argv[1]))
+    json.dump([reference(p) for p in cases], open(sys.argv[2], "w"))
 
 
 if __name__ == "__main__":
