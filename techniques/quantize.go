@@ -99,6 +99,16 @@ const (
 // DefaultBitChoices are the weight widths a mixed-precision search picks from.
 var DefaultBitChoices = []int{4, 6, 8}
 
+// Quantization-aware training of a quantize stage (with finetune_epochs > 0).
+const (
+	// QATSTE trains float shadow weights through a straight-through
+	// estimator on the calibrated grids.
+	QATSTE = "ste"
+	// QATLSQ also trains the step size of every uniform quantizer (LSQ,
+	// Esser et al., ICLR 2020).
+	QATLSQ = "lsq"
+)
+
 // Quantize defaults.
 const (
 	DefaultWeightBits  = 8
@@ -205,6 +215,10 @@ type QuantizeConfig struct {
 	// FineTune > 0 epochs is quantization-aware training with a
 	// straight-through estimator (precision int only).
 	FineTune
+	// QAT is the quantization-aware training: "ste" (default) keeps the
+	// calibrated grids; "lsq" learns the uniform quantizers' step sizes
+	// too (it needs finetune_epochs > 0 and precision int).
+	QAT string `toml:"qat"`
 }
 
 // NewQuantizeConfig returns the defaults: W8A8, the method's calibration
@@ -227,6 +241,7 @@ func NewQuantizeConfig() *QuantizeConfig {
 		Budget:            BudgetSize,
 		BudgetBits:        DefaultBudgetBits,
 		HutchinsonSamples: DefaultHutchinsonSamples,
+		QAT:               QATSTE,
 		FineTune:          NewFineTune(),
 	}
 	c.LR = DefaultQATLR
@@ -324,6 +339,10 @@ func (c *QuantizeConfig) Validate() error {
 		}
 	default:
 		v.add("precision %q: want int, fp16 or bf16", c.Precision)
+	}
+	v.oneOf("qat", c.QAT, QATSTE, QATLSQ)
+	if c.QAT == QATLSQ && (c.Epochs <= 0 || c.Precision != PrecisionInt) {
+		v.add("qat lsq trains step sizes during quantization-aware training: it needs finetune_epochs > 0 and precision int")
 	}
 	c.FineTune.check(&v)
 	return v.err(Quantize)

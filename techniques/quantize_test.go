@@ -68,6 +68,11 @@ func TestQuantizeValidate(t *testing.T) {
 			c.Rounding, c.BiasCorrection, c.WeightBits, c.Granularity, c.Symmetric = RoundGPTQ, true, 4, "per-tensor", false
 		}, ""},
 		{"bias correction", func(c c) { c.BiasCorrection = true }, ""},
+		{"lsq", func(c c) { c.QAT, c.Epochs = QATLSQ, 1 }, ""},
+		{"ste with qat", func(c c) { c.QAT, c.Epochs = QATSTE, 1 }, ""},
+		{"qat unknown", func(c c) { c.QAT = "pact" }, `qat "pact"`},
+		{"lsq without finetune", func(c c) { c.QAT = QATLSQ }, "qat lsq trains step sizes"},
+		{"lsq with bf16", func(c c) { c.QAT, c.Epochs, c.Precision = QATLSQ, 1, PrecisionBF16 }, "qat lsq trains step sizes"},
 		{"rounding", func(c c) { c.Rounding = "stochastic" }, "rounding \"stochastic\""},
 		{"gptq with float weights", func(c c) { c.Rounding, c.WeightBits = RoundGPTQ, 32 }, "need weight_bits <= 8"},
 		{"bias correction with float weights", func(c c) { c.BiasCorrection, c.WeightBits = true, 16 }, "need weight_bits <= 8"},

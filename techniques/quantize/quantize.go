@@ -6,7 +6,8 @@
 // maps, PTQ4ViT's Hessian-guided interval search with twin uniform
 // quantizers of softmax and GELU output (QuantizePTQ4ViT), RepQ-ViT's:
 // see below),
-// quantization-aware fine-tuning with a straight-through estimator, and
+// quantization-aware fine-tuning with a straight-through estimator or
+// with learned step sizes (LSQ, Esser et al., ICLR 2020; qat = "lsq"), and
 // real float16/bfloat16 casts.
 //
 // Weights are rounded to their grids to nearest, or (rounding = "gptq")
@@ -151,7 +152,7 @@ func apply(ctx context.Context, c *techniques.QuantizeConfig, m *vit.Model, env 
 		env.Logf("quantize: bias correction skipped for %d layers without a bias: %s", len(nb), strings.Join(nb, ", "))
 	}
 	if c.Epochs > 0 {
-		if err := quantizationAware(ctx, m, shadows, env, c.FineTune); err != nil {
+		if err := quantizationAware(ctx, m, shadows, env, c.FineTune, c.QAT); err != nil {
 			return nil, fmt.Errorf("quantize: QAT: %w", err)
 		}
 	}
@@ -159,9 +160,9 @@ func apply(ctx context.Context, c *techniques.QuantizeConfig, m *vit.Model, env 
 	return m, nil
 }
 
-// quantizationAware runs QAT as the stage's fine-tune block asks; it
-// frees shadows.
-func quantizationAware(ctx context.Context, m *vit.Model, shadows map[string]*ts.Tensor, env compress.Env, block techniques.FineTune) error {
+// quantizationAware runs QAT (qat "ste") or LSQ (qat "lsq") as the
+// stage's fine-tune block asks; it frees shadows.
+func quantizationAware(ctx context.Context, m *vit.Model, shadows map[string]*ts.Tensor, env compress.Env, block techniques.FineTune, qat string) error {
 	tuner, err := compress.NewFineTuner(ctx, env, block)
 	if err != nil {
 		dropAll(shadows)
@@ -173,7 +174,16 @@ func quantizationAware(ctx context.Context, m *vit.Model, shadows map[string]*ts
 		dropAll(shadows)
 		return err
 	}
-	return QAT(ctx, m, shadows, func(t compress.Training) error { return env.Train(ctx, m, t) }, t)
+	train := func(t compress.Training) error { return env.Train(ctx, m, t) }
+	if qat == techniques.QATLSQ {
+		// The step sizes learn at the weights' rate, as in the paper.
+		lr := t.LR
+		if lr <= 0 {
+			lr = techniques.DefaultQATLR
+		}
+		return LSQ(ctx, m, shadows, train, t, lr)
+	}
+	return QAT(ctx, m, shadows, train, t)
 }
 
 func dropAll(ts map[string]*ts.Tensor) {
