@@ -1,11 +1,8 @@
 package quantize
 
 import (
-	"encoding/json"
 	"math"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/sugarme/gotch"
@@ -76,31 +73,13 @@ func TestFQViTMatchesReference(t *testing.T) {
 		xq.MustDrop()
 	}
 
-	dir := t.TempDir()
-	in, out := filepath.Join(dir, "in.json"), filepath.Join(dir, "out.json")
-	b, err := json.Marshal(map[string]any{"ptf_shape": shape, "ptf_batches": batchVals, "qmin": 0, "qmax": 255, "lis": cases})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(in, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(referencePython, filepath.Join("testdata", "fqvit_reference.py"), in, out)
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("fqvit_reference.py: %v\n%s", err, msg)
-	}
 	var ref struct {
 		Scale     []float64   `json:"scale"`
 		ZeroPoint float64     `json:"zero_point"`
 		PTFOut    []float64   `json:"ptf_out"`
 		LIS       [][]float64 `json:"lis"`
 	}
-	if b, err = os.ReadFile(out); err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &ref); err != nil {
-		t.Fatal(err)
-	}
+	runReference(t, "fqvit_reference.py", map[string]any{"ptf_shape": shape, "ptf_batches": batchVals, "qmin": 0, "qmax": 255, "lis": cases}, &ref)
 	alphas := map[float64]bool{}
 	for c := range ref.Scale {
 		if spec.Scale[c] != ref.Scale[c] || float64(spec.ZeroPoint[c]) != ref.ZeroPoint {

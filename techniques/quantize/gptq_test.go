@@ -1,12 +1,9 @@
 package quantize
 
 import (
-	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/sugarme/gotch"
@@ -173,31 +170,13 @@ func TestGPTQMatchesReference(t *testing.T) {
 			onGrid(t, "gptq weight", q, spec)
 			got := codes(float32s(q), spec, c.out, c.in)
 
-			dir := t.TempDir()
-			in, out := filepath.Join(dir, "in.json"), filepath.Join(dir, "out.json")
-			b, err := json.Marshal(map[string]any{
-				"w": wv, "x": xv, "out": c.out, "in": c.in, "batches": c.batches, "seq": c.seq,
-				"scale": spec.Scale, "zero_point": spec.ZeroPoint, "qmin": spec.QMin, "qmax": spec.QMax,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(in, b, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			cmd := exec.Command(referencePython, filepath.Join("testdata", "gptq_reference.py"), in, out)
-			if msg, err := cmd.CombinedOutput(); err != nil {
-				t.Fatalf("gptq_reference.py: %v\n%s", err, msg)
-			}
 			var ref struct {
 				Q []int64 `json:"q"`
 			}
-			if b, err = os.ReadFile(out); err != nil {
-				t.Fatal(err)
-			}
-			if err := json.Unmarshal(b, &ref); err != nil {
-				t.Fatal(err)
-			}
+			runReference(t, "gptq_reference.py", map[string]any{
+				"w": wv, "x": xv, "out": c.out, "in": c.in, "batches": c.batches, "seq": c.seq,
+				"scale": spec.Scale, "zero_point": spec.ZeroPoint, "qmin": spec.QMin, "qmax": spec.QMax,
+			}, &ref)
 			if len(ref.Q) != len(got) {
 				t.Fatalf("reference gave %d codes, want %d", len(ref.Q), len(got))
 			}

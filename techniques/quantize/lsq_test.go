@@ -2,12 +2,9 @@ package quantize
 
 import (
 	"context"
-	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/sugarme/gotch"
@@ -64,29 +61,11 @@ func TestLSQMatchesReference(t *testing.T) {
 		got = append(got, r)
 	}
 	// One interpreter for all cases: python3-torch takes seconds to start.
-	dir := t.TempDir()
-	in, outPath := filepath.Join(dir, "in.json"), filepath.Join(dir, "out.json")
-	b, err := json.Marshal(inputs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(in, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(referencePython, filepath.Join("testdata", "lsq_reference.py"), in, outPath)
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("lsq_reference.py: %v\n%s", err, msg)
-	}
 	var refs []struct {
 		Y, DX, DS []float64
 		TorchDS   []float64 `json:"torch_ds"`
 	}
-	if b, err = os.ReadFile(outPath); err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &refs); err != nil {
-		t.Fatal(err)
-	}
+	runReference(t, "lsq_reference.py", inputs, &refs)
 	if len(refs) != len(lsqCases) {
 		t.Fatalf("%d reference results for %d cases", len(refs), len(lsqCases))
 	}

@@ -2,12 +2,9 @@ package quantize
 
 import (
 	"context"
-	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -105,33 +102,15 @@ func TestPTQ4ViTSearchMatchesReference(t *testing.T) {
 				t.Fatal(err)
 			}
 			xv, wv, bv, gv := c.values()
-			dir := t.TempDir()
-			in, out := filepath.Join(dir, "in.json"), filepath.Join(dir, "out.json")
-			b, err := json.Marshal(map[string]any{
-				"x": xv, "w": wv, "bias": bv, "grad": gv, "b": c.b, "n": c.n, "in": c.in, "out": c.out,
-				"w_bit": c.wBits, "a_bit": c.aBits, "n_V": c.nV, "postgelu": c.postGELU,
-				"eq_alpha": s.Alpha, "eq_beta": s.Beta, "eq_n": s.N, "search_round": s.Rounds,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(in, b, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			cmd := exec.Command(referencePython, filepath.Join("testdata", "ptq4vit_reference.py"), in, out)
-			if msg, err := cmd.CombinedOutput(); err != nil {
-				t.Fatalf("ptq4vit_reference.py: %v\n%s", err, msg)
-			}
 			var ref struct {
 				W []float64 `json:"w_interval"`
 				A float64   `json:"a_interval"`
 			}
-			if b, err = os.ReadFile(out); err != nil {
-				t.Fatal(err)
-			}
-			if err := json.Unmarshal(b, &ref); err != nil {
-				t.Fatal(err)
-			}
+			runReference(t, "ptq4vit_reference.py", map[string]any{
+				"x": xv, "w": wv, "bias": bv, "grad": gv, "b": c.b, "n": c.n, "in": c.in, "out": c.out,
+				"w_bit": c.wBits, "a_bit": c.aBits, "n_V": c.nV, "postgelu": c.postGELU,
+				"eq_alpha": s.Alpha, "eq_beta": s.Beta, "eq_n": s.N, "search_round": s.Rounds,
+			}, &ref)
 			per := c.out / c.nV
 			for v, want := range ref.W {
 				got := wspec.Scale[0]

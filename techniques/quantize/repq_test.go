@@ -1,12 +1,9 @@
 package quantize
 
 import (
-	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/sugarme/gotch"
@@ -109,28 +106,10 @@ func runRepQReference(t *testing.T, cases []repqCase, data [][]float32) []repqRe
 	for i, c := range cases {
 		in = append(in, map[string]any{"kind": c.kind, "bits": c.bits, "shape": c.shape, "x": data[i]})
 	}
-	dir := t.TempDir()
-	inPath, outPath := filepath.Join(dir, "in.json"), filepath.Join(dir, "out.json")
-	b, err := json.Marshal(map[string]any{"cases": in})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(inPath, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(referencePython, filepath.Join("testdata", "repq_reference.py"), inPath, outPath)
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("repq_reference.py: %v\n%s", err, msg)
-	}
 	var ref struct {
 		Cases []repqRef `json:"cases"`
 	}
-	if b, err = os.ReadFile(outPath); err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &ref); err != nil {
-		t.Fatal(err)
-	}
+	runReference(t, "repq_reference.py", map[string]any{"cases": in}, &ref)
 	if len(ref.Cases) != len(cases) {
 		t.Fatalf("reference answered %d cases, want %d", len(ref.Cases), len(cases))
 	}
