@@ -20,7 +20,7 @@ func TestSuitesPlan(t *testing.T) {
 	}
 	// Experiments (by generated name) each suite must plan, beyond parsing.
 	wantExperiments := map[string][]string{
-		"all.toml":   coverage,
+		"all.toml":   allCoverage(),
 		"quick.toml": coverage,
 		"smoke.toml": {"vit_smoke", "vit_smoke_student", "ptq/w8", "ptq/w4", "lowrank", "prune/unstructured", "prune/heads", "prune/mlp", "tome", "heads-kd-int8"},
 	}
@@ -55,4 +55,20 @@ var coverage = []string{
 	"tome/m4", "tome/m8", "evit",
 	"student", "student-kd",
 	"heads-kd-int8", "lowrank-int8", "student-kd-int8", "heads-tome", "heads-mlp-int8",
+}
+
+// allCoverage is coverage as all.toml sweeps it, with quantization's
+// methods, coverages, roundings, mixed precision and QAT variants.
+func allCoverage() []string {
+	var out []string
+	for _, e := range coverage {
+		if e != "qat-w4a4" {
+			out = append(out, e)
+		}
+	}
+	return append(out, "qat-w4a4/ste", "qat-w4a4/lsq",
+		"ptq-full-w8a8/minmax", "ptq-full-w4a4/omse",
+		"vit-quant-w8a8/ptq4vit", "vit-quant-w6a6/repq-vit", "vit-quant-w4a4-full/ptq4vit",
+		"weight-only-w4-rounding/gptq-no-bias_correction", "weight-only-w4-rounding/nearest-bias_correction",
+		"mixed-w6a6", "mixed-w6a6-4or8")
 }
