@@ -433,17 +433,7 @@ func collectInputs(ctx context.Context, m *vit.Model, batches []*ts.Tensor, pts 
 		saved = append(saved, *pt)
 		*pt = vit.ChainTap(*pt, s)
 	}
-	var err error
-	torchrt.NoGrad(func() {
-		for _, x := range batches {
-			if err = ctx.Err(); err != nil {
-				return
-			}
-			y := m.Forward(x)
-			y.MustDrop()
-		}
-	})
-	if err != nil {
+	if err := forwardAll(ctx, m, batches); err != nil {
 		for _, s := range stats {
 			s.Drop()
 		}

@@ -335,17 +335,7 @@ func CalibrateActivations(ctx context.Context, m *vit.Model, batches []*ts.Tenso
 		}
 	}()
 	for pass := 0; pass < passes; pass++ {
-		var err error
-		torchrt.NoGrad(func() {
-			for _, x := range batches {
-				if err = ctx.Err(); err != nil {
-					return
-				}
-				y := m.Forward(x)
-				y.MustDrop()
-			}
-		})
-		if err != nil {
+		if err := forwardAll(ctx, m, batches); err != nil {
 			return nil, err
 		}
 		for _, o := range obs {
@@ -477,4 +467,19 @@ func reparam(gamma, beta *ts.Tensor, l *vit.Linear, r1, shift, corr []float32) {
 	nw := w.MustMul(r, false)
 	w.Copy_(nw)
 	nw.MustDrop()
+}
+
+// forwardAll runs m on every batch without autograd, for the taps it
+// carries to observe; it stops when ctx is done.
+func forwardAll(ctx context.Context, m *vit.Model, batches []*ts.Tensor) error {
+	var err error
+	torchrt.NoGrad(func() {
+		for _, x := range batches {
+			if err = ctx.Err(); err != nil {
+				return
+			}
+			m.Forward(x).MustDrop()
+		}
+	})
+	return err
 }
