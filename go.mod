@@ -11,4 +11,7 @@ require (
 	golang.org/x/term v0.44.0
 )
 
-require github.com/stretchr/testify v1.9.0 // indirect
+require (
+	github.com/stretchr/testify v1.9.0 // indirect
+	golang.org/x/perf v0.0.0-20260908200009-22c9c6c9d4da // indirect
+)
