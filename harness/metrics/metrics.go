@@ -9,6 +9,8 @@
 // siblings.
 package metrics
 
+import "strings"
+
 // Metric is one named measurement of one experiment.
 type Metric struct {
 	Name  string
@@ -95,14 +97,59 @@ var known = map[string]Info{
 	ThroughputGain:   {UnitRatio, +1, false, "throughput gain"},
 }
 
+// siblingSuffixes end the names of the sibling metrics that carry a
+// metric's 95% interval and the p-value of its difference to the baseline.
+var siblingSuffixes = []string{"_lo", "_hi", "_p"}
+
+// Lo, Hi and P name the siblings of metric name that hold the low and high
+// ends of its 95% interval and the p-value of the test that it differs from
+// the baseline's (for a relative metric such as Top1Delta or Speedup).
+func Lo(name string) string { return name + siblingSuffixes[0] }
+
+// Hi: see Lo.
+func Hi(name string) string { return name + siblingSuffixes[1] }
+
+// P: see Lo.
+func P(name string) string { return name + siblingSuffixes[2] }
+
+// Of splits a sibling's name into the metric it belongs to and its kind
+// ("lo", "hi" or "p"); ok is false for names that are no sibling of a
+// standard metric.
+func Of(name string) (metric, kind string, ok bool) {
+	for _, suf := range siblingSuffixes {
+		base, found := strings.CutSuffix(name, suf)
+		if _, std := known[base]; found && std {
+			return base, suf[1:], true
+		}
+	}
+	return "", "", false
+}
+
 // Lookup returns what is known about a metric name; ok is false for names
-// outside the standard set (which are still stored and shown).
+// outside the standard set (which are still stored and shown). An
+// interval's end reads as its metric; a p-value as a plain number.
 func Lookup(name string) (Info, bool) {
-	i, ok := known[name]
-	return i, ok
+	if i, ok := known[name]; ok {
+		return i, true
+	}
+	base, kind, ok := Of(name)
+	if !ok {
+		return Info{}, false
+	}
+	i := known[base]
+	switch kind {
+	case "lo":
+		i.Label += ", 95% low"
+	case "hi":
+		i.Label += ", 95% high"
+	default:
+		i = Info{Unit: "", Better: 0, Label: "p-value of " + i.Label}
+	}
+	return i, true
 }
 
 // New returns a metric with its standard unit.
 func New(name string, v float64) Metric {
-	return Metric{Name: name, Value: v, Unit: known[name].Unit}
+	i, _ := Lookup(name)
+	return Metric{Name: name, Value: v, Unit: i.Unit}
 }

@@ -57,7 +57,7 @@ RETURNING id`,
 		if err != nil {
 			return fmt.Errorf("insert experiment: %w", err)
 		}
-		for _, table := range []string{"experiment_settings", "metrics", "layers", "curves"} {
+		for _, table := range []string{"experiment_settings", "metrics", "layers", "curves", "outcomes", "samples"} {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE experiment_id = ?`, id); err != nil {
 				return fmt.Errorf("delete old %s: %w", table, err)
 			}
@@ -86,11 +86,27 @@ RETURNING id`,
 			}); err != nil {
 			return err
 		}
-		return insertRows(ctx, tx, "curves",
+		if err := insertRows(ctx, tx, "curves",
 			`INSERT INTO curves (experiment_id, seq, series, step, value) VALUES (?, ?, ?, ?, ?)`,
 			len(e.Curves), func(i int) []any {
 				p := e.Curves[i]
 				return []any{id, i, p.Series, p.Step, nullFloat(p.Value)}
+			}); err != nil {
+			return err
+		}
+		if err := insertRows(ctx, tx, "outcomes",
+			`INSERT INTO outcomes (experiment_id, metric, images, n, bits) VALUES (?, ?, ?, ?, ?)`,
+			len(e.Outcomes), func(i int) []any {
+				o := e.Outcomes[i]
+				return []any{id, o.Metric, o.Images, o.N, o.Bits}
+			}); err != nil {
+			return err
+		}
+		return insertRows(ctx, tx, "samples",
+			`INSERT INTO samples (experiment_id, series, seq, round, value) VALUES (?, ?, ?, ?, ?)`,
+			len(e.Samples), func(i int) []any {
+				s := e.Samples[i]
+				return []any{id, s.Series, i, s.Round, s.Value}
 			})
 	})
 	if err != nil {
@@ -207,7 +223,8 @@ const experimentColumns = `e.id, e.run_id, e.name, e.group_name, e.model, e.data
 
 // loadExperiments returns the experiments matching where (a condition on
 // experiments e, with args), ordered by run and then by ID, with their
-// settings, metrics, layers and curves: five queries whatever their number.
+// settings, metrics, layers, curves, outcomes and samples: seven queries
+// whatever their number.
 func loadExperiments(ctx context.Context, tx *sql.Tx, where string, args ...any) ([]Experiment, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT `+experimentColumns+`
 FROM experiments e WHERE `+where+` ORDER BY e.run_id, e.id`, args...)
@@ -330,6 +347,40 @@ WHERE experiment_id IN (`+ids+`) ORDER BY experiment_id, seq`, args,
 			p.Value = floatOrNaN(v)
 			e := &exps[index[id]]
 			e.Curves = append(e.Curves, p)
+			return nil
+		})
+	if err != nil {
+		return nil, err
+	}
+	err = eachRow(ctx, tx, "outcomes", `SELECT experiment_id, metric, images, n, bits FROM outcomes
+WHERE experiment_id IN (`+ids+`) ORDER BY experiment_id, metric`, args,
+		func(rows *sql.Rows) error {
+			var (
+				id int64
+				o  Outcome
+			)
+			if err := rows.Scan(&id, &o.Metric, &o.Images, &o.N, &o.Bits); err != nil {
+				return err
+			}
+			e := &exps[index[id]]
+			e.Outcomes = append(e.Outcomes, o)
+			return nil
+		})
+	if err != nil {
+		return nil, err
+	}
+	err = eachRow(ctx, tx, "samples", `SELECT experiment_id, series, round, value FROM samples
+WHERE experiment_id IN (`+ids+`) ORDER BY experiment_id, series, seq`, args,
+		func(rows *sql.Rows) error {
+			var (
+				id int64
+				s  Sample
+			)
+			if err := rows.Scan(&id, &s.Series, &s.Round, &s.Value); err != nil {
+				return err
+			}
+			e := &exps[index[id]]
+			e.Samples = append(e.Samples, s)
 			return nil
 		})
 	if err != nil {

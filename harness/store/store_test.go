@@ -113,6 +113,15 @@ func testExperiment(runID int64, name string, n int) *Experiment {
 			{Name: "blocks.0.attn.qkv", Kind: "linear", Params: 111168, MACs: 7225920, Bits: 8},
 			{Name: "head", Kind: "linear", Params: 1930, MACs: 1920},
 		},
+		Outcomes: []Outcome{
+			{Metric: metrics.Top1, Images: "cifar10/test/all", N: 10, Bits: []byte{0xb5, 0x02}},
+			{Metric: metrics.Top5, Images: "cifar10/test/all", N: 10, Bits: []byte{0xff, 0x03}},
+		},
+		Samples: []Sample{
+			{Series: SeriesLatency, Round: 0, Value: 0.0031},
+			{Series: SeriesLatency, Round: 1, Value: 0.0033},
+			{Series: SeriesThroughput, Round: 0, Value: 912.5},
+		},
 	}
 	for i := range n {
 		e.Curves = append(e.Curves, Point{Series: "train_loss", Step: i, Value: 2.3 / float64(i+1)})

@@ -102,6 +102,60 @@ type Experiment struct {
 	Metrics []metrics.Metric
 	Layers  []Layer // per-layer counts of the final model
 	Curves  []Point // training/fine-tuning curves
+	// Outcomes is the final model's per-image correctness (top-1, top-5,
+	// and top-1 simulated for an executed quantized model); none for
+	// experiments stored before they were kept.
+	Outcomes []Outcome
+	// Samples is every timed pass of the experiment's graph.
+	Samples []Sample
+}
+
+// Outcome is an experiment's per-image correctness on its test images,
+// from which accuracy intervals and paired tests are computed
+// (package stats).
+type Outcome struct {
+	Metric string // metrics.Top1, metrics.Top5 or metrics.Top1Simulated
+	// Images identifies the test images and their order (data set, split,
+	// subset and its seed); outcomes pair only when equal.
+	Images string
+	N      int
+	Bits   []byte // bit i (byte i/8, least significant first) set when image i was correct (stats.Bits)
+}
+
+// Series of timed samples.
+const (
+	SeriesLatency    = "latency"    // seconds per pass at batch 1
+	SeriesThroughput = "throughput" // images per second of one pass at the throughput batch
+)
+
+// Sample is one timed pass.
+type Sample struct {
+	Series string // SeriesLatency or SeriesThroughput
+	Round  int    // the interleaved round it ran in
+	Value  float64
+}
+
+// Outcome returns the experiment's outcome for metric, and whether it
+// has one.
+func (e *Experiment) Outcome(metric string) (Outcome, bool) {
+	for _, o := range e.Outcomes {
+		if o.Metric == metric {
+			return o, true
+		}
+	}
+	return Outcome{}, false
+}
+
+// SampleValues returns the values of the experiment's samples of series,
+// in the order they were timed.
+func (e *Experiment) SampleValues(series string) []float64 {
+	var vs []float64
+	for _, s := range e.Samples {
+		if s.Series == series {
+			vs = append(vs, s.Value)
+		}
+	}
+	return vs
 }
 
 // Setting is one resolved parameter of one stage of an experiment.
