@@ -187,3 +187,69 @@ func Compare(a, b []float64) float64 {
 	sb := benchmath.NewSample(append([]float64(nil), b...), thresholds)
 	return benchmath.AssumeNothing.Compare(sa, sb).P
 }
+
+// ProportionDelta compares accuracies measured on different images (kb of
+// nb for the base, ko of no for the other): the difference in points with
+// Newcombe's interval from the two Wilson intervals, and the two-sided
+// p-value of the pooled two-proportion z-test. Use PairedDelta when the
+// images are the same: it is far more powerful.
+func ProportionDelta(kb, nb, ko, no int) (Estimate, float64) {
+	if nb <= 0 || no <= 0 {
+		nan := math.NaN()
+		return Estimate{nan, nan, nan}, nan
+	}
+	b, o := Proportion(kb, nb), Proportion(ko, no)
+	d := o.Value - b.Value
+	lo := d - math.Sqrt(sq(o.Value-o.Lo)+sq(b.Hi-b.Value))
+	hi := d + math.Sqrt(sq(o.Hi-o.Value)+sq(b.Value-b.Lo))
+	pool := float64(kb+ko) / float64(nb+no)
+	se := math.Sqrt(pool * (1 - pool) * (1/float64(nb) + 1/float64(no)))
+	p := 1.0
+	if se > 0 {
+		z := math.Abs(float64(ko)/float64(no)-float64(kb)/float64(nb)) / se
+		p = 2 * (1 - stats.NormalDist{Mu: 0, Sigma: 1}.CDF(z))
+	}
+	return Estimate{d, lo, hi}, p
+}
+
+func sq(x float64) float64 { return x * x }
+
+// RatioOfMedians is median(num)/median(den) with a bootstrap interval
+// (each sample resampled on its own, seeded by the data), and the
+// Mann-Whitney p-value that the two differ: a measured speed-up is
+// RatioOfMedians(baseline times, times).
+func RatioOfMedians(num, den []float64) (Estimate, float64) {
+	if len(num) == 0 || len(den) == 0 {
+		nan := math.NaN()
+		return Estimate{nan, nan, nan}, nan
+	}
+	value := median(num) / median(den)
+	seed := uint64(len(num))<<32 | uint64(len(den))
+	seed ^= math.Float64bits(num[0]) ^ math.Float64bits(den[0])
+	rng := rand.New(rand.NewPCG(seed, 11))
+	rs := make([]float64, bootstrapResamples)
+	bn, bd := make([]float64, len(num)), make([]float64, len(den))
+	for r := range rs {
+		for i := range bn {
+			bn[i] = num[rng.IntN(len(num))]
+		}
+		for i := range bd {
+			bd[i] = den[rng.IntN(len(den))]
+		}
+		rs[r] = median(bn) / median(bd)
+	}
+	sort.Float64s(rs)
+	lo := rs[int(math.Floor(Alpha/2*float64(len(rs))))]
+	hi := rs[int(math.Ceil((1-Alpha/2)*float64(len(rs))))-1]
+	return Estimate{value, lo, hi}, Compare(num, den)
+}
+
+// median of xs, which it sorts.
+func median(xs []float64) float64 {
+	sort.Float64s(xs)
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
+}

@@ -151,3 +151,34 @@ func TestMedianAndCompare(t *testing.T) {
 		t.Errorf("Compare with no samples = %v, want NaN", p)
 	}
 }
+
+func TestProportionDelta(t *testing.T) {
+	// 70% of 5,000 against 68% of 5,000: pooled 69%, z = 2.162, p = 0.0306.
+	d, p := ProportionDelta(3500, 5000, 3400, 5000)
+	if !near(d.Value, -2, 1e-9) || !near(p, 0.0306, 1e-4) || !(d.Lo < -2 && d.Hi > -2 && d.Hi < 0) {
+		t.Errorf("ProportionDelta = %+v p=%v, want -2 with an interval below 0 and p 0.0306", d, p)
+	}
+	if _, p := ProportionDelta(3500, 5000, 3480, 5000); Significant(p) {
+		t.Errorf("0.4 points apart on 5,000 images: p = %v, want not significant", p)
+	}
+}
+
+func TestRatioOfMedians(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	draw := func(n int, centre float64) []float64 {
+		s := make([]float64, n)
+		for i := range s {
+			s[i] = centre * (1 + 0.03*rng.NormFloat64())
+		}
+		return s
+	}
+	base, fast := draw(50, 10e-3), draw(50, 8e-3)
+	r, p := RatioOfMedians(base, fast)
+	if !(r.Lo < r.Value && r.Value < r.Hi) || !near(r.Value, 1.25, 0.03) || r.Lo < 1.15 || !Significant(p) {
+		t.Errorf("speed-up of a 20%% faster graph = %+v p=%v, want about 1.25, interval above 1.15, significant", r, p)
+	}
+	same, p := RatioOfMedians(base, base)
+	if same.Value != 1 || Significant(p) {
+		t.Errorf("a graph against itself = %+v p=%v, want 1 and not significant", same, p)
+	}
+}

@@ -299,9 +299,13 @@ type Accuracy struct {
 	Loss       float64 // mean cross-entropy
 	N          int
 	Seconds    float64
+	// Correct1 and Correct5 hold each image's outcome, in the source's
+	// order, for intervals and paired tests (package stats).
+	Correct1, Correct5 []bool
 }
 
-// Evaluate runs m over src under no-grad and returns top-1/top-5.
+// Evaluate runs m over src under no-grad and returns top-1/top-5 and
+// every image's outcome.
 func Evaluate(ctx context.Context, m *vit.Model, src Source) (Accuracy, error) {
 	var acc Accuracy
 	var c1, c5 int64
@@ -324,10 +328,17 @@ func Evaluate(ctx context.Context, m *vit.Model, src Source) (Accuracy, error) {
 			yy := y.MustUnsqueeze(1, false)
 			hit := idx.MustEqTensor(yy, true) // [B,k]
 			yy.MustDrop()
-			h1 := hit.MustNarrow(1, 0, 1, false).MustSum(gotch.Int64, true)
-			h5 := hit.MustSum(gotch.Int64, true)
-			c1 += h1.Int64Values()[0]
-			c5 += h5.Int64Values()[0]
+			first := hit.MustNarrow(1, 0, 1, false)
+			h1 := first.MustTotype(gotch.Int64, true)
+			h5 := hit.MustAnyDim(1, false, true).MustTotype(gotch.Int64, true)
+			for _, v := range h1.Int64Values() {
+				acc.Correct1 = append(acc.Correct1, v != 0)
+				c1 += v
+			}
+			for _, v := range h5.Int64Values() {
+				acc.Correct5 = append(acc.Correct5, v != 0)
+				c5 += v
+			}
 			l := logits.MustCrossEntropyLoss(y, ts.None, 2, -100, 0, true) // sum
 			lossSum += l.Float64Values()[0]
 			for _, t := range []*ts.Tensor{y, h1, h5, l} {

@@ -55,6 +55,23 @@ func TestFitLearns(t *testing.T) {
 	if after.N != 256 {
 		t.Errorf("evaluated %d images, want 256", after.N)
 	}
+	// Per-image outcomes: one per image, adding up to the totals, top-1
+	// hits a subset of top-5 hits.
+	if len(after.Correct1) != 256 || len(after.Correct5) != 256 {
+		t.Fatalf("outcomes for %d/%d images, want 256", len(after.Correct1), len(after.Correct5))
+	}
+	k1 := 0
+	for i, c := range after.Correct1 {
+		if c {
+			k1++
+			if !after.Correct5[i] {
+				t.Errorf("image %d right at top-1 but wrong at top-5", i)
+			}
+		}
+	}
+	if got := 100 * float64(k1) / 256; got != after.Top1 {
+		t.Errorf("top-1 from outcomes %.2f%%, reported %.2f%%", got, after.Top1)
+	}
 }
 
 func TestFitDeterministic(t *testing.T) {
