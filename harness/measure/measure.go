@@ -38,6 +38,7 @@ type Latency struct {
 	Batch      int       `json:"batch"`
 	Device     string    `json:"device"`
 	Samples    []float64 `json:"-"` // seconds per iteration
+	Rounds     []int     `json:"-"` // the interleaved round of each sample; nil when not interleaved
 	P50        float64   `json:"p50_s"`
 	P90        float64   `json:"p90_s"`
 	P99        float64   `json:"p99_s"`
@@ -201,8 +202,10 @@ func Interleaved(ctx context.Context, n int, load func(i int) (*vit.Model, error
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	samples := make([][][]float64, n)
+	roundOf := make([][][]int, n)
 	for i := range samples {
 		samples[i] = make([][]float64, len(opts))
+		roundOf[i] = make([][]int, len(opts))
 	}
 	for r := 0; r < rounds; r++ {
 		for i := 0; i < n; i++ {
@@ -234,6 +237,9 @@ func Interleaved(ctx context.Context, n int, load func(i int) (*vit.Model, error
 					break
 				}
 				samples[i][j] = append(samples[i][j], s...)
+				for range s {
+					roundOf[i][j] = append(roundOf[i][j], r)
+				}
 			}
 			m.Drop()
 		}
@@ -245,6 +251,7 @@ func Interleaved(ctx context.Context, n int, load func(i int) (*vit.Model, error
 		lats[i] = make([]*Latency, len(opts))
 		for j, o := range opts {
 			lats[i][j] = summarize(o, samples[i][j])
+			lats[i][j].Rounds = roundOf[i][j]
 		}
 	}
 	return lats, errs

@@ -183,6 +183,12 @@ func TestInterleaved(t *testing.T) {
 			if !(l.P50 > 0 && l.P50 <= l.P90 && l.P90 <= l.P99) {
 				t.Errorf("model %d option %d: p50 %g p90 %g p99 %g", i, j, l.P50, l.P90, l.P99)
 			}
+			// Each sample knows its round: 7 iterations over 3 rounds
+			// split 3+2+2, 2 over 3 split 1+1+0.
+			want := map[int][]int{0: {0, 0, 0, 1, 1, 2, 2}, 1: {0, 1}}[j]
+			if !slices.Equal(l.Rounds, want) {
+				t.Errorf("model %d option %d: rounds %v, want %v", i, j, l.Rounds, want)
+			}
 		}
 	}
 	if opts[0].Device.Name != "" {

@@ -286,8 +286,13 @@ func modelKey(name string) string {
 }
 
 // modelSpec is what determines a model's artifact besides seed and code.
+// The test subset is not part of it: it decides which images are
+// evaluated, not the weights, so evaluating on more of them reuses the
+// trained model.
 func modelSpec(m *config.Model) map[string]any {
-	spec := map[string]any{"arch": m.Arch, "data": m.Data}
+	d := m.Data
+	d.TestSize = 0
+	spec := map[string]any{"arch": m.Arch, "data": d}
 	if m.Weights != "" {
 		spec["weights"] = m.Weights
 	} else {

@@ -423,6 +423,7 @@ func TestHashChanges(t *testing.T) {
 		{"stage parameter", "amount = 0.25", "amount = 0.3", "v1", when, []string{"e[1]", "e[2]"}},
 		{"teacher", "arch = \"deit_tiny_patch16_224\"", "arch = \"deit_small_patch16_224\"", "v1", when, []string{"teach[0]", "e[2]"}},
 		{"weights file", "", "", "v1", when.Add(time.Second), []string{"teach[0]", "e[2]"}},
+		{"the test subset does not count: it chooses images, not weights", "train_size = 1100", "train_size = 1100, test_size = 500", "v1", when, nil},
 		{"descriptions and measurement do not count", "name = \"t\"", "name = \"t2\"\ndescription = \"x\"\nmeasure = { iters = 3 }", "v1", when, nil},
 	}
 	for _, tt := range tests {

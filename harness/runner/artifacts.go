@@ -48,13 +48,26 @@ type evalJSON struct {
 	Seconds float64 `json:"seconds"`
 	Version int     `json:"version,omitempty"` // evalVersion when evaluated
 	Detail  string  `json:"detail,omitempty"`  // the kernels an executed evaluation ran (qexec.Report.Summary)
+	// Images identifies the test images evaluated (dataset.images); an
+	// evaluation of other images is redone, not reused.
+	Images string `json:"images,omitempty"`
+	// Top1Bits and Top5Bits are each image's outcome (stats.Bits).
+	Top1Bits []byte `json:"top1_bits,omitempty"`
+	Top5Bits []byte `json:"top5_bits,omitempty"`
+}
+
+// current reports whether a cached evaluation holds for the images of
+// this run: the same forward pass over the same images, outcomes kept.
+func (e *evalJSON) current(images string) bool {
+	return e != nil && e.Version == evalVersion && e.Images == images && e.Top1Bits != nil
 }
 
 // evalVersion numbers the forward pass an evaluation ran. Bump it when a
 // change alters what an unchanged artifact evaluates to (1: a
-// half-precision model's LayerNorm runs in float32), so that cached
-// evaluations are redone instead of reported under the new code.
-const evalVersion = 1
+// half-precision model's LayerNorm runs in float32; 2: each image's
+// outcome is kept), so that cached evaluations are redone instead of
+// reported under the new code.
+const evalVersion = 2
 
 // cache stores artifacts as DIR/ab/abcdef....pt (+ .pt.json, the model
 // config, + .meta.json).

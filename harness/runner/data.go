@@ -24,8 +24,11 @@ type dataset struct {
 	spec       config.DataSpec
 	train, val *data.Set
 	test       *data.Set
-	batch      int
-	augment    data.Augment
+	// images identifies the test images and their order, so that
+	// per-image outcomes pair only across evaluations of the same ones.
+	images  string
+	batch   int
+	augment data.Augment
 }
 
 func dataName(d config.DataSpec) string {
@@ -63,12 +66,14 @@ func (r *Runner) dataset(ctx context.Context, m *config.Model) (*dataset, error)
 			return nil, err
 		}
 	}
+	images := fmt.Sprintf("%s test split, all %d images", dataName(m.Data), test.N)
 	if m.Data.TestSize > 0 && m.Data.TestSize < test.N {
+		images = fmt.Sprintf("%s test split, %d of %d images drawn with seed %d", dataName(m.Data), m.Data.TestSize, test.N, seed)
 		if test, err = test.Subset(m.Data.TestSize, seed); err != nil {
 			return nil, err
 		}
 	}
-	ds := &dataset{spec: m.Data, test: test, batch: m.Train.BatchSize}
+	ds := &dataset{spec: m.Data, test: test, images: images, batch: m.Train.BatchSize}
 	if m.Data.ValSize > 0 {
 		if ds.train, ds.val, err = trainSet.Split(m.Data.ValSize, seed); err != nil {
 			return nil, err

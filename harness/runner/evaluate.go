@@ -7,6 +7,7 @@ import (
 	"github.com/vitbench/vitbench/harness/plan"
 	"github.com/vitbench/vitbench/harness/qexec"
 	"github.com/vitbench/vitbench/harness/store"
+	"github.com/vitbench/vitbench/harness/stats"
 	"github.com/vitbench/vitbench/harness/sysinfo"
 	"github.com/vitbench/vitbench/harness/train"
 	"github.com/vitbench/vitbench/harness/vit"
@@ -52,9 +53,13 @@ func (r *Runner) evaluate(ctx context.Context, e *plan.Experiment, ev *evaluatio
 		return err
 	}
 	defer func() { model.Drop() }()
+	ds, err := r.dataset(ctx, r.Plan.Suite.Model(e.Model))
+	if err != nil {
+		return err
+	}
 	changed := false
-	if meta.Eval == nil || meta.Eval.Version != evalVersion {
-		if meta.Eval, err = r.accuracy(ctx, e, model); err != nil {
+	if !meta.Eval.current(ds.images) {
+		if meta.Eval, err = r.accuracy(ctx, ds, model); err != nil {
 			return err
 		}
 		changed = true
@@ -70,8 +75,8 @@ func (r *Runner) evaluate(ctx context.Context, e *plan.Experiment, ev *evaluatio
 	}
 	if model.Cfg.Executed == qexec.Int8 {
 		// The cached executed evaluation holds only for the same kernels.
-		if x := meta.ExecEval; x == nil || x.Version != evalVersion || x.Detail != ev.detail {
-			if meta.ExecEval, err = r.accuracy(ctx, e, model); err != nil {
+		if x := meta.ExecEval; !x.current(ds.images) || x.Detail != ev.detail {
+			if meta.ExecEval, err = r.accuracy(ctx, ds, model); err != nil {
 				return err
 			}
 			meta.ExecEval.Detail = ev.detail
@@ -92,12 +97,8 @@ func (r *Runner) evaluate(ctx context.Context, e *plan.Experiment, ev *evaluatio
 	return nil
 }
 
-// accuracy evaluates model on the experiment's test split.
-func (r *Runner) accuracy(ctx context.Context, e *plan.Experiment, model *vit.Model) (*evalJSON, error) {
-	ds, err := r.dataset(ctx, r.Plan.Suite.Model(e.Model))
-	if err != nil {
-		return nil, err
-	}
+// accuracy evaluates model on the test split of ds.
+func (r *Runner) accuracy(ctx context.Context, ds *dataset, model *vit.Model) (*evalJSON, error) {
 	src, err := ds.testSource(r.Device, r.Plan.Suite.Measure.EvalBatch)
 	if err != nil {
 		return nil, err
@@ -109,7 +110,19 @@ func (r *Runner) accuracy(ctx context.Context, e *plan.Experiment, model *vit.Mo
 	if err != nil {
 		return nil, fmt.Errorf("evaluate: %w", err)
 	}
-	return &evalJSON{Top1: acc.Top1, Top5: acc.Top5, N: acc.N, Seconds: acc.Seconds, Version: evalVersion}, nil
+	return &evalJSON{Top1: acc.Top1, Top5: acc.Top5, N: acc.N, Seconds: acc.Seconds, Version: evalVersion,
+		Images: ds.images, Top1Bits: packBits(acc.Correct1), Top5Bits: packBits(acc.Correct5)}, nil
+}
+
+// packBits packs per-image outcomes into stats.Bits.
+func packBits(correct []bool) []byte {
+	b := stats.NewBits(len(correct))
+	for i, c := range correct {
+		if c {
+			b.Set(i)
+		}
+	}
+	return b
 }
 
 // execute runs a simulated model on int8 kernels where the suite's

@@ -5,8 +5,10 @@ import (
 	"math"
 	"time"
 
+	"github.com/vitbench/vitbench/harness/measure"
 	"github.com/vitbench/vitbench/harness/metrics"
 	"github.com/vitbench/vitbench/harness/plan"
+	"github.com/vitbench/vitbench/harness/stats"
 	"github.com/vitbench/vitbench/harness/store"
 )
 
@@ -80,8 +82,12 @@ func (r *Runner) record(e *plan.Experiment, rec *store.Experiment, ev *evaluatio
 	if ev.simEval != nil {
 		m = append(m, metrics.New(metrics.Top1Simulated, ev.simEval.Top1), metrics.New(metrics.Top5Simulated, ev.simEval.Top5))
 	}
+	rec.Outcomes = outcomes(ev)
+	rec.Samples = samples(lat, thr, ms.ThroughputBatch)
+	m = append(m, intervals(rec)...)
 	if base := r.state.results[e.Baseline]; !e.IsBaseline && base != nil && base.Status == store.StatusOK {
 		m = append(m, relative(m, base.Metrics)...)
+		m = append(m, relativeIntervals(rec, base)...)
 	}
 	rec.Metrics = m
 	rec.Layers = nil
@@ -115,6 +121,92 @@ func relative(m, base []metrics.Metric) []metrics.Metric {
 		metrics.New(metrics.Speedup, div(get(base, metrics.LatencyP50), get(m, metrics.LatencyP50))),
 		metrics.New(metrics.ThroughputGain, div(get(m, metrics.Throughput), get(base, metrics.Throughput))),
 	}
+}
+
+// outcomes are the evaluations' per-image outcomes, as stored.
+func outcomes(ev *evaluation) []store.Outcome {
+	var out []store.Outcome
+	add := func(metric string, e *evalJSON, bits []byte) {
+		if e != nil && bits != nil {
+			out = append(out, store.Outcome{Metric: metric, Images: e.Images, N: e.N, Bits: bits})
+		}
+	}
+	add(metrics.Top1, ev.eval, ev.eval.Top1Bits)
+	add(metrics.Top5, ev.eval, ev.eval.Top5Bits)
+	if ev.simEval != nil {
+		add(metrics.Top1Simulated, ev.simEval, ev.simEval.Top1Bits)
+	}
+	return out
+}
+
+// samples are the timed passes: seconds per pass at batch 1, and each
+// throughput pass as images per second.
+func samples(lat, thr *measure.Latency, batch int) []store.Sample {
+	var out []store.Sample
+	add := func(series string, l *measure.Latency, value func(float64) float64) {
+		for i, v := range l.Samples {
+			round := 0
+			if i < len(l.Rounds) {
+				round = l.Rounds[i]
+			}
+			out = append(out, store.Sample{Series: series, Round: round, Value: value(v)})
+		}
+	}
+	add(store.SeriesLatency, lat, func(s float64) float64 { return s })
+	add(store.SeriesThroughput, thr, func(s float64) float64 { return float64(batch) / s })
+	return out
+}
+
+// intervals are the 95% intervals of an experiment's own accuracy (Wilson,
+// from its outcomes) and timings (benchmath's median interval, from its
+// samples).
+func intervals(rec *store.Experiment) []metrics.Metric {
+	var m []metrics.Metric
+	add := func(name string, e stats.Estimate) {
+		m = append(m, metrics.New(metrics.Lo(name), e.Lo), metrics.New(metrics.Hi(name), e.Hi))
+	}
+	for _, name := range []string{metrics.Top1, metrics.Top5, metrics.Top1Simulated} {
+		if o, ok := rec.Outcome(name); ok {
+			add(name, stats.Proportion(stats.Bits(o.Bits).Count(o.N), o.N))
+		}
+	}
+	if s := rec.SampleValues(store.SeriesLatency); len(s) > 0 {
+		add(metrics.LatencyP50, stats.Median(s))
+	}
+	if s := rec.SampleValues(store.SeriesThroughput); len(s) > 0 {
+		add(metrics.Throughput, stats.Median(s))
+	}
+	return m
+}
+
+// relativeIntervals are the intervals and p-values of an experiment's
+// differences to its baseline: the accuracy delta paired image by image
+// when both were evaluated on the same images (bootstrap interval,
+// McNemar's test), unpaired otherwise; speed-up and throughput gain as
+// ratios of medians (bootstrap interval, Mann-Whitney U test).
+func relativeIntervals(rec, base *store.Experiment) []metrics.Metric {
+	var m []metrics.Metric
+	add := func(name string) func(stats.Estimate, float64) {
+		return func(e stats.Estimate, p float64) {
+			m = append(m, metrics.New(metrics.Lo(name), e.Lo), metrics.New(metrics.Hi(name), e.Hi), metrics.New(metrics.P(name), p))
+		}
+	}
+	if o, ok := rec.Outcome(metrics.Top1); ok {
+		if b, ok := base.Outcome(metrics.Top1); ok {
+			if o.Images == b.Images && o.N == b.N {
+				add(metrics.Top1Delta)(stats.PairedDelta(b.Bits, o.Bits, o.N))
+			} else {
+				add(metrics.Top1Delta)(stats.ProportionDelta(stats.Bits(b.Bits).Count(b.N), b.N, stats.Bits(o.Bits).Count(o.N), o.N))
+			}
+		}
+	}
+	if s, bs := rec.SampleValues(store.SeriesLatency), base.SampleValues(store.SeriesLatency); len(s) > 0 && len(bs) > 0 {
+		add(metrics.Speedup)(stats.RatioOfMedians(bs, s))
+	}
+	if s, bs := rec.SampleValues(store.SeriesThroughput), base.SampleValues(store.SeriesThroughput); len(s) > 0 && len(bs) > 0 {
+		add(metrics.ThroughputGain)(stats.RatioOfMedians(s, bs))
+	}
+	return m
 }
 
 func metricValue(e *store.Experiment, name string) float64 {

@@ -492,3 +492,59 @@ pipeline = [ { technique = "quantize", act_bits = 8, calib_images = 32, mixed_pr
 		t.Errorf("search %+v: want cost within limit and choices [4 8]", q.Mixed)
 	}
 }
+
+// Every accuracy and timing is stored with what its intervals come from,
+// and the intervals and paired tests are computed from it: an identity
+// stage ties its baseline image for image (delta 0, p = 1), a different
+// graph is timed on its own samples.
+func TestIntervalsStored(t *testing.T) {
+	f := newFixture(t, testSuite+`
+[[experiment]]
+name = "merged"
+model = "tiny"
+pipeline = [ { technique = "merge" } ]
+`)
+	sum, log := f.run(t)
+	es, err := f.db.Experiments(context.Background(), sum.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := find(t, es, "tiny")
+	o, ok := base.Outcome(metrics.Top1)
+	if !ok || o.N == 0 || len(o.Bits) != (o.N+7)/8 || !strings.Contains(o.Images, "all") {
+		t.Fatalf("baseline top-1 outcome %+v (present %v)\n%s", o, ok, log)
+	}
+	for _, name := range []string{"tiny", "same", "merged"} {
+		e := find(t, es, name)
+		for _, m := range []string{metrics.Top1, metrics.Top5, metrics.LatencyP50, metrics.Throughput} {
+			v, _ := metric(e, m)
+			lo, okLo := metric(e, metrics.Lo(m))
+			hi, okHi := metric(e, metrics.Hi(m))
+			if !okLo || !okHi || !(lo <= v && v <= hi) {
+				t.Errorf("%s: %s %g, interval [%g, %g] (present %v %v)", name, m, v, lo, hi, okLo, okHi)
+			}
+		}
+		if n := len(e.SampleValues(store.SeriesLatency)); n != 3 {
+			t.Errorf("%s: %d latency samples, want the suite's 3 iterations", name, n)
+		}
+		if n := len(e.SampleValues(store.SeriesThroughput)); n == 0 {
+			t.Errorf("%s: no throughput samples", name)
+		}
+	}
+	same := find(t, es, "same")
+	for m, want := range map[string]float64{
+		metrics.Top1Delta: 0, metrics.Lo(metrics.Top1Delta): 0, metrics.Hi(metrics.Top1Delta): 0,
+		metrics.P(metrics.Top1Delta): 1, metrics.P(metrics.Speedup): 1,
+	} {
+		if v, ok := metric(same, m); !ok || v != want {
+			t.Errorf("identity stage: %s = %g (present %v), want %g", m, v, ok, want)
+		}
+	}
+	merged := find(t, es, "merged")
+	if p, ok := metric(merged, metrics.P(metrics.Speedup)); !ok || !(p >= 0 && p <= 1) {
+		t.Errorf("merged graph: speed-up p = %g (present %v)", p, ok)
+	}
+	if slices.Equal(merged.SampleValues(store.SeriesLatency), base.SampleValues(store.SeriesLatency)) {
+		t.Errorf("merged graph stored the baseline's latency samples")
+	}
+}
