@@ -104,10 +104,14 @@ func metricColumns(s *Snapshot) (cols, names []string) {
 			found[m.Name] = true
 		}
 	}
+	// Each standard metric is followed by its interval and p-value
+	// siblings, so a reader finds them beside the value.
 	for _, n := range standardMetrics {
-		if found[n] {
-			names = append(names, n)
-			delete(found, n)
+		for _, c := range []string{n, metrics.Lo(n), metrics.Hi(n), metrics.P(n)} {
+			if found[c] {
+				names = append(names, c)
+				delete(found, c)
+			}
 		}
 	}
 	names = append(names, slices.Sorted(maps.Keys(found))...)

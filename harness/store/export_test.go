@@ -43,7 +43,8 @@ func exportSnapshot() *Snapshot {
 	e2.Status, e2.Error = StatusFailed, "libtorch: op \"_int_mm\" missing,\nnot in 1.13.1"
 	e2.Metrics = []metrics.Metric{{Name: metrics.Top1, Value: math.NaN()}, {Name: "status", Value: 3}}
 	e3 := testExperiment(9, "ptq/w8a8", 0)
-	e3.Metrics = append([]metrics.Metric{metrics.New(metrics.Speedup, 2.5)}, e3.Metrics...)
+	e3.Metrics = append([]metrics.Metric{metrics.New(metrics.P(metrics.Speedup), 0.01), metrics.New(metrics.Speedup, 2.5),
+		metrics.New(metrics.Hi(metrics.Top1), 92), metrics.New(metrics.Lo(metrics.Top1), 90)}, e3.Metrics...)
 	s.Experiments = []Experiment{*e1, *e2, *e3}
 	return s
 }
@@ -51,7 +52,7 @@ func exportSnapshot() *Snapshot {
 func TestColumns(t *testing.T) {
 	got := columns(exportSnapshot())
 	want := append(slices.Clone(fixedColumns),
-		"top1", "params", "latency_p50", "speedup", "aa_custom", "metric_status", "zz_custom")
+		"top1", "top1_lo", "top1_hi", "params", "latency_p50", "speedup", "speedup_p", "aa_custom", "metric_status", "zz_custom")
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("columns =\n%q\nwant\n%q", got, want)
 	}
