@@ -1,9 +1,13 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"encoding/csv"
+	"encoding/json"
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/vitbench/vitbench/harness/metrics"
@@ -118,4 +122,77 @@ func TestReplicas(t *testing.T) {
 func closeEstimate(a, b stats.Estimate) bool {
 	eq := func(x, y float64) bool { return x == y || math.Abs(x-y) < 1e-9 || math.IsNaN(x) && math.IsNaN(y) }
 	return eq(a.Value, b.Value) && eq(a.Lo, b.Lo) && eq(a.Hi, b.Hi)
+}
+
+// seedSnapshot is a run with a baseline and an experiment, each at seeds
+// 0 and 1, and an experiment of one seed.
+func seedSnapshot() *Snapshot {
+	run := Run{ID: 1, UUID: "uuid-s", SuiteName: "s"}
+	e := func(name, replica, baseline string, seed int64, top1, params float64) Experiment {
+		return Experiment{RunID: 1, Name: name, Replica: replica, Baseline: baseline, Seed: seedOf(seed), Status: StatusOK,
+			Group: strings.SplitN(replica, "/", 2)[0], Pipeline: "p",
+			Metrics: []metrics.Metric{metrics.New(metrics.Top1, top1), metrics.New(metrics.Params, params)}}
+	}
+	return &Snapshot{Runs: []Run{run}, Experiments: []Experiment{
+		e("vit/seed0", "vit", "vit/seed0", 0, 80, 100),
+		e("vit/seed1", "vit", "vit/seed1", 1, 82, 100),
+		e("q/seed0", "q", "vit/seed0", 0, 70, 50),
+		e("q/seed1", "q", "vit/seed1", 1, 74, 50),
+		e("one", "one", "vit/seed0", 0, 60, 10),
+	}}
+}
+
+func TestExportSeeds(t *testing.T) {
+	var buf bytes.Buffer
+	if err := WriteCSV(&buf, seedSnapshot()); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := csv.NewReader(&buf).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	col := map[string]int{}
+	for i, c := range recs[0] {
+		col[c] = i
+	}
+	if _, ok := col[metrics.Lo(metrics.Params)]; ok {
+		t.Error("an exact count got interval columns")
+	}
+	q := stats.Mean([]float64{70, 74})
+	// columns: experiment, replica, seed, baseline, top1, top1_lo, top1_hi, params
+	want := [][]string{
+		{"vit/seed0", "vit", "0", "vit/seed0", "80", "", "", "100"},
+		{"vit/seed1", "vit", "1", "vit/seed1", "82", "", "", "100"},
+		{"vit", "vit", "mean", "vit", "81", formatFloat(stats.Mean([]float64{80, 82}).Lo), formatFloat(stats.Mean([]float64{80, 82}).Hi), "100"},
+		{"q/seed0", "q", "0", "vit/seed0", "70", "", "", "50"},
+		{"q/seed1", "q", "1", "vit/seed1", "74", "", "", "50"},
+		{"q", "q", "mean", "vit", "72", formatFloat(q.Lo), formatFloat(q.Hi), "50"},
+		{"one", "one", "0", "vit/seed0", "60", "", "", "10"},
+	}
+	if len(recs) != 1+len(want) {
+		t.Fatalf("%d rows, want %d:\n%s", len(recs)-1, len(want), buf.String())
+	}
+	cols := []string{"experiment", "replica", "seed", "baseline", metrics.Top1, metrics.Lo(metrics.Top1), metrics.Hi(metrics.Top1), metrics.Params}
+	for i, w := range want {
+		for j, c := range cols {
+			if got := recs[i+1][col[c]]; got != w[j] {
+				t.Errorf("row %d (%s) %s = %q, want %q", i+1, w[0], c, got, w[j])
+			}
+		}
+	}
+	if q.Lo >= 72 || q.Hi <= 74 {
+		t.Errorf("the t interval of 70, 74 is %+v: wider than the values with 1 degree of freedom", q)
+	}
+
+	buf.Reset()
+	if err := WriteJSON(&buf, seedSnapshot()); err != nil {
+		t.Fatal(err)
+	}
+	var rows []map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &rows); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != len(want) || rows[0]["seed"] != 0.0 || rows[2]["seed"] != MeanSeed || rows[5]["top1"] != 72.0 {
+		t.Errorf("JSON rows: %v", rows)
+	}
 }
