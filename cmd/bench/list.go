@@ -104,7 +104,13 @@ func writeListText(w io.Writer, s *store.Snapshot) error {
 			continue
 		}
 		fmt.Fprintln(tw, "  EXPERIMENT\tSTATUS\tTOP-1 %\tPARAMS\tP50 MS\tNOTE")
-		for _, e := range exps {
+		sets := store.Replicas(exps)
+		last := map[*store.Experiment]*store.ReplicaSet{}
+		for i := range sets {
+			last[sets[i].Experiments[len(sets[i].Experiments)-1]] = &sets[i]
+		}
+		for i := range exps {
+			e := exps[i]
 			v := metricValues(e)
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n",
 				e.Name, e.Status,
@@ -112,9 +118,35 @@ func writeListText(w io.Writer, s *store.Snapshot) error {
 				formatMetric(v, metrics.Params, formatCount),
 				formatMetric(v, metrics.LatencyP50, func(x float64) string { return fmt.Sprintf("%.2f", x*1e3) }),
 				firstLine(e.Error, 60))
+			if set := last[&exps[i]]; set != nil {
+				writeMeanRow(tw, set)
+			}
 		}
 	}
 	return tw.Flush()
+}
+
+// writeMeanRow writes a replica set's means across its seeds, each with
+// the half-width of its t interval (symmetric about the mean).
+func writeMeanRow(w io.Writer, set *store.ReplicaSet) {
+	mean := func(name string, f func(float64) string) string {
+		a, ok := set.Metric(name)
+		if !ok {
+			return "-"
+		}
+		if half := a.Hi - a.Value; half > 0 && !math.IsInf(half, 0) {
+			return f(a.Value) + " ±" + f(half)
+		}
+		return f(a.Value)
+	}
+	status := store.StatusOK
+	if ok := len(set.Seeds); ok < len(set.Experiments) {
+		status = fmt.Sprintf("%d/%d ok", ok, len(set.Experiments))
+	}
+	fmt.Fprintf(w, "  %s (mean of %d seeds)\t%s\t%s\t%s\t%s\t\n", set.Name, len(set.Seeds), status,
+		mean(metrics.Top1, func(x float64) string { return fmt.Sprintf("%.2f", x) }),
+		mean(metrics.Params, formatCount),
+		mean(metrics.LatencyP50, func(x float64) string { return fmt.Sprintf("%.2f", x*1e3) }))
 }
 
 // machineLabel names the machine of r: host, CPU, threads, engine and
@@ -186,6 +218,21 @@ type (
 	listOutput struct {
 		Runs []listRun `json:"runs"`
 	}
+	// listReplicaSet is the seed replicas of one experiment with each
+	// metric's mean across the seeds (store.Replicas).
+	listReplicaSet struct {
+		Name        string              `json:"name"`
+		Seeds       []int64             `json:"seeds"`       // of the replicas that succeeded
+		Experiments []string            `json:"experiments"` // every replica's name
+		Metrics     map[string]listMean `json:"metrics"`
+	}
+	listMean struct {
+		Mean *float64 `json:"mean"`
+		Lo   *float64 `json:"lo"` // 95% Student-t interval; null with fewer than 2 values
+		Hi   *float64 `json:"hi"`
+		N    int      `json:"n"` // replicas with a value
+		Unit string   `json:"unit"`
+	}
 	listRun struct {
 		UUID        string           `json:"uuid"`
 		Suite       string           `json:"suite"`
@@ -201,6 +248,7 @@ type (
 		OK          int              `json:"ok"`
 		Failed      int              `json:"failed"`
 		Experiments []listExperiment `json:"experiments"`
+		Replicas    []listReplicaSet `json:"replicas"` // sets of experiments that differ only in their seed
 	}
 	// listMachine is the machine a run executed on. Threads, engines, CUDA,
 	// sgemm speed and SIMD flags are facts of the run (store.Run); they
@@ -227,6 +275,8 @@ type (
 	}
 	listExperiment struct {
 		Name       string              `json:"name"`
+		Replica    string              `json:"replica"` // the name its seed replicas share
+		Seed       *int64              `json:"seed"`    // null when stored before seeds were recorded
 		Group      string              `json:"group"`
 		Model      string              `json:"model"`
 		Dataset    string              `json:"dataset"`
@@ -277,6 +327,7 @@ func writeListJSON(w io.Writer, s *store.Snapshot) error {
 			OK:          counts[r.ID][store.StatusOK],
 			Failed:      counts[r.ID][store.StatusFailed],
 			Experiments: []listExperiment{},
+			Replicas:    []listReplicaSet{},
 		})
 	}
 	for _, e := range s.Experiments {
@@ -285,7 +336,7 @@ func writeListJSON(w io.Writer, s *store.Snapshot) error {
 			continue
 		}
 		le := listExperiment{
-			Name: e.Name, Group: e.Group, Model: e.Model, Dataset: e.Dataset, Baseline: e.Baseline,
+			Name: e.Name, Replica: e.ReplicaName(), Seed: e.Seed, Group: e.Group, Model: e.Model, Dataset: e.Dataset, Baseline: e.Baseline,
 			Families: nonNilStrings(e.Families), Pipeline: e.Pipeline, Params: e.Params, Hash: e.Hash,
 			Status: e.Status, Error: e.Error, Executed: e.Executed, ExecDetail: e.ExecDetail, Quant: e.Quant,
 			Started: timeOrNil(e.Started), Ended: timeOrNil(e.Ended),
@@ -303,6 +354,23 @@ func writeListJSON(w io.Writer, s *store.Snapshot) error {
 			le.Units[m.Name] = m.Unit
 		}
 		out.Runs[i].Experiments = append(out.Runs[i].Experiments, le)
+	}
+	for _, set := range store.Replicas(s.Experiments) {
+		i, ok := at[set.RunID]
+		if !ok {
+			continue
+		}
+		ls := listReplicaSet{Name: set.Name, Seeds: set.Seeds, Metrics: map[string]listMean{}}
+		if ls.Seeds == nil {
+			ls.Seeds = []int64{}
+		}
+		for _, e := range set.Experiments {
+			ls.Experiments = append(ls.Experiments, e.Name)
+		}
+		for _, a := range set.Metrics {
+			ls.Metrics[a.Name] = listMean{Mean: finiteOrNil(a.Value), Lo: finiteOrNil(a.Lo), Hi: finiteOrNil(a.Hi), N: a.N, Unit: a.Unit}
+		}
+		out.Runs[i].Replicas = append(out.Runs[i].Replicas, ls)
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

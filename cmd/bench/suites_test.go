@@ -58,14 +58,20 @@ var coverage = []string{
 }
 
 // allCoverage is coverage as all.toml sweeps it, with quantization's
-// methods, coverages, roundings, mixed precision and QAT variants.
+// methods, coverages, roundings, mixed precision and QAT variants, and
+// the students trained with three seeds.
 func allCoverage() []string {
 	var out []string
 	for _, e := range coverage {
-		if e != "qat-w4a4" {
+		switch e {
+		case "qat-w4a4":
+		case "student", "student-kd", "student-kd-int8":
+			out = append(out, e+"/seed0", e+"/seed1", e+"/seed2")
+		default:
 			out = append(out, e)
 		}
 	}
+	out = append(out, "cifar_student/seed2", "cifar_student_kd/seed2")
 	return append(out, "qat-w4a4/ste", "qat-w4a4/lsq",
 		"ptq-full-w8a8/minmax", "ptq-full-w4a4/omse",
 		"vit-quant-w8a8/ptq4vit", "vit-quant-w6a6/repq-vit", "vit-quant-w4a4-full/ptq4vit",

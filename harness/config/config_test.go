@@ -457,3 +457,86 @@ func TestMeasureEngine(t *testing.T) {
 		}
 	}
 }
+
+func TestSeeds(t *testing.T) {
+	// seeded extends base: model s with seeds, experiment e on it.
+	seeded := base + "[models.s]\narch = \"a\"\ndata = \"cifar10\"\nseeds = [0, 1, 2]\n[[experiment]]\nname = \"e\"\nmodel = \"s\"\n"
+	valid := []struct {
+		name      string
+		src       string
+		model     string
+		modelWant []int64
+		exp       string
+		expWant   []int64
+	}{
+		{"none", base, "m", nil, "ok", nil},
+		{"on a model", seeded, "s", []int64{0, 1, 2}, "e", nil},
+		{"on an experiment", base + "seeds = [3, 1]\n", "m", nil, "ok", []int64{3, 1}},
+		{"experiment within the model's", seeded + "seeds = [2, 0]\n", "s", []int64{0, 1, 2}, "e", []int64{2, 0}},
+		{"one seed", base + "seeds = [5]\n", "m", nil, "ok", []int64{5}},
+		{"32 seeds", base + "seeds = [" + seedList(32) + "]\n", "m", nil, "ok", seedRange(32)},
+	}
+	for _, tt := range valid {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := parseString(t, tt.src, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := s.Model(tt.model).Seeds; !reflect.DeepEqual(got, tt.modelWant) {
+				t.Errorf("model %s seeds = %v, want %v", tt.model, got, tt.modelWant)
+			}
+			if got := s.Experiment(tt.exp).Seeds; !reflect.DeepEqual(got, tt.expWant) {
+				t.Errorf("experiment %s seeds = %v, want %v", tt.exp, got, tt.expWant)
+			}
+		})
+	}
+
+	invalid := []struct {
+		name string
+		src  string
+		want []string // "line: key: message fragment", in order
+	}{
+		{"not a list", base + "seeds = 3\n", []string{"12: experiment[0].seeds: want an array of integers"}},
+		{"empty", base + "seeds = []\n", []string{"12: experiment[0].seeds: want 1 to 32 seeds, got 0"}},
+		{"too many", base + "seeds = [" + seedList(33) + "]\n", []string{"12: experiment[0].seeds: want 1 to 32 seeds, got 33"}},
+		{"negative, at its line", base + "seeds = [\n  0,\n  -1,\n]\n", []string{"14: experiment[0].seeds[1]: a seed must be >= 0, got -1"}},
+		{"duplicate", base + "seeds = [1, 2, 1]\n", []string{"12: experiment[0].seeds[2]: seed 1 is already given at experiment[0].seeds[0]"}},
+		{"not an integer", base + "seeds = [1, 2.5, \"3\"]\n", []string{"12: experiment[0].seeds[1]: want an integer seed, got float 2.5", `12: experiment[0].seeds[2]: want an integer seed, got string "3"`}},
+		{"on a model", base + "[models.s]\narch = \"a\"\ndata = \"cifar10\"\nseeds = [0, 0]\n", []string{"15: models.s.seeds[1]: seed 0 is already given"}},
+		{"on a loaded model", base + "[models.s]\narch = \"a\"\ndata = \"cifar10\"\nweights = \"w.pth\"\nseeds = [0, 1]\n", []string{"16: models.s.seeds: a model with weights is loaded, not trained: drop seeds or weights"}},
+		{"experiment seed the model lacks", seeded + "seeds = [1, 7]\n", []string{"19: experiment[1].seeds: seed 7 is not one of model s's seeds [0 1 2]"}},
+	}
+	for _, tt := range invalid {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseString(t, tt.src, Options{})
+			var list ErrorList
+			if !errors.As(err, &list) {
+				t.Fatalf("error %v is not an ErrorList", err)
+			}
+			if len(list) != len(tt.want) {
+				t.Fatalf("got %d errors, want %d:\n%v", len(list), len(tt.want), err)
+			}
+			for i, e := range list {
+				if got := fmt.Sprintf("%d: %s: %s", e.Line, e.Key, e.Msg); !strings.HasPrefix(got, tt.want[i]) || e.File != "suite.toml" {
+					t.Errorf("error %d:\n got %s: %s\nwant suite.toml: %s...", i, e.File, got, tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+func seedRange(n int) []int64 {
+	out := make([]int64, n)
+	for i := range out {
+		out[i] = int64(i)
+	}
+	return out
+}
+
+func seedList(n int) string {
+	var parts []string
+	for _, s := range seedRange(n) {
+		parts = append(parts, fmt.Sprint(s))
+	}
+	return strings.Join(parts, ", ")
+}

@@ -57,6 +57,7 @@ func parse(src []byte, filename string, opts Options) (*Suite, error) {
 	l.knownData = slices.Sorted(slices.Values(known))
 	l.file(src, filename, true)
 	l.checkReferences()
+	l.checkSeeds()
 	if err := l.errs.Err(); err != nil {
 		return nil, err
 	}
@@ -518,12 +519,14 @@ func (d *fileDecoder) model(p keyPath, name string, v any) *Model {
 				d.l.refs = append(d.l.refs, reference{from: "model " + name, to: t, what: "teacher", at: d.at(p)})
 			}
 		},
+		"seeds": func(p keyPath, v any) { model.Seeds = d.seeds(p, v) },
 	})
 	d.check(haveArch, p.key("arch"), "missing: name a registered architecture or give its shape")
 	d.check(haveData, p.key("data"), "missing: name the data set")
 	if model.Weights != "" {
 		d.check(!haveTrain, p.key("train"), "a model with weights is loaded, not trained: drop train or weights")
 		d.check(model.Teacher == "", p.key("teacher"), "a model with weights is loaded, not trained: drop teacher or weights")
+		d.check(model.Seeds == nil, p.key("seeds"), "a model with weights is loaded, not trained: drop seeds or weights")
 	}
 	if haveArch && haveData {
 		d.matchData(p, &model.Arch, model.Data)
@@ -735,6 +738,43 @@ func (d *fileDecoder) train(p keyPath, v any) TrainSpec {
 	return t
 }
 
+// seeds decodes a list of seeds: distinct non-negative integers, at most
+// MaxSeeds of them. It returns nil when the list is not valid.
+func (d *fileDecoder) seeds(p keyPath, v any) []int64 {
+	list, ok := v.([]any)
+	if !ok {
+		d.errorf(p, "want an array of integers (seeds = [0, 1, 2]), got %s", describe(v))
+		return nil
+	}
+	if len(list) == 0 || len(list) > MaxSeeds {
+		d.errorf(p, "want 1 to %d seeds, got %d", MaxSeeds, len(list))
+		return nil
+	}
+	out := make([]int64, 0, len(list))
+	at := map[int64]int{}
+	for i, e := range list {
+		ep := p.index(i)
+		s, isInt := e.(int64)
+		switch {
+		case !isInt:
+			d.errorf(ep, "want an integer seed, got %s", describe(e))
+		case s < 0:
+			d.errorf(ep, "a seed must be >= 0, got %d", s)
+		default:
+			if j, dup := at[s]; dup {
+				d.errorf(ep, "seed %d is already given at %s", s, p.index(j))
+				continue
+			}
+			at[s] = i
+			out = append(out, s)
+		}
+	}
+	if len(out) != len(list) {
+		return nil
+	}
+	return out
+}
+
 // experiments decodes the [[experiment]] array.
 func (d *fileDecoder) experiments(v any) {
 	p := keyPath{"experiment"}
@@ -771,6 +811,9 @@ func (d *fileDecoder) experiment(p keyPath, m map[string]any) *Experiment {
 		"name":        d.setString(&e.Name, &haveName),
 		"model":       d.setString(&e.Model, &haveModel),
 		"description": d.setString(&e.Description, nil),
+		"seeds": func(p keyPath, v any) {
+			e.Seeds, e.seedsAt = d.seeds(p, v), d.at(p)
+		},
 		"pipeline": func(p keyPath, v any) {
 			stagesKey = p
 			switch x := v.(type) {

@@ -80,6 +80,9 @@ func (l *loader) resolve(r reference) (string, bool) {
 		return "", false
 	}
 	group, _, _ := strings.Cut(r.to, "/")
+	if _, ok := l.models[group]; ok {
+		return "model " + group, true // one seed of a model with seeds, "model/seed1": plan checks the seed
+	}
 	if _, ok := l.exps[group]; ok {
 		return "experiment " + group, true
 	}
@@ -102,4 +105,21 @@ func (l *loader) names(models []*Model) string {
 		names[i] = m.Name
 	}
 	return strings.Join(names, ", ")
+}
+
+// checkSeeds checks that an experiment with seeds on a model with seeds
+// asks only for seeds the model is trained with: seed s of the experiment
+// starts from the model trained with seed s.
+func (l *loader) checkSeeds() {
+	for _, e := range l.suite.Experiments {
+		m := l.models[e.Model]
+		if e.Seeds == nil || m == nil || m.Seeds == nil {
+			continue
+		}
+		for _, s := range e.Seeds {
+			if !slices.Contains(m.Seeds, s) {
+				l.errorAt(e.seedsAt, "seed %d is not one of model %s's seeds %v: each seed of the experiment starts from the model trained with that seed", s, m.Name, m.Seeds)
+			}
+		}
+	}
 }

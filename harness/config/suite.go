@@ -31,6 +31,9 @@ const (
 	defaultEvalBatch       = 256
 	defaultValSize         = 5000 // carved out of a full CIFAR-10 or (Fashion-)MNIST training split
 
+	// MaxSeeds bounds the seeds of one model or experiment.
+	MaxSeeds = 32
+
 	// MaxGrid bounds the number of grid points one stage may expand into;
 	// package plan applies it to whole experiments too.
 	MaxGrid = 10000
@@ -142,8 +145,12 @@ type Model struct {
 	Train       TrainSpec // meaningful only when Weights is empty
 	Weights     string    // checkpoint to load instead of training; joined onto the suite file's folder
 	Teacher     string    // model or experiment to distill from while training; empty for none
-	File        string
-	Line        int
+	// Seeds, when given, train the model once per seed (distinct, >= 0,
+	// at most MaxSeeds): its baseline and every experiment on it are
+	// replicated per seed. Nil: one model, trained with the suite's seed.
+	Seeds []int64
+	File  string
+	Line  int
 }
 
 // ArchSpec is a model's architecture: a registered base plus overrides.
@@ -239,9 +246,18 @@ type Experiment struct {
 	Model       string
 	Description string
 	Stages      []Stage
-	File        string
-	Line        int
-	Key         string // e.g. "experiment[2]" (index within its file)
+	// Seeds, when given, repeat the pipeline once per seed (the seed of
+	// its calibration subsets, fine-tuning order and initialisations). On
+	// a model without seeds the model is trained once, with the suite's
+	// seed; on a model with seeds each must be one of the model's, and
+	// seed s starts from the model trained with seed s. Nil: the model's
+	// seeds, or the suite's seed.
+	Seeds []int64
+	File  string
+	Line  int
+	Key   string // e.g. "experiment[2]" (index within its file)
+
+	seedsAt *Error // where seeds is written, for the check against the model's
 }
 
 // Stage is one pipeline stage as written: a technique and its parameters,

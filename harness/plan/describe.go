@@ -60,6 +60,9 @@ func (p *Plan) Describe(w io.Writer, cached func(hash string) bool) error {
 			r.what = n.Stage.Label
 			r.action = "compress"
 		}
+		if n.Kind != KindLoad && n.Seed != p.Suite.Seed || n.Kind == KindTrain && n.Model.Seeds != nil {
+			r.what += fmt.Sprintf(", seed %d", n.Seed)
+		}
 		switch {
 		case cached(n.Hash):
 			r.action = "cached"

@@ -60,6 +60,11 @@ type Node struct {
 	Needs       []string      // hashes of the teachers it is distilled from
 	Experiments []string      // names of the experiments whose pipelines pass through it
 	Spec        string        // the canonical JSON that was hashed
+	// Seed seeds what is random in making the artifact: a model's
+	// initialisation and training order, a stage's calibration subset and
+	// fine-tuning order. Data subsets and splits keep the suite's seed, so
+	// every seed trains and tests on the same images.
+	Seed int64
 }
 
 // Stage is one resolved pipeline stage.
@@ -133,6 +138,13 @@ type Experiment struct {
 	Families    []string          // technique families in pipeline order
 	File        string
 	Line        int
+	// Seed is the seed of the experiment's model and stages (see Node.Seed):
+	// one of its seeds, or the suite's seed.
+	Seed int64
+	// Replica is the name the experiment's seed replicas share: its name
+	// without the seed part ("ptq/w8" for "ptq/w8-seed1"); its name when it
+	// has one seed.
+	Replica string
 }
 
 // Hash returns the hash of the experiment's final artifact.
@@ -158,7 +170,7 @@ func (e *Experiment) SpecJSON(p *Plan) ([]byte, error) {
 		Model    any         `json:"model"`
 		Pipeline []stageSpec `json:"pipeline"`
 		Hash     string      `json:"hash"`
-	}{Name: e.Name, Group: e.Group, Seed: p.Suite.Seed, Model: modelSpec(m), Pipeline: []stageSpec{}, Hash: e.Hash()}
+	}{Name: e.Name, Group: e.Group, Seed: e.Seed, Model: modelSpec(m), Pipeline: []stageSpec{}, Hash: e.Hash()}
 	if m.Teacher != "" {
 		spec.Model.(map[string]any)["teacher"] = m.Teacher
 	}
@@ -178,7 +190,7 @@ func Build(s *config.Suite, codeVersion string) (*Plan, error) {
 	b := &builder{
 		suite:  s,
 		code:   codeVersion,
-		models: map[string]string{},
+		models: map[string][]seeded{},
 		groups: map[string][]*Experiment{},
 		byName: map[string]*Experiment{},
 		nodes:  map[string]*Node{},
@@ -201,7 +213,7 @@ func Build(s *config.Suite, codeVersion string) (*Plan, error) {
 type builder struct {
 	suite  *config.Suite
 	code   string
-	models map[string]string        // model name -> node hash ("" when it failed)
+	models map[string][]seeded      // model name -> its nodes, one per seed (nil when it failed)
 	groups map[string][]*Experiment // experiment group -> its experiments (nil when it failed)
 	byName map[string]*Experiment
 	nodes  map[string]*Node
@@ -214,32 +226,89 @@ func (b *builder) fail(file string, line int, key, format string, args ...any) {
 	b.errs = append(b.errs, &config.Error{File: file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
 }
 
-// model resolves a model's node and emits its baseline experiment.
-func (b *builder) model(name string) (string, bool) {
+// seeded is one seed's artifact of a model.
+type seeded struct {
+	seed int64
+	hash string
+}
+
+// seedsOf returns the seeds a model is trained with: its own, or the
+// suite's.
+func (b *builder) seedsOf(m *config.Model) []int64 {
+	if m.Seeds != nil {
+		return m.Seeds
+	}
+	return []int64{b.suite.Seed}
+}
+
+// withSeed names the replica of seed seed of an experiment named name, as
+// a grid names its points: "ptq/seed1", "ptq/w8-seed1".
+func withSeed(name string, seed int64) string {
+	sep := "/"
+	if strings.Contains(name, "/") {
+		sep = "-"
+	}
+	return name + sep + "seed" + strconv.FormatInt(seed, 10)
+}
+
+// model resolves a model's nodes, one per seed, and emits its baseline
+// experiments.
+func (b *builder) model(name string) ([]seeded, bool) {
 	m := b.suite.Model(name)
 	if m == nil {
-		return "", false
+		return nil, false
 	}
 	if b.busy["model "+name] {
 		b.fail(m.File, m.Line, modelKey(name), "reference cycle through model %s", name)
-		return "", false
+		return nil, false
 	}
-	if h, ok := b.models[name]; ok {
-		return h, h != ""
+	if reps, ok := b.models[name]; ok {
+		return reps, reps != nil
 	}
 	b.busy["model "+name] = true
 	defer delete(b.busy, "model "+name)
-	b.models[name] = ""
+	b.models[name] = nil
 
+	seeds := b.seedsOf(m)
+	var reps []seeded
+	var exps []*Experiment
+	for _, seed := range seeds {
+		h, ok := b.modelSeed(m, seed)
+		if !ok {
+			return nil, false
+		}
+		reps = append(reps, seeded{seed, h})
+		e := &Experiment{
+			Name: name, Group: name, Model: name, Baseline: name, IsBaseline: true,
+			Description: m.Description, Params: map[string]string{}, Nodes: []string{h},
+			Pipeline: "baseline", File: m.File, Line: m.Line, Seed: seed, Replica: name,
+		}
+		if len(seeds) > 1 {
+			e.Name = withSeed(name, seed)
+			e.Baseline = e.Name
+		}
+		exps = append(exps, e)
+	}
+	b.models[name] = reps
+	for _, e := range exps {
+		b.exps = append(b.exps, e)
+		b.byName[e.Name] = e
+	}
+	return reps, true
+}
+
+// modelSeed resolves the node of a model trained with seed.
+func (b *builder) modelSeed(m *config.Model, seed int64) (string, bool) {
+	name := m.Name
 	spec := map[string]any{
 		"kind": "model",
-		"seed": b.suite.Seed,
+		"seed": seed,
 		"code": b.code,
 	}
 	for k, v := range modelSpec(m) {
 		spec[k] = v // weights, a path, is replaced below
 	}
-	node := &Node{Kind: KindTrain, Model: m}
+	node := &Node{Kind: KindTrain, Model: m, Seed: seed}
 	if m.Weights != "" {
 		node.Kind = KindLoad
 		fi, err := os.Stat(m.Weights)
@@ -252,7 +321,7 @@ func (b *builder) model(name string) (string, bool) {
 		spec["weights"] = map[string]any{"name": filepath.Base(m.Weights), "size": fi.Size(), "mtime": fi.ModTime().UnixNano()}
 	}
 	if m.Teacher != "" {
-		h, ok := b.reference(m.Teacher, m.File, m.Line, modelKey(name)+".teacher")
+		h, ok := b.reference(m.Teacher, seed, m.File, m.Line, modelKey(name)+".teacher")
 		if !ok {
 			return "", false
 		}
@@ -266,14 +335,6 @@ func (b *builder) model(name string) (string, bool) {
 	}
 	node.Hash, node.Spec = h, js
 	b.add(node)
-	b.models[name] = h
-	e := &Experiment{
-		Name: name, Group: name, Model: name, Baseline: name, IsBaseline: true,
-		Description: m.Description, Params: map[string]string{}, Nodes: []string{h},
-		Pipeline: "baseline", File: m.File, Line: m.Line,
-	}
-	b.exps = append(b.exps, e)
-	b.byName[name] = e
 	return h, true
 }
 
@@ -303,12 +364,36 @@ func modelSpec(m *config.Model) map[string]any {
 
 // reference resolves a name a model or stage uses to its artifact's hash:
 // a model, an experiment that did not expand into a grid, or one
-// experiment of a grid by its generated name.
-func (b *builder) reference(name, file string, line int, key string) (string, bool) {
-	if b.suite.Model(name) != nil {
-		return b.model(name)
-	}
+// experiment of a grid by its generated name. Where the name stands for
+// seed replicas (a model with seeds, an experiment with seeds, a grid
+// point named without its seed), the replica of the user's seed is meant:
+// a student trained with seed 1 learns from the teacher trained with
+// seed 1.
+func (b *builder) reference(name string, seed int64, file string, line int, key string) (string, bool) {
 	group, _, isGridName := strings.Cut(name, "/")
+	if b.suite.Model(group) != nil {
+		reps, ok := b.model(group)
+		if !ok {
+			return "", false
+		}
+		if isGridName {
+			if e := b.byName[name]; e != nil && e.Group == group {
+				return e.Hash(), true
+			}
+			b.fail(file, line, key, "no model %q: %s is trained with seeds %v (name them %s)", name, group, b.seedsOf(b.suite.Model(group)), withSeed(group, reps[0].seed))
+			return "", false
+		}
+		if len(reps) == 1 {
+			return reps[0].hash, true
+		}
+		for _, r := range reps {
+			if r.seed == seed {
+				return r.hash, true
+			}
+		}
+		b.fail(file, line, key, "model %s is trained with seeds %v, not with seed %d: name one, e.g. %q", name, b.seedsOf(b.suite.Model(group)), seed, withSeed(name, reps[0].seed))
+		return "", false
+	}
 	exps, ok := b.group(group)
 	if !ok {
 		if b.suite.Experiment(group) == nil {
@@ -320,14 +405,43 @@ func (b *builder) reference(name, file string, line int, key string) (string, bo
 		if e := b.byName[name]; e != nil && e.Group == group {
 			return e.Hash(), true
 		}
+	}
+	// The experiments the name stands for: the whole group, or the seed
+	// replicas of one grid point; of several replicas, the user's seed.
+	var cands []*Experiment
+	for _, e := range exps {
+		if !isGridName || e.Replica == name {
+			cands = append(cands, e)
+		}
+	}
+	if isGridName && len(cands) == 0 {
 		b.fail(file, line, key, "no experiment %q: %s expands to %s", name, group, names(exps, 6))
 		return "", false
 	}
-	if len(exps) != 1 {
-		b.fail(file, line, key, "%q expands into %d experiments; name one of them: %s", name, len(exps), names(exps, 6))
+	if len(cands) > 1 && sameReplica(cands) {
+		for _, e := range cands {
+			if e.Seed == seed {
+				return e.Hash(), true
+			}
+		}
+		b.fail(file, line, key, "%q is run with seeds %s, not with seed %d: name one of them", name, names(cands, 6), seed)
 		return "", false
 	}
-	return exps[0].Hash(), true
+	if len(cands) != 1 {
+		b.fail(file, line, key, "%q expands into %d experiments; name one of them: %s", name, len(cands), names(cands, 6))
+		return "", false
+	}
+	return cands[0].Hash(), true
+}
+
+// sameReplica reports whether exps are the seed replicas of one experiment.
+func sameReplica(exps []*Experiment) bool {
+	for _, e := range exps {
+		if e.Replica != exps[0].Replica {
+			return false
+		}
+	}
+	return true
 }
 
 func names(exps []*Experiment, max int) string {
@@ -359,9 +473,34 @@ func (b *builder) group(name string) ([]*Experiment, bool) {
 	defer delete(b.busy, "experiment "+name)
 	b.groups[name] = nil
 
-	root, ok := b.model(ce.Model)
+	reps, ok := b.model(ce.Model)
 	if !ok {
 		return nil, false
+	}
+	// The seeds and the model artifact each starts from: an experiment's
+	// seeds reuse the model's artifact of the same seed when the model has
+	// seeds, and its single artifact when it has not.
+	seeds := ce.Seeds
+	if seeds == nil {
+		for _, r := range reps {
+			seeds = append(seeds, r.seed)
+		}
+	}
+	roots := make([]string, len(seeds))
+	for k, seed := range seeds {
+		if len(reps) == 1 && b.suite.Model(ce.Model).Seeds == nil {
+			roots[k] = reps[0].hash
+			continue
+		}
+		for _, r := range reps {
+			if r.seed == seed {
+				roots[k] = r.hash
+			}
+		}
+		if roots[k] == "" {
+			b.fail(ce.File, ce.Line, ce.Key+".seeds", "seed %d is not one of model %s's seeds %v", seed, ce.Model, b.seedsOf(b.suite.Model(ce.Model)))
+			return nil, false
+		}
 	}
 	// One list of decoded points per stage; the grid is their product.
 	points := make([][]config.Point, len(ce.Stages))
@@ -378,14 +517,24 @@ func (b *builder) group(name string) ([]*Experiment, bool) {
 			return nil, false
 		}
 	}
+	if size*len(seeds) > config.MaxGrid {
+		b.fail(ce.File, ce.Line, ce.Key, "the pipeline expands into more than %d experiments (%d grid points, %d seeds)", config.MaxGrid, size, len(seeds))
+		return nil, false
+	}
+	// bySeed[k] is the grid at seeds[k]; a grid point's replicas follow
+	// each other in exps.
+	bySeed := make([][]*Experiment, len(seeds))
 	var exps []*Experiment
 	at := make([]int, len(points))
 	for range size {
-		e, ok := b.experiment(ce, root, points, at)
-		if !ok {
-			return nil, false
+		for k, seed := range seeds {
+			e, ok := b.experiment(ce, roots[k], seed, points, at)
+			if !ok {
+				return nil, false
+			}
+			bySeed[k] = append(bySeed[k], e)
+			exps = append(exps, e)
 		}
-		exps = append(exps, e)
 		for i := len(at) - 1; i >= 0; i-- {
 			if at[i]++; at[i] < len(points[i]) {
 				break
@@ -393,7 +542,17 @@ func (b *builder) group(name string) ([]*Experiment, bool) {
 			at[i] = 0
 		}
 	}
-	nameGrid(ce.Name, exps)
+	nameGrid(ce.Name, bySeed[0])
+	for g := range bySeed[0] {
+		replica := bySeed[0][g].Name
+		for k := range seeds {
+			e := bySeed[k][g]
+			e.Name, e.Replica = replica, replica
+			if len(seeds) > 1 {
+				e.Name = withSeed(replica, seeds[k])
+			}
+		}
+	}
 	for _, e := range exps {
 		b.byName[e.Name] = e
 	}
@@ -411,17 +570,20 @@ func asErrorList(err error, st config.Stage) config.ErrorList {
 }
 
 // experiment builds the experiment at one grid point (at indexes points).
-func (b *builder) experiment(ce *config.Experiment, root string, points [][]config.Point, at []int) (*Experiment, bool) {
+func (b *builder) experiment(ce *config.Experiment, root string, seed int64, points [][]config.Point, at []int) (*Experiment, bool) {
 	e := &Experiment{
 		Group: ce.Name, Model: ce.Model, Baseline: ce.Model, Description: ce.Description,
-		Params: map[string]string{}, Nodes: []string{root}, File: ce.File, Line: ce.Line,
+		Params: map[string]string{}, Nodes: []string{root}, File: ce.File, Line: ce.Line, Seed: seed,
+	}
+	if m := b.suite.Model(ce.Model); m.Seeds != nil && len(m.Seeds) > 1 {
+		e.Baseline = withSeed(ce.Model, seed) // its own seed's baseline
 	}
 	upstream := root
 	var labels []string
 	occurrence := map[string]int{}
 	for i, st := range ce.Stages {
 		pt := points[i][at[i]]
-		stage, ok := b.stage(st, pt.Config, upstream)
+		stage, ok := b.stage(st, pt.Config, upstream, seed)
 		if !ok {
 			return nil, false
 		}
@@ -453,7 +615,7 @@ func (b *builder) experiment(ce *config.Experiment, root string, points [][]conf
 }
 
 // stage resolves one stage applied to the artifact upstream.
-func (b *builder) stage(st config.Stage, cfg techniques.Config, upstream string) (*Stage, bool) {
+func (b *builder) stage(st config.Stage, cfg techniques.Config, upstream string, seed int64) (*Stage, bool) {
 	tech, err := techniques.Lookup(st.Technique)
 	if err != nil {
 		b.fail(st.File, st.Line, st.Key, "%v", err)
@@ -475,12 +637,12 @@ func (b *builder) stage(st config.Stage, cfg techniques.Config, upstream string)
 		ConfigJSON: string(cj),
 		Label:      label(st.Technique, cfg, resolvedDefaults(tech)),
 	}
-	node := &Node{Kind: KindStage, Stage: out, Upstream: upstream}
+	node := &Node{Kind: KindStage, Stage: out, Upstream: upstream, Seed: seed}
 	node.Model = b.nodes[upstream].Model
 	refHashes := []string{}
 	if r, ok := cfg.(config.Referencer); ok {
 		for _, name := range r.References() {
-			h, ok := b.reference(name, st.File, st.Line, st.Key)
+			h, ok := b.reference(name, seed, st.File, st.Line, st.Key)
 			if !ok {
 				return nil, false
 			}
@@ -489,13 +651,19 @@ func (b *builder) stage(st config.Stage, cfg techniques.Config, upstream string)
 			node.Needs = append(node.Needs, h)
 		}
 	}
-	h, js, err := hashSpec(map[string]any{
+	spec := map[string]any{
 		"kind":       "stage",
 		"upstream":   upstream,
 		"technique":  st.Technique,
 		"config":     json.RawMessage(cj),
 		"references": refHashes,
-	})
+	}
+	if seed != b.suite.Seed {
+		// Only another seed is hashed, so that the artifacts of suites
+		// without seeds keep the hashes they were cached under.
+		spec["seed"] = seed
+	}
+	h, js, err := hashSpec(spec)
 	if err != nil {
 		b.fail(st.File, st.Line, st.Key, "hash: %v", err)
 		return nil, false

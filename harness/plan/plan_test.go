@@ -630,8 +630,9 @@ func TestExample(t *testing.T) {
 	for _, e := range p.Experiments {
 		groups[e.Group]++
 	}
-	want := map[string]int{"vit_cifar": 1, "deit_small_cifar": 1, "vit_mini_kd": 1, "vit_fmnist": 1,
-		"ptq": 18, "lowrank": 3, "prune-int8": 2, "prune-kd-int8": 1, "kd-from-int8": 1, "kd-student": 1, "fmnist-int4": 1}
+	want := map[string]int{"vit_cifar": 1, "deit_small_cifar": 1, "vit_mini_kd": 3, "vit_fmnist": 1,
+		"ptq": 18, "lowrank": 3, "prune-int8": 2, "prune-kd-int8": 1, "kd-from-int8": 3, "kd-student": 3, "fmnist-int4": 1,
+		"fmnist-int8-seeds": 3}
 	if !reflect.DeepEqual(groups, want) {
 		t.Errorf("experiments per group %v, want %v", groups, want)
 	}
@@ -640,8 +641,13 @@ func TestExample(t *testing.T) {
 			t.Errorf("no experiment %s (the example's comments name it)", name)
 		}
 	}
-	if exps["kd-student"].Hash() != exps["vit_mini_kd"].Hash() {
-		t.Error("kd-student and its baseline should share an artifact")
+	for _, seed := range []string{"seed0", "seed1", "seed2"} {
+		if exps["kd-student/"+seed].Hash() != exps["vit_mini_kd/"+seed].Hash() {
+			t.Errorf("kd-student/%s and its baseline should share an artifact", seed)
+		}
+		if e := exps["fmnist-int8-seeds/"+seed]; e.Nodes[0] != exps["vit_fmnist"].Hash() {
+			t.Errorf("%s is not quantized from the one vit_fmnist", e.Name)
+		}
 	}
 	var buf bytes.Buffer
 	if err := p.Describe(&buf, nil); err != nil {

@@ -151,7 +151,7 @@ type env struct {
 var _ compress.Env = (*env)(nil)
 
 func (e *env) Device() gotch.Device { return e.r.Device }
-func (e *env) Seed() int64          { return e.r.Plan.Suite.Seed }
+func (e *env) Seed() int64          { return e.node.Seed }
 
 func (e *env) Logf(format string, args ...any) {
 	fmt.Fprintf(e.r.Log, "  "+format+"\n", args...)
@@ -201,7 +201,7 @@ func (e *env) Train(ctx context.Context, m *vit.Model, ft compress.Training) err
 	if ft.Loss != nil {
 		o.Loss = ft.Loss
 	}
-	_, err = e.r.fit(ctx, "fine-tune "+e.node.Stage.Label, m, ds, rec, o)
+	_, err = e.r.fit(ctx, "fine-tune "+e.node.Stage.Label, m, ds, e.node.Seed, rec, o)
 	return err
 }
 

@@ -20,7 +20,7 @@ func (r *Runner) newRecord(e *plan.Experiment) *store.Experiment {
 		spec = []byte(fmt.Sprintf(`{"error":%q}`, err.Error()))
 	}
 	m := r.Plan.Suite.Model(e.Model)
-	baseline := e.Baseline
+	baseline, seed := e.Baseline, e.Seed
 	if e.IsBaseline {
 		baseline = ""
 	}
@@ -37,6 +37,8 @@ func (r *Runner) newRecord(e *plan.Experiment) *store.Experiment {
 		Settings: storeSettings(e.Settings),
 		SpecJSON: string(spec),
 		Hash:     e.Hash(),
+		Seed:     &seed,
+		Replica:  e.Replica,
 		Status:   store.StatusRunning,
 		Started:  time.Now().UTC(),
 	}

@@ -312,7 +312,7 @@ func (r *Runner) makeModel(ctx context.Context, n *plan.Node) (*vit.Model, *arti
 	if err != nil {
 		return nil, nil, fmt.Errorf("model %s: %w", n.Model.Name, err)
 	}
-	torchrt.ManualSeed(r.Plan.Suite.Seed)
+	torchrt.ManualSeed(n.Seed)
 	model, err := vit.New(cfg, r.Device)
 	if err != nil {
 		return nil, nil, err
@@ -335,7 +335,7 @@ func (r *Runner) makeModel(ctx context.Context, n *plan.Node) (*vit.Model, *arti
 		defer teacher.Drop()
 		loss = train.KD{Teacher: teacher, Temperature: 4, Alpha: 0.5, Smoothing: n.Model.Train.LabelSmoothing}
 	}
-	res, err := r.fit(ctx, "train "+n.Model.Name, model, ds, recipeOf(n.Model.Train), train.Options{Loss: loss})
+	res, err := r.fit(ctx, "train "+n.Model.Name, model, ds, n.Seed, recipeOf(n.Model.Train), train.Options{Loss: loss})
 	if err != nil {
 		model.Drop()
 		return nil, nil, err
@@ -352,8 +352,9 @@ func recipeOf(t config.TrainSpec) train.Recipe {
 		WarmupEpochs: t.WarmupEpochs, LabelSmoothing: t.LabelSmoothing, GradClip: t.GradClip}
 }
 
-func (r *Runner) fit(ctx context.Context, task string, m *vit.Model, ds *dataset, rec train.Recipe, o train.Options) (*train.Result, error) {
-	src, err := ds.trainSource(r.Device, r.Plan.Suite.Seed)
+// fit trains m on ds's training images in the order seed shuffles them.
+func (r *Runner) fit(ctx context.Context, task string, m *vit.Model, ds *dataset, seed int64, rec train.Recipe, o train.Options) (*train.Result, error) {
+	src, err := ds.trainSource(r.Device, seed)
 	if err != nil {
 		return nil, err
 	}
@@ -380,6 +381,7 @@ func (r *Runner) makeStage(ctx context.Context, n *plan.Node) (*vit.Model, *arti
 		return nil, nil, fmt.Errorf("upstream of %s: %w", n.Stage.Label, err)
 	}
 	env := &env{r: r, node: n}
+	torchrt.ManualSeed(n.Seed) // what a stage draws from libtorch repeats, whatever was built before it
 	out, err := compress.Apply(ctx, n.Stage.Technique, n.Stage.Config, model, env)
 	if err != nil {
 		model.Drop()

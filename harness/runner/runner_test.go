@@ -548,3 +548,64 @@ pipeline = [ { technique = "merge" } ]
 		t.Errorf("merged graph stored the baseline's latency samples")
 	}
 }
+
+// A model with seeds is trained once per seed, and each replica of an
+// experiment on it is measured against the baseline of its own seed.
+func TestSeedReplicas(t *testing.T) {
+	suite := strings.Replace(testSuite, "train = { epochs = 1, batch_size = 100, lr = 3e-3, warmup_epochs = 0.1 }",
+		"train = { epochs = 1, batch_size = 100, lr = 3e-3, warmup_epochs = 0.1 }\nseeds = [1, 2]", 1)
+	suite = strings.Replace(suite, "[[experiment]]\nname = \"fails\"\nmodel = \"tiny\"\npipeline = [ { technique = \"boom\" } ]\n", "", 1)
+	f := newFixture(t, suite)
+	sum, log := f.run(t)
+	if sum.OK != 4 || sum.Failed != 0 {
+		t.Fatalf("ok %d failed %d, want 4 and 0\n%s", sum.OK, sum.Failed, log)
+	}
+	es, err := f.db.Experiments(context.Background(), sum.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cache{dir: f.cache}
+	sums := map[string]bool{}
+	for _, tt := range []struct {
+		name, replica, baseline string
+		seed                    int64
+	}{
+		{"tiny/seed1", "tiny", "", 1},
+		{"tiny/seed2", "tiny", "", 2},
+		{"same/seed1", "same", "tiny/seed1", 1},
+		{"same/seed2", "same", "tiny/seed2", 2},
+	} {
+		e := find(t, es, tt.name)
+		if e.Seed == nil || *e.Seed != tt.seed || e.Replica != tt.replica || e.Baseline != tt.baseline {
+			t.Errorf("%s: seed %v replica %q baseline %q, want %d %q %q", e.Name, e.Seed, e.Replica, e.Baseline, tt.seed, tt.replica, tt.baseline)
+		}
+		if tt.baseline != "" {
+			// The identity stage keeps its own seed's model: no change
+			// against that baseline (another seed's model differs).
+			if d, ok := metric(e, metrics.Top1Delta); !ok || d != 0 {
+				t.Errorf("%s: top-1 delta %v (present %v), want 0 against %s", e.Name, d, ok, tt.baseline)
+			}
+			continue
+		}
+		meta, err := c.meta(e.Hash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sums[meta.SHA256] = true
+	}
+	if len(sums) != 2 {
+		t.Errorf("the two seeds trained %d distinct models, want 2", len(sums))
+	}
+	sets := store.Replicas(es)
+	if len(sets) != 2 || sets[0].Name != "tiny" || sets[1].Name != "same" {
+		t.Fatalf("replica sets %+v, want tiny and same", sets)
+	}
+	for _, set := range sets {
+		top1, ok := set.Metric(metrics.Top1)
+		a, _ := metric(*set.Experiments[0], metrics.Top1)
+		b, _ := metric(*set.Experiments[1], metrics.Top1)
+		if !ok || top1.N != 2 || math.Abs(top1.Value-(a+b)/2) > 1e-9 || !slices.Equal(set.Seeds, []int64{1, 2}) {
+			t.Errorf("%s: top-1 mean %+v of %v and %v, seeds %v", set.Name, top1, a, b, set.Seeds)
+		}
+	}
+}

@@ -52,11 +52,16 @@ var standardMetrics = []string{
 // machine, then the experiment.
 var fixedColumns = []string{
 	"run_uuid", "suite", "hostname", "cpu", "cores", "gpu", "libtorch", "blas", "threads", "engine", "simd", "int8_engine", "device",
-	"run_started", "experiment", "group", "model", "dataset", "baseline", "pipeline", "families",
+	"run_started", "experiment", "replica", "seed", "group", "model", "dataset", "baseline", "pipeline", "families",
 	"status", "executed", "exec_detail", "quant_sites", "error",
 }
 
-// table is a snapshot flattened to one row per experiment. A cell is a
+// MeanSeed is the seed column of an export row that holds the mean of a
+// replica set across its seeds (Replicas).
+const MeanSeed = "mean"
+
+// table is a snapshot flattened to one row per experiment, and one per
+// replica set after its last replica. A cell is a
 // string, an int64, a float64 or nil (no value).
 type table struct {
 	columns []string
@@ -104,6 +109,13 @@ func metricColumns(s *Snapshot) (cols, names []string) {
 			found[m.Name] = true
 		}
 	}
+	for _, set := range Replicas(s.Experiments) {
+		for _, a := range set.Metrics {
+			if hasMeanInterval(a.Name) {
+				found[metrics.Lo(a.Name)], found[metrics.Hi(a.Name)] = true, true
+			}
+		}
+	}
 	// Each standard metric is followed by its interval and p-value
 	// siblings, so a reader finds them beside the value.
 	for _, n := range standardMetrics {
@@ -136,47 +148,102 @@ func flatten(s *Snapshot) table {
 	for i := range s.Runs {
 		runs[s.Runs[i].ID] = &s.Runs[i]
 	}
-	for _, e := range s.Experiments {
-		r := runs[e.RunID]
-		if r == nil {
-			r = &Run{}
+	sets := Replicas(s.Experiments)
+	last := map[*Experiment]*ReplicaSet{} // a set's last replica -> the set
+	names := map[int64]map[string]*Experiment{}
+	for i := range sets {
+		last[sets[i].Experiments[len(sets[i].Experiments)-1]] = &sets[i]
+	}
+	for i := range s.Experiments {
+		e := &s.Experiments[i]
+		if names[e.RunID] == nil {
+			names[e.RunID] = map[string]*Experiment{}
 		}
-		m := r.Machine
-		var started any
-		if !r.Started.IsZero() {
-			started = r.Started.UTC().Format(time.RFC3339Nano)
-		}
-		row := []any{
-			r.UUID, r.SuiteName, m.Hostname, m.CPU, int64(m.Cores), m.GPU, m.Libtorch, m.BLAS,
-			int64(r.Threads), r.Engine, r.SIMD, r.Int8Engine, r.Device, started,
-			e.Name, e.Group, e.Model, e.Dataset, e.Baseline, e.Pipeline, strings.Join(e.Families, "+"),
-			e.Status, e.Executed, e.ExecDetail, QuantSitesText(e.Quant), e.Error,
-		}
-		settings := make(map[string]string, len(e.Settings))
-		for _, st := range e.Settings {
-			settings[settingPrefix+st.Name] = st.Value
-		}
-		for _, c := range scols {
-			if v, ok := settings[c]; ok {
-				row = append(row, v)
-			} else {
-				row = append(row, nil)
+		names[e.RunID][e.Name] = e
+	}
+	for i := range s.Experiments {
+		e := &s.Experiments[i]
+		t.rows = append(t.rows, experimentRow(runs[e.RunID], e, nil, scols, mnames))
+		if set := last[e]; set != nil {
+			t.rows = append(t.rows, experimentRow(runs[e.RunID], e, set, scols, mnames))
+			// The mean's baseline is the baseline's replica set.
+			if b := names[e.RunID][e.Baseline]; b != nil {
+				t.rows[len(t.rows)-1][slices.Index(t.columns, "baseline")] = b.ReplicaName()
 			}
 		}
-		values := make(map[string]float64, len(e.Metrics))
+	}
+	return t
+}
+
+// hasMeanInterval reports whether a metric's mean across seeds gets
+// interval columns in exports: every metric but the exact counts, whose
+// seeds agree.
+func hasMeanInterval(name string) bool {
+	info, ok := metrics.Lookup(name)
+	return !ok || !info.Exact
+}
+
+// experimentRow flattens experiment e of run r, or, when set is not nil,
+// the mean of e's replica set across its seeds: seed MeanSeed, each
+// metric its mean, and NAME_lo, NAME_hi its 95% interval.
+func experimentRow(r *Run, e *Experiment, set *ReplicaSet, scols, mnames []string) []any {
+	if r == nil {
+		r = &Run{}
+	}
+	m := r.Machine
+	name, status, errText := e.Name, e.Status, e.Error
+	var seed any
+	if e.Seed != nil {
+		seed = *e.Seed
+	}
+	if set != nil {
+		name, seed, status, errText = set.Name, MeanSeed, StatusOK, ""
+		if ok := len(set.Seeds); ok < len(set.Experiments) {
+			status, errText = StatusFailed, fmt.Sprintf("%d of %d seeds failed", len(set.Experiments)-ok, len(set.Experiments))
+		}
+	}
+	var started any
+	if !r.Started.IsZero() {
+		started = r.Started.UTC().Format(time.RFC3339Nano)
+	}
+	row := []any{
+		r.UUID, r.SuiteName, m.Hostname, m.CPU, int64(m.Cores), m.GPU, m.Libtorch, m.BLAS,
+		int64(r.Threads), r.Engine, r.SIMD, r.Int8Engine, r.Device, started,
+		name, e.ReplicaName(), seed, e.Group, e.Model, e.Dataset, e.Baseline, e.Pipeline, strings.Join(e.Families, "+"),
+		status, e.Executed, e.ExecDetail, QuantSitesText(e.Quant), errText,
+	}
+	settings := make(map[string]string, len(e.Settings))
+	for _, st := range e.Settings {
+		settings[settingPrefix+st.Name] = st.Value
+	}
+	for _, c := range scols {
+		if v, ok := settings[c]; ok {
+			row = append(row, v)
+		} else {
+			row = append(row, nil)
+		}
+	}
+	values := make(map[string]float64, len(e.Metrics))
+	if set == nil {
 		for _, mt := range e.Metrics {
 			values[mt.Name] = mt.Value
 		}
-		for _, n := range mnames {
-			if v, ok := values[n]; ok {
-				row = append(row, v)
-			} else {
-				row = append(row, nil)
+	} else {
+		for _, a := range set.Metrics {
+			values[a.Name] = a.Value
+			if hasMeanInterval(a.Name) {
+				values[metrics.Lo(a.Name)], values[metrics.Hi(a.Name)] = a.Lo, a.Hi
 			}
 		}
-		t.rows = append(t.rows, row)
 	}
-	return t
+	for _, n := range mnames {
+		if v, ok := values[n]; ok {
+			row = append(row, v)
+		} else {
+			row = append(row, nil)
+		}
+	}
+	return row
 }
 
 // WriteCSV writes s as CSV (RFC 4180, as encoding/csv writes it): a header

@@ -108,6 +108,22 @@ type Experiment struct {
 	Outcomes []Outcome
 	// Samples is every timed pass of the experiment's graph.
 	Samples []Sample
+	// Seed is the seed its model and stages were made with; nil when
+	// stored before seeds were recorded.
+	Seed *int64
+	// Replica is the name the experiment's seed replicas share, e.g.
+	// "ptq/w8" for "ptq/w8-seed1" (package plan); its own name when it has
+	// one seed, "" when stored before seeds were recorded. See Replicas.
+	Replica string
+}
+
+// ReplicaName returns the name the experiment's seed replicas share: its
+// Replica, or its name for experiments stored before seeds were recorded.
+func (e *Experiment) ReplicaName() string {
+	if e.Replica != "" {
+		return e.Replica
+	}
+	return e.Name
 }
 
 // Outcome is an experiment's per-image correctness on its test images,
