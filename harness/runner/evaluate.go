@@ -6,8 +6,8 @@ import (
 
 	"github.com/vitbench/vitbench/harness/plan"
 	"github.com/vitbench/vitbench/harness/qexec"
-	"github.com/vitbench/vitbench/harness/store"
 	"github.com/vitbench/vitbench/harness/stats"
+	"github.com/vitbench/vitbench/harness/store"
 	"github.com/vitbench/vitbench/harness/sysinfo"
 	"github.com/vitbench/vitbench/harness/train"
 	"github.com/vitbench/vitbench/harness/vit"
