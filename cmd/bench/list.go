@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vitbench/vitbench/harness/metrics"
+	"github.com/vitbench/vitbench/harness/stats"
 	"github.com/vitbench/vitbench/harness/store"
 )
 
@@ -103,7 +104,7 @@ func writeListText(w io.Writer, s *store.Snapshot) error {
 			fmt.Fprintln(tw, "  (no experiments)")
 			continue
 		}
-		fmt.Fprintln(tw, "  EXPERIMENT\tSTATUS\tTOP-1 %\tPARAMS\tP50 MS\tNOTE")
+		fmt.Fprintln(tw, "  EXPERIMENT\tSTATUS\tTOP-1 % [95% CI]\tΔ TOP-1 VS BASELINE\tPARAMS\tP50 MS [95% CI]\tNOTE")
 		sets := store.Replicas(exps)
 		last := map[*store.Experiment]*store.ReplicaSet{}
 		for i := range sets {
@@ -112,11 +113,12 @@ func writeListText(w io.Writer, s *store.Snapshot) error {
 		for i := range exps {
 			e := exps[i]
 			v := metricValues(e)
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n",
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 				e.Name, e.Status,
-				formatMetric(v, metrics.Top1, func(x float64) string { return fmt.Sprintf("%.2f", x) }),
+				formatInterval(v, metrics.Top1, func(x float64) string { return fmt.Sprintf("%.2f", x) }),
+				formatDelta(v, metrics.Top1Delta, func(x float64) string { return fmt.Sprintf("%+.2f", x) }),
 				formatMetric(v, metrics.Params, formatCount),
-				formatMetric(v, metrics.LatencyP50, func(x float64) string { return fmt.Sprintf("%.2f", x*1e3) }),
+				formatInterval(v, metrics.LatencyP50, func(x float64) string { return fmt.Sprintf("%.2f", x*1e3) }),
 				firstLine(e.Error, 60))
 			if set := last[&exps[i]]; set != nil {
 				writeMeanRow(tw, set)
@@ -143,8 +145,9 @@ func writeMeanRow(w io.Writer, set *store.ReplicaSet) {
 	if ok := len(set.Seeds); ok < len(set.Experiments) {
 		status = fmt.Sprintf("%d/%d ok", ok, len(set.Experiments))
 	}
-	fmt.Fprintf(w, "  %s (mean of %d seeds)\t%s\t%s\t%s\t%s\t\n", set.Name, len(set.Seeds), status,
+	fmt.Fprintf(w, "  %s (mean of %d seeds)\t%s\t%s\t%s\t%s\t%s\t\n", set.Name, len(set.Seeds), status,
 		mean(metrics.Top1, func(x float64) string { return fmt.Sprintf("%.2f", x) }),
+		mean(metrics.Top1Delta, func(x float64) string { return fmt.Sprintf("%+.2f", x) }),
 		mean(metrics.Params, formatCount),
 		mean(metrics.LatencyP50, func(x float64) string { return fmt.Sprintf("%.2f", x*1e3) }))
 }
@@ -188,6 +191,29 @@ func formatMetric(v map[string]float64, name string, f func(float64) string) str
 		return "-"
 	}
 	return f(x)
+}
+
+// formatInterval writes a metric with its 95% interval when one is
+// stored: "70.22 [69.32, 71.11]".
+func formatInterval(v map[string]float64, name string, f func(float64) string) string {
+	out := formatMetric(v, name, f)
+	lo, okLo := v[metrics.Lo(name)]
+	hi, okHi := v[metrics.Hi(name)]
+	if out == "-" || !okLo || !okHi || math.IsNaN(lo) || math.IsNaN(hi) || math.IsInf(lo, 0) || math.IsInf(hi, 0) {
+		return out
+	}
+	return fmt.Sprintf("%s [%s, %s]", out, f(lo), f(hi))
+}
+
+// formatDelta writes a difference to the baseline with its interval,
+// marked "~" when its test finds no significant difference, as
+// benchstat marks one.
+func formatDelta(v map[string]float64, name string, f func(float64) string) string {
+	out := formatInterval(v, name, f)
+	if p, ok := v[metrics.P(name)]; ok && out != "-" && !stats.Significant(p) {
+		out += " ~"
+	}
+	return out
 }
 
 // formatCount writes a count with an SI suffix: 5.72M, 86.6K.

@@ -52,7 +52,7 @@ func TestListSeeds(t *testing.T) {
 		check func(t *testing.T, out string)
 	}{
 		{"text: a mean row after the last replica", []string{"list", "--db", path}, func(t *testing.T, out string) {
-			want := fmt.Sprintf("q (mean of 3 seeds) ok 72.00 ±%.2f 1.0K -", mean.Hi-72)
+			want := fmt.Sprintf("q (mean of 3 seeds) ok 72.00 ±%.2f - 1.0K -", mean.Hi-72)
 			lines := strings.Split(out, "\n")
 			for i, line := range lines {
 				if strings.Join(strings.Fields(line), " ") == want {

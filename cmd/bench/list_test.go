@@ -42,6 +42,14 @@ func resultsDB(t *testing.T, host string) (string, store.Run) {
 			Status: store.StatusOK, Executed: "fp32", Metrics: []metrics.Metric{
 				metrics.New(metrics.Top1, 71.234), metrics.New(metrics.Params, 5717416),
 				metrics.New(metrics.LatencyP50, 0.0032), metrics.New(metrics.Speedup, 1),
+				metrics.New(metrics.Lo(metrics.Top1), 70.34), metrics.New(metrics.Hi(metrics.Top1), 72.11),
+				metrics.New(metrics.Lo(metrics.LatencyP50), 0.0031), metrics.New(metrics.Hi(metrics.LatencyP50), 0.0033),
+			}},
+		{RunID: r.ID, Name: "ptq/w8a8", Group: "ptq", Model: "vit_cifar", Dataset: "cifar10", Baseline: "baseline",
+			Families: []string{"quantize"}, Status: store.StatusOK, Metrics: []metrics.Metric{
+				metrics.New(metrics.Top1, 71.0), metrics.New(metrics.Top1Delta, -0.234),
+				metrics.New(metrics.Lo(metrics.Top1Delta), -0.5), metrics.New(metrics.Hi(metrics.Top1Delta), 0.04),
+				metrics.New(metrics.P(metrics.Top1Delta), 0.2),
 			}},
 		{RunID: r.ID, Name: "ptq/w2a2", Group: "ptq", Model: "vit_cifar", Dataset: "cifar10",
 			Families: []string{"quantize"}, Status: store.StatusFailed,
@@ -70,7 +78,7 @@ func TestListText(t *testing.T) {
 		r.Started.Local().Format("2006-01-02 15:04:05"),
 		"lab-1 (AMD EPYC 7B13, 2 threads, eager, cpu)",
 		"suite smoke",
-		"failed  1 ok / 1 failed",
+		"failed  2 ok / 1 failed",
 		"EXPERIMENT",
 	} {
 		if !strings.Contains(out, want) {
@@ -78,8 +86,9 @@ func TestListText(t *testing.T) {
 		}
 	}
 	for _, row := range [][]string{
-		{"baseline", "ok", "71.23", "5.72M", "3.20"},
-		{"ptq/w2a2", "failed", "-", "-", "-", "loss is NaN at step 12"},
+		{"baseline", "ok", "71.23", "[70.34,", "72.11]", "-", "5.72M", "3.20", "[3.10,", "3.30]"},
+		{"ptq/w8a8", "ok", "71.00", "-0.23", "[-0.50,", "+0.04]", "~", "-", "-"},
+		{"ptq/w2a2", "failed", "-", "-", "-", "-", "loss is NaN at step 12"},
 	} {
 		found := false
 		for _, line := range strings.Split(out, "\n") {
@@ -135,15 +144,15 @@ func TestListJSON(t *testing.T) {
 	}
 	run := got.Runs[0]
 	if run.UUID != r.UUID || run.Status != "failed" || run.Suite != "smoke" || run.Ended == nil ||
-		run.OK != 1 || run.Failed != 1 || run.Machine.Hostname != "lab-1" || run.Machine.Threads != 2 ||
+		run.OK != 2 || run.Failed != 1 || run.Machine.Hostname != "lab-1" || run.Machine.Threads != 2 ||
 		run.Machine.Fingerprint != store.Fingerprint(r.Machine) ||
 		run.Machine.SIMD != r.SIMD || run.Machine.Int8Engine != r.Int8Engine {
 		t.Errorf("run = %+v", run)
 	}
-	if len(run.Experiments) != 2 {
-		t.Fatalf("%d experiments, want 2", len(run.Experiments))
+	if len(run.Experiments) != 3 {
+		t.Fatalf("%d experiments, want 3", len(run.Experiments))
 	}
-	base, failed := run.Experiments[0], run.Experiments[1]
+	base, failed := run.Experiments[0], run.Experiments[2]
 	if base.Name != "baseline" || base.Metrics["params"] == nil || *base.Metrics["params"] != 5717416 ||
 		base.Units["latency_p50"] != "s" || base.Families == nil {
 		t.Errorf("baseline = %+v", base)
