@@ -132,7 +132,8 @@ type Cell struct {
 }
 
 // Compare sets runs side by side, the first as the base, for the named
-// metrics (DefaultMetrics when none), in that order. A metric that no
+// metrics (DefaultMetrics when none), in that order. Only experiments that
+// succeeded are compared. A metric that no
 // experiment of the runs has is skipped unless it was named, which is an
 // error.
 func Compare(runs []Run, names ...string) (*Comparison, error) {
@@ -150,6 +151,10 @@ func Compare(runs []Run, names ...string) (*Comparison, error) {
 		index[i] = map[string]*store.Experiment{}
 		for j := range r.Experiments {
 			e := &r.Experiments[j]
+			if e.Status != store.StatusOK {
+				// A failed experiment's metrics, if any, are partial.
+				continue
+			}
 			if _, dup := index[i][e.Name]; dup {
 				c.Warnings = append(c.Warnings, fmt.Sprintf("run %d has experiment %s more than once; the first is compared", r.ID, e.Name))
 				continue

@@ -79,6 +79,13 @@ func synthetic() []Run {
 				Outcomes: []store.Outcome{outcome(metrics.Top1, images, n, ptq)},
 				Samples:  timed(store.SeriesLatency, 0.005, 1, 10)},
 		}
+		// A failed experiment in B: its partial metrics are not compared.
+		failed := store.StatusOK
+		if gain {
+			failed = store.StatusFailed
+		}
+		r.Experiments = append(r.Experiments, store.Experiment{Name: "qat/w4a4", Status: failed,
+			Metrics: []metrics.Metric{metrics.New(metrics.Params, 5_717_416)}})
 		student := store.Experiment{Name: "distill/student", Status: store.StatusOK,
 			Metrics: []metrics.Metric{metrics.New(metrics.Params, 1_500_000)}}
 		if gain {
@@ -146,6 +153,7 @@ func TestCompareDeltas(t *testing.T) {
 		{metrics.SizeBytes, "baseline", 0, "exact", false, nan, 0},
 		{metrics.Params, "distill/student", 0, "exact", false, nan, 0},
 		{metrics.Params, "prune/heads", nan, "", false, nan, 0},
+		{metrics.Params, "qat/w4a4", nan, "", false, nan, 0},
 	} {
 		name := tc.metric + " " + tc.exp
 		cell := find(t, c, tc.metric, tc.exp).Cells[1]
@@ -204,8 +212,8 @@ func TestSummary(t *testing.T) {
 			if s == nil || s.Name != "geomean" || math.Abs(s.Cells[0].Value-want) > 1e-3 || s.Cells[1].Delta != 0 {
 				t.Errorf("params summary %+v, want geomean %v and delta 0", s, want)
 			}
-			if len(tb.Warnings) != 1 || !strings.Contains(tb.Warnings[0], "3 of 4") {
-				t.Errorf("params warnings %q, want one naming 3 of 4", tb.Warnings)
+			if len(tb.Warnings) != 1 || !strings.Contains(tb.Warnings[0], "3 of 5") {
+				t.Errorf("params warnings %q, want one naming 3 of 5", tb.Warnings)
 			}
 		case metrics.LatencyP50:
 			// Geomean of ratios 0.8, 1, 0.8.
