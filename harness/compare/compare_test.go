@@ -340,3 +340,35 @@ func TestWriteJSON(t *testing.T) {
 		t.Errorf("baseline row %+v: want no delta for A, a significant p for B", base)
 	}
 }
+
+func TestThreeRuns(t *testing.T) {
+	runs := synthetic()
+	third := runs[1]
+	third.ID, third.UUID = 9, "lab-3-0000-uuid"
+	runs = append(runs, third)
+	c, err := Compare(runs, metrics.Top1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every later run is compared with the first, not with its neighbour.
+	if cell := find(t, c, metrics.Top1, "baseline").Cells[2]; cell.Delta != 5 || !cell.Significant {
+		t.Errorf("run C baseline delta %v significant %v, want +5 vs A", cell.Delta, cell.Significant)
+	}
+	var b bytes.Buffer
+	if err := c.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(b.String(), "\n")
+	var header, row string
+	for _, l := range lines {
+		if strings.Contains(l, "│") && strings.Contains(l, "C") {
+			header = l
+		}
+		if strings.HasPrefix(l, "baseline ") {
+			row = l
+		}
+	}
+	if strings.Count(header, "│") != 4 || strings.Count(row, "+5.00pt (p=0.000 n=2000)") != 2 {
+		t.Errorf("three-run table:\n%s", b.String())
+	}
+}
