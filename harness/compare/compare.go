@@ -26,13 +26,14 @@ type Run struct {
 // DefaultMetrics are the metrics compared when none are asked for, in the
 // order their tables are printed; a metric no selected experiment has is
 // left out. Derived ratios to a run's own baseline (speed-up, compression
-// ratio) are left out: their parts are compared directly.
+// ratio) are left out, their parts being compared directly, and so is the
+// peak memory, which is the process's, not the experiment's; --metric
+// still names them.
 var DefaultMetrics = []string{
 	metrics.Top1, metrics.Top5, metrics.Top1Simulated, metrics.Top5Simulated,
 	metrics.LatencyP50, metrics.Throughput,
 	metrics.SizeBytes, metrics.Params, metrics.ParamsNonZero,
 	metrics.MACs, metrics.MACsEffective, metrics.BitOps,
-	metrics.PeakRSSBytes,
 }
 
 // Kind says how a metric's values are estimated and tested.
