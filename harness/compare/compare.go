@@ -27,8 +27,8 @@ type Run struct {
 // order their tables are printed; a metric no selected experiment has is
 // left out. Derived ratios to a run's own baseline (speed-up, compression
 // ratio) are left out, their parts being compared directly, and so is the
-// peak memory, which is the process's, not the experiment's; --metric
-// still names them.
+// peak memory, which is the process's, not the experiment's; Compare
+// still compares them when named.
 var DefaultMetrics = []string{
 	metrics.Top1, metrics.Top5, metrics.Top1Simulated, metrics.Top5Simulated,
 	metrics.LatencyP50, metrics.Throughput,
