@@ -5,6 +5,7 @@
 //	bench report [--db PATH]...      re-render the report; several --db merge machines
 //	bench list                       runs, experiments, status
 //	bench export --format csv|json   one row per experiment result
+//	bench compare [RUN...]           runs side by side: intervals, deltas, p-values
 //	bench inspect --arch NAME        parameters, MACs and FLOPs per layer
 //	bench latency --arch NAME        measured latency and throughput
 //	bench forward --arch NAME ...    logits of a checkpoint for an .npy input
@@ -70,6 +71,8 @@ func usage(w io.Writer) {
   bench report [--db PATH]... [--out DIR]  re-render; several --db merge runs from several machines
   bench list   [--db PATH] [--json]        runs, experiments, status
   bench export [--db PATH] --format csv|json
+  bench compare [--db PATH]... [RUN...] [--machine HOST]... [--commit PREFIX]... [--metric NAME]... [--json]
+                                           benchstat-style: metrics with intervals, deltas, p-values
   bench inspect --arch NAME [--weights FILE] [--num-classes N] [--img-size N] [--json]
   bench latency --arch NAME [--weights FILE] [--batch B] [--threads T] [--engine split|eager]
                 [--precision fp32|bf16|fp16|int8|int8-dynamic] [--warmup N] [--iters N] [--device cpu|cuda] [--json]
