@@ -203,14 +203,7 @@ func ProportionDelta(kb, nb, ko, no int) (Estimate, float64) {
 	d := o.Value - b.Value
 	lo := d - math.Sqrt(sq(o.Value-o.Lo)+sq(b.Hi-b.Value))
 	hi := d + math.Sqrt(sq(o.Hi-o.Value)+sq(b.Value-b.Lo))
-	pool := float64(kb+ko) / float64(nb+no)
-	se := math.Sqrt(pool * (1 - pool) * (1/float64(nb) + 1/float64(no)))
-	p := 1.0
-	if se > 0 {
-		z := math.Abs(float64(ko)/float64(no)-float64(kb)/float64(nb)) / se
-		p = 2 * (1 - stats.NormalDist{Mu: 0, Sigma: 1}.CDF(z))
-	}
-	return Estimate{d, lo, hi}, p
+	return Estimate{d, lo, hi}, TwoProportions(kb, nb, ko, no)
 }
 
 func sq(x float64) float64 { return x * x }
