@@ -23,8 +23,8 @@ func TestExportCSV(t *testing.T) {
 	if err != nil {
 		t.Fatalf("not CSV: %v", err)
 	}
-	if len(recs) != 3 {
-		t.Fatalf("%d records, want header + 2", len(recs))
+	if len(recs) != 4 {
+		t.Fatalf("%d records, want header + 3", len(recs))
 	}
 	head := recs[0]
 	for _, c := range []string{"run_uuid", "hostname", "cpu", "cores", "gpu", "libtorch", "blas", "threads",
@@ -46,10 +46,12 @@ func TestExportCSV(t *testing.T) {
 		{1, "experiment", "baseline"},
 		{1, "params", "5717416"},
 		{1, "hostname", "lab-1"},
-		{2, "experiment", "ptq/w2a2"},
-		{2, "error", "loss is NaN at step 12\nstack..."},
-		{2, "top1", ""},
-		{2, "families", "quantize"},
+		{2, "experiment", "ptq/w8a8"},
+		{2, "top1_delta_p", "0.2"},
+		{3, "experiment", "ptq/w2a2"},
+		{3, "error", "loss is NaN at step 12\nstack..."},
+		{3, "top1", ""},
+		{3, "families", "quantize"},
 	} {
 		if got := cell(tc.row, tc.col); got != tc.want {
 			t.Errorf("row %d %s = %q, want %q", tc.row, tc.col, got, tc.want)
@@ -77,8 +79,8 @@ func TestExportJSONMergedToFile(t *testing.T) {
 	if err := json.Unmarshal(buf, &rows); err != nil {
 		t.Fatalf("not JSON: %v", err)
 	}
-	if len(rows) != 4 {
-		t.Fatalf("%d rows, want 4 (two experiments from each of two machines)", len(rows))
+	if len(rows) != 6 {
+		t.Fatalf("%d rows, want 6 (three experiments from each of two machines)", len(rows))
 	}
 	hosts := map[string]string{}
 	for _, row := range rows {
