@@ -39,6 +39,23 @@ var jsFuncs = map[string]string{
 	"tip": "function (p) { return (p.data && p.data.tip) || ''; }",
 	// fnLabel shows a data item's label text (canvas text, not HTML).
 	"label": "function (p) { return (p.data && p.data.label) || ''; }",
+	// whisker draws an item [x, y, xlo, xhi, ylo, yhi] as a 95% interval
+	// cross: a vertical bar from ylo to yhi and a horizontal one from
+	// xlo to xhi, each with short caps; a bar of zero length is left out.
+	"whisker": `function (params, api) {
+  var x = api.value(0), y = api.value(1), xl = api.value(2), xh = api.value(3), yl = api.value(4), yh = api.value(5);
+  var st = api.style({ stroke: '#6b7280', fill: null, lineWidth: 1 });
+  var out = [];
+  function seg(a, b) {
+    var p = api.coord(a), q = api.coord(b);
+    out.push({ type: 'line', shape: { x1: p[0], y1: p[1], x2: q[0], y2: q[1] }, style: st });
+  }
+  function capV(px, py) { var p = api.coord([px, py]); out.push({ type: 'line', shape: { x1: p[0] - 3, y1: p[1], x2: p[0] + 3, y2: p[1] }, style: st }); }
+  function capH(px, py) { var p = api.coord([px, py]); out.push({ type: 'line', shape: { x1: p[0], y1: p[1] - 3, x2: p[0], y2: p[1] + 3 }, style: st }); }
+  if (yh > yl) { seg([x, yl], [x, yh]); capV(x, yl); capV(x, yh); }
+  if (xh > xl) { seg([xl, y], [xh, y]); capH(xl, y); capH(xh, y); }
+  return { type: 'group', children: out };
+}`,
 }
 
 func jsFunc(name string) types.FuncStr {
@@ -182,6 +199,18 @@ func series(name, typ string, data []item, options ...charts.SeriesOpts) charts.
 	s := charts.SingleSeries{Name: name, Type: typ, Data: data}
 	s.ConfigureSeriesOpts(options...)
 	return s
+}
+
+// whiskerSeries draws the 95% intervals of scatter points (items of
+// [x, y, xlo, xhi, ylo, yhi] in display units) as error bars under them,
+// under one legend entry that hides them all. Add it before the points
+// so that it is drawn beneath them.
+func whiskerSeries(items []item) charts.SingleSeries {
+	return series("95% interval", "custom", items,
+		charts.WithCustomChartOpts(opts.CustomChart{RenderItem: jsFunc("whisker")}),
+		charts.WithEncodeOpts(opts.Encode{X: []int{0, 2, 3}, Y: []int{1, 4, 5}}),
+		charts.WithItemStyleOpts(opts.ItemStyle{Color: "#6b7280"}),
+	)
 }
 
 // familySeriesOpts styles a scatter series of a family.

@@ -2,20 +2,31 @@ package reports
 
 import (
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/vitbench/vitbench/harness/metrics"
+	"github.com/vitbench/vitbench/harness/stats"
 	"github.com/vitbench/vitbench/harness/store"
 )
 
-// budgetFractions are the cost budgets findings are stated at, as
-// fractions of the baseline's cost.
+// budgetFractions are the cost budgets of the budget table, as fractions
+// of the baseline's cost.
 var budgetFractions = []float64{0.25, 0.5, 0.75}
 
-// findings are the statements the data of one group supports, generated
-// from the numbers: which family gives the best accuracy within each cost
-// budget, which pipelines are on each Pareto front, and which
-// combinations dominate single techniques.
+// headlineAxes are the executed costs the overview and the findings lead
+// with: what a deployment pays for, as measured, and what it stores.
+var headlineAxes = []*costAxis{axisLatency, axisSize}
+
+// findingAxes are the axes findings state Pareto fronts and budgets on.
+// Parameters are left out: on every model here they move with size.
+var findingAxes = []*costAxis{axisLatency, axisSize, axisMACs}
+
+// findings are the statements the data of one group supports, ranked
+// from the one a reader wants first: what can be had at no significant
+// loss, then the Pareto fronts, then budgets and combinations. A
+// difference is claimed only where its test says it is significant at 5%;
+// otherwise the sentence says "no significant difference".
 type findings struct {
 	Group     *group
 	Sentences []string
@@ -26,7 +37,7 @@ type findings struct {
 
 // budgetRow is one budget of one cost axis.
 type budgetRow struct {
-	Axis  string // "MACs (G)"
+	Axis  string // "MACs, executed (G)"
 	Label string // "≤ 50% (0.62 G)"
 	Cells []budgetCell
 }
@@ -40,7 +51,7 @@ type budgetCell struct {
 
 // computeFindings derives the findings of a group.
 func computeFindings(g *group) findings {
-	f := findings{Group: g}
+	f := findings{Group: g, Families: presentFamilies(g.Rows, false)}
 	var failed []string
 	for _, r := range g.Rows {
 		if !r.ok() {
@@ -50,58 +61,240 @@ func computeFindings(g *group) findings {
 	if len(failed) > 0 {
 		f.Missing = append(f.Missing, fmt.Sprintf("%s did not succeed and %s left out: %s.", plural(len(failed), "experiment"), isAre(len(failed)), nameList(failed, 6)))
 	}
-	families := presentFamilies(g.Rows, false)
-	f.Families = families
-
 	b := g.Base
 	if b == nil {
-		f.Missing = append(f.Missing, "No successful baseline with top-1 in this group: budgets relative to the baseline cannot be stated.")
+		f.Missing = append(f.Missing, "No successful baseline with top-1 in this group: nothing can be stated against a baseline.")
 	} else {
-		top1, _ := b.get(metrics.Top1)
-		var costs []string
-		for _, a := range costAxes {
-			if v, ok := a.value(b); ok {
-				costs = append(costs, a.format(v)+" "+a.noun)
+		f.Sentences = append(f.Sentences, baselineSentence(b))
+		for _, a := range headlineAxes {
+			if s, ok := noLossFinding(g, a); ok {
+				f.Sentences = append(f.Sentences, s)
 			}
 		}
-		s := fmt.Sprintf("The baseline %s reaches %s top-1", quote(b.exp.Name), fmtMetric(metrics.Top1, top1, ""))
-		if len(costs) > 0 {
-			s += " at " + strings.Join(costs, ", ")
-		}
-		f.Sentences = append(f.Sentences, s+".")
 	}
-
-	for _, a := range costAxes {
+	for _, a := range findingAxes {
 		pts := g.points(a)
 		if len(pts) == 0 {
-			f.Missing = append(f.Missing, fmt.Sprintf("No successful experiment has both top-1 and %s: nothing to state about accuracy per %s.", a.noun, a.noun))
+			f.Missing = append(f.Missing, fmt.Sprintf("No successful experiment has both top-1 and %s: no front on it.", a.noun))
 			continue
 		}
-		if a == axisLatency && b != nil {
-			f.Sentences = append(f.Sentences, fmt.Sprintf("Latency statements compare experiments measured on the baseline's set-up, %s with %d threads (%s engine); other machines are on the machines page.",
-				runLabel(b.run), threadsOf(b), engineOfRow(b)))
-		}
-		if b != nil {
+		f.Sentences = append(f.Sentences, frontSentence(g, a, pts))
+	}
+	if b != nil {
+		f.Sentences = append(f.Sentences, budgetSentences(g)...)
+		for _, a := range findingAxes {
 			if bc, ok := a.value(b); ok {
-				f.budgetFindings(a, pts, bc)
-			} else {
-				f.Missing = append(f.Missing, fmt.Sprintf("The baseline has no %s: no budgets on it.", a.noun))
+				f.budgetRows(a, g.points(a), bc)
 			}
 		}
-		front := paretoFront(pts)
-		var parts []string
-		for _, p := range front {
-			parts = append(parts, fmt.Sprintf("%s (%s, %s)", quote(p.r.exp.Name), fmtMetric(metrics.Top1, p.y, ""), a.format(p.x)))
-		}
-		f.Sentences = append(f.Sentences, fmt.Sprintf("On top-1 against %s, %d of %d experiments are on the Pareto front: %s.",
-			a.noun, len(front), len(pts), nameList(parts, 8)))
 	}
 	f.Sentences = append(f.Sentences, combinationFindings(g)...)
+	f.Sentences = dedupe(f.Sentences)
 	return f
 }
 
-// budgetFindings adds the sentences and table rows of one cost axis.
-func (f *findings) budgetFindings(a *costAxis, pts []point, baseCost float64) {
+// baselineSentence states the baseline's accuracy and executed costs.
+func baselineSentence(b *row) string {
+	top1, _ := b.valueCI(metrics.Top1, 1)
+	var costs []string
+	for _, a := range findingAxes {
+		if v, ok := a.value(b); ok {
+			costs = append(costs, a.format(v)+" "+a.noun)
+		}
+	}
+	s := fmt.Sprintf("The baseline %s reaches %s%% top-1", quote(b.exp.Name), top1)
+	if len(costs) > 0 {
+		s += " at " + strings.Join(costs, ", ")
+	}
+	if b.run != nil && b.run.Threads > 0 {
+		s += fmt.Sprintf(" (latency on %s, %d threads, %s engine)", machineLabel(b.run), b.run.Threads, b.run.TimedEngine())
+	}
+	return s + "."
+}
+
+// noLossFinding names the experiment that saves the most of an axis's
+// cost while losing no significant top-1 against the baseline, with the
+// tests behind both claims. For latency the saving must itself be
+// significant (the speed-up's Mann-Whitney test); sizes are exact.
+func noLossFinding(g *group, a *costAxis) (string, bool) {
+	bc, ok := a.value(g.Base)
+	if !ok {
+		return "", false
+	}
+	var best *point
+	for _, p := range g.points(a) {
+		r := p.r
+		if r == g.Base || r.fam == familyBaseline || p.x >= bc {
+			continue
+		}
+		d, ok := r.top1Delta()
+		if !ok {
+			continue
+		}
+		if sig, tested := r.significant(metrics.Top1Delta, 0); !tested || (sig && d < 0) {
+			continue
+		}
+		if a == axisLatency {
+			if sig, tested := r.significant(metrics.Speedup, 1); !tested || !sig {
+				continue
+			}
+		}
+		if best == nil || p.x < best.x {
+			q := p
+			best = &q
+		}
+	}
+	if best == nil {
+		return fmt.Sprintf("No experiment lowers the %s significantly without a significant loss of top-1.", a.noun), true
+	}
+	r := best.r
+	var saving string
+	switch a {
+	case axisLatency:
+		sp, _ := r.speedup()
+		saving = fmt.Sprintf("%s× faster at batch 1", fmtNum(sp))
+		if lo, hi, ok := r.interval(metrics.Speedup); ok {
+			saving += " " + ciText(lo, hi, 1)
+		}
+		if p, ok := r.pValue(metrics.Speedup); ok {
+			saving += ", " + pText(p)
+		}
+	default:
+		saving = fmt.Sprintf("%s at %s of the baseline's %s", a.format(best.x), pct(best.x/bc), a.noun)
+	}
+	return fmt.Sprintf("The %s experiment with no significant loss of top-1 is %s (%s): %s; top-1 %s.",
+		superlative(a), quote(r.exp.Name), familyText(r), saving, deltaText(r)), true
+}
+
+func superlative(a *costAxis) string {
+	switch a {
+	case axisLatency:
+		return "fastest"
+	case axisSize:
+		return "smallest"
+	}
+	return "cheapest in " + a.noun
+}
+
+// deltaText states a row's top-1 change against its baseline with its
+// interval and test: "−0.20 pts [−0.61, 0.21], no significant difference
+// (p=0.41)".
+func deltaText(r *row) string {
+	d, ok := r.top1Delta()
+	if !ok {
+		return "change not recorded"
+	}
+	s := fmtSigned(d) + " pts"
+	if lo, hi, ok := r.interval(metrics.Top1Delta); ok {
+		s += " " + ciText(lo, hi, 1)
+	}
+	sig, tested := r.significant(metrics.Top1Delta, 0)
+	p, hasP := r.pValue(metrics.Top1Delta)
+	switch {
+	case !tested:
+		s += ", not tested (no per-image outcomes)"
+	case !sig:
+		s += ", no significant difference"
+	default:
+		s += ", significant"
+	}
+	if hasP {
+		s += " (" + pText(p) + ")"
+	}
+	return s
+}
+
+// pct formats a fraction as a percentage: "48%".
+func pct(f float64) string { return fmt.Sprintf("%.0f%%", 100*f) }
+
+// frontSentence lists the Pareto front of one axis, cheapest first, each
+// step with the paired test of its accuracy gain over the previous one:
+// a step whose gain is not significant is marked "~".
+func frontSentence(g *group, a *costAxis, pts []point) string {
+	front := paretoFront(pts)
+	var parts []string
+	for i, p := range front {
+		s := fmt.Sprintf("%s (%s, %s", quote(p.r.exp.Name), fmtMetric(metrics.Top1, p.y, ""), a.format(p.x))
+		if i > 0 {
+			s += "; " + gainText(g.paired(front[i-1].r, p.r))
+		}
+		parts = append(parts, s+")")
+	}
+	return fmt.Sprintf("Top-1 against %s: %d of %d experiments are on the Pareto front, cheapest first: %s.",
+		a.noun, len(front), len(pts), strings.Join(parts, ", "))
+}
+
+// gainText describes a paired accuracy comparison in a few words.
+func gainText(c comparison) string {
+	if !c.ok {
+		return "gain not tested"
+	}
+	if !stats.Significant(c.p) {
+		return fmt.Sprintf("~ %s pts over the previous, not significant (%s)", fmtSigned(c.delta.Value), pText(c.p))
+	}
+	return fmt.Sprintf("%s pts over the previous, %s", fmtSigned(c.delta.Value), pText(c.p))
+}
+
+// budgetSentences state, for the headline axes at half the baseline's
+// cost, the most accurate experiment and whether it is significantly more
+// accurate than the best of every other family.
+func budgetSentences(g *group) []string {
+	var out []string
+	for _, a := range headlineAxes {
+		bc, ok := a.value(g.Base)
+		if !ok {
+			continue
+		}
+		limit := 0.5 * bc
+		best := map[string]point{}
+		var top *point
+		for _, p := range g.points(a) {
+			if p.r.fam == familyBaseline || p.x > limit {
+				continue
+			}
+			if cur, ok := best[p.r.fam]; !ok || p.y > cur.y {
+				best[p.r.fam] = p
+			}
+			if top == nil || p.y > top.y {
+				q := p
+				top = &q
+			}
+		}
+		if top == nil {
+			continue
+		}
+		s := fmt.Sprintf("Within half the baseline's %s (≤ %s), the most accurate is %s (%s) at %s top-1 and %s",
+			a.noun, a.format(limit), quote(top.r.exp.Name), familyText(top.r), fmtMetric(metrics.Top1, top.y, ""), a.format(top.x))
+		var better, same []string
+		for _, fam := range presentFamilies(g.Rows, false) {
+			p, ok := best[fam]
+			if !ok || fam == top.r.fam {
+				continue
+			}
+			c := g.paired(p.r, top.r)
+			name := fmt.Sprintf("%s %s (%s)", fam, quote(p.r.exp.Name), fmtMetric(metrics.Top1, p.y, ""))
+			switch {
+			case !c.ok:
+				same = append(same, name+", not tested")
+			case stats.Significant(c.p):
+				better = append(better, fmt.Sprintf("%s by %s pts, %s", name, fmtSigned(c.delta.Value), pText(c.p)))
+			default:
+				same = append(same, fmt.Sprintf("%s, %s", name, pText(c.p)))
+			}
+		}
+		if len(better) > 0 {
+			s += "; it is significantly more accurate than the best of " + strings.Join(better, "; ")
+		}
+		if len(same) > 0 {
+			s += "; no significant difference to the best of " + strings.Join(same, "; ")
+		}
+		out = append(out, s+".")
+	}
+	return out
+}
+
+// budgetRows adds the budget table's rows of one cost axis.
+func (f *findings) budgetRows(a *costAxis, pts []point, baseCost float64) {
 	for _, frac := range budgetFractions {
 		limit := frac * baseCost
 		br := budgetRow{Axis: a.label, Label: fmt.Sprintf("≤ %d%% (%s)", int(frac*100+0.5), a.format(limit))}
@@ -132,35 +325,12 @@ func (f *findings) budgetFindings(a *costAxis, pts []point, baseCost float64) {
 			})
 		}
 		f.Budgets = append(f.Budgets, br)
-		pct := int(frac*100 + 0.5)
-		if overall == nil {
-			f.Sentences = append(f.Sentences, fmt.Sprintf("No experiment fits within %d%% of the baseline's %s (≤ %s).", pct, a.noun, a.format(limit)))
-			continue
-		}
-		s := fmt.Sprintf("Within %d%% of the baseline's %s (≤ %s), %s gives the best top-1: %s",
-			pct, a.noun, a.format(limit), familyPhrase(overall.r), fmtMetric(metrics.Top1, overall.y, ""))
-		if d, ok := overall.r.top1Delta(); ok {
-			s += fmt.Sprintf(" (%s pts vs the baseline)", fmtSigned(d))
-		}
-		s += fmt.Sprintf(" with %s at %s", quote(overall.r.exp.Name), a.format(overall.x))
-		if a == axisLatency && overall.r.simulated() {
-			s += " (simulated quantization: fp32 kernels)"
-		}
-		var others []string
-		for _, fam := range f.Families {
-			if p, ok := best[fam]; ok && fam != overall.r.fam {
-				others = append(others, fmt.Sprintf("%s %s", fam, fmtMetric(metrics.Top1, p.y, "")))
-			}
-		}
-		if len(others) > 0 {
-			s += "; best of the other families: " + strings.Join(others, ", ")
-		}
-		f.Sentences = append(f.Sentences, s+".")
 	}
 }
 
-// combinationFindings states which combinations are on a Pareto front and
-// which single-technique experiments they dominate.
+// combinationFindings states which single-technique experiments a
+// combination dominates: no more costly on every executed axis and at
+// least as accurate, with the paired test of the accuracy difference.
 func combinationFindings(g *group) []string {
 	var combos, singles []*row
 	for _, r := range g.Rows {
@@ -178,41 +348,83 @@ func combinationFindings(g *group) []string {
 	if len(combos) == 0 {
 		return nil
 	}
-	onFront := map[*row][]string{}
-	for _, a := range costAxes {
-		for _, p := range paretoFront(g.points(a)) {
-			if p.r.fam == familyCombination {
-				onFront[p.r] = append(onFront[p.r], a.noun)
-			}
-		}
-	}
 	var out []string
-	dominating := 0
 	for _, c := range combos {
-		var dom []string
+		var sig, same []string
 		for _, s := range singles {
-			if dominates(c, s, costAxes) {
-				dom = append(dom, quote(s.exp.Name))
+			if !dominates(c, s, costAxes) {
+				continue
+			}
+			cmp := g.paired(s, c)
+			if cmp.ok && stats.Significant(cmp.p) {
+				sig = append(sig, fmt.Sprintf("%s (%s pts, %s)", quote(s.exp.Name), fmtSigned(cmp.delta.Value), pText(cmp.p)))
+			} else {
+				same = append(same, quote(s.exp.Name))
 			}
 		}
-		if len(dom) == 0 && len(onFront[c]) == 0 {
+		if len(sig)+len(same) == 0 {
 			continue
 		}
-		dominating++
-		s := fmt.Sprintf("The combination %s (%s)", quote(c.exp.Name), c.set)
-		if axes := onFront[c]; len(axes) > 0 {
-			s += " is on the Pareto front for " + strings.Join(axes, ", ")
-			if len(dom) > 0 {
-				s += " and"
-			}
+		s := fmt.Sprintf("The combination %s (%s) is no more costly on every executed axis than %s single-technique experiments", quote(c.exp.Name), c.set, fmt.Sprint(len(sig)+len(same)))
+		if len(sig) > 0 {
+			s += "; it is significantly more accurate than " + nameList(sig, 6)
 		}
-		if len(dom) > 0 {
-			s += fmt.Sprintf(" dominates %d single-technique experiments (at least as accurate and no more costly on every measured axis): %s", len(dom), nameList(dom, 6))
+		if len(same) > 0 {
+			s += "; no significant difference in top-1 to " + nameList(same, 6)
 		}
 		out = append(out, s+".")
 	}
-	if dominating == 0 {
-		out = append(out, fmt.Sprintf("None of the %d combinations is on a Pareto front or dominates a single-technique experiment.", len(combos)))
+	if len(out) == 0 {
+		out = append(out, fmt.Sprintf("None of the %d combinations is at least as accurate and no more costly than a single-technique experiment.", len(combos)))
+	}
+	return out
+}
+
+// comparison is a paired accuracy comparison of two experiments.
+type comparison struct {
+	delta stats.Estimate // b's top-1 minus a's, points
+	p     float64
+	ok    bool
+}
+
+// paired compares b's top-1 against a's: image by image when both were
+// evaluated on the same images (paired bootstrap interval, McNemar's
+// test), as two proportions otherwise, as the runner compares an
+// experiment with its baseline. Results are kept: findings ask for the
+// same pairs on several pages.
+func (g *group) paired(a, b *row) comparison {
+	k := [2]*row{a, b}
+	if c, ok := g.pairs[k]; ok {
+		return c
+	}
+	var c comparison
+	oa, ok1 := a.exp.Outcome(metrics.Top1)
+	ob, ok2 := b.exp.Outcome(metrics.Top1)
+	switch {
+	case !ok1 || !ok2 || oa.N == 0 || ob.N == 0:
+	case oa.Images == ob.Images && oa.N == ob.N:
+		c.delta, c.p = stats.PairedDelta(oa.Bits, ob.Bits, oa.N)
+		c.ok = !math.IsNaN(c.p)
+	default:
+		c.delta, c.p = stats.ProportionDelta(stats.Bits(oa.Bits).Count(oa.N), oa.N, stats.Bits(ob.Bits).Count(ob.N), ob.N)
+		c.ok = !math.IsNaN(c.p)
+	}
+	if g.pairs == nil {
+		g.pairs = map[[2]*row]comparison{}
+	}
+	g.pairs[k] = c
+	return c
+}
+
+// dedupe drops repeated sentences, keeping the first.
+func dedupe(ss []string) []string {
+	seen := map[string]bool{}
+	out := ss[:0]
+	for _, s := range ss {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
 	}
 	return out
 }
@@ -230,13 +442,6 @@ func presentFamilies(rows []*row, withBaseline bool) []string {
 		}
 	}
 	return out
-}
-
-func familyPhrase(r *row) string {
-	if r.fam == familyCombination {
-		return "the combination " + r.set
-	}
-	return r.fam
 }
 
 // quote marks a user-given name in a sentence. The page escapes it.

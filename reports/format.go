@@ -119,3 +119,71 @@ func deltaClass(metric string, v, pivot float64) string {
 	}
 	return "bad"
 }
+
+// interval returns the 95% interval the runner stored beside a metric
+// (metrics.Lo and metrics.Hi); ok is false when it has none.
+func (r *row) interval(name string) (lo, hi float64, ok bool) {
+	lo, ok1 := r.get(metrics.Lo(name))
+	hi, ok2 := r.get(metrics.Hi(name))
+	return lo, hi, ok1 && ok2 && hi >= lo
+}
+
+// pValue returns the stored p-value of a relative metric's difference to
+// the baseline (metrics.P).
+func (r *row) pValue(name string) (float64, bool) { return r.get(metrics.P(name)) }
+
+// significant reports whether a relative metric's difference to the
+// baseline is significant at 5%: its p-value is below 0.05, or, without
+// one, its interval excludes pivot (0 for a difference, 1 for a ratio).
+// ok is false when neither was stored.
+func (r *row) significant(name string, pivot float64) (sig, ok bool) {
+	if p, ok := r.pValue(name); ok {
+		return p < 0.05, true
+	}
+	if lo, hi, ok := r.interval(name); ok {
+		return lo > pivot || hi < pivot, true
+	}
+	return false, false
+}
+
+// ciText formats an interval in a display scale: "[69.1, 70.9]".
+func ciText(lo, hi, scale float64) string {
+	return "[" + fmtNum(lo*scale) + ", " + fmtNum(hi*scale) + "]"
+}
+
+// valueCI formats a metric with its interval where stored: "70.2
+// [69.3, 71.1]".
+func (r *row) valueCI(name string, scale float64) (string, bool) {
+	v, ok := r.get(name)
+	if !ok {
+		return "", false
+	}
+	s := fmtNum(v * scale)
+	if lo, hi, ok := r.interval(name); ok {
+		s += " " + ciText(lo, hi, scale)
+	}
+	return s, true
+}
+
+// pText formats a p-value as benchstat does: "p=0.003".
+func pText(p float64) string {
+	if p < 0.001 {
+		return "p<0.001"
+	}
+	return "p=" + strconv.FormatFloat(p, 'f', 3, 64)
+}
+
+// ciCell is a sortable table cell of a metric in a display scale with its
+// 95% interval where one is stored.
+func ciCell(r *row, name string, scale float64) cell {
+	text, ok := r.valueCI(name, scale)
+	if !ok {
+		title := "not recorded"
+		if !r.ok() {
+			title = "experiment " + r.exp.Status
+		}
+		return cell{Text: "—", Class: "num missing", Title: title}
+	}
+	v, _ := r.get(name)
+	return cell{Text: text, Sort: strconv.FormatFloat(v, 'g', -1, 64), Class: "num"}
+}

@@ -60,9 +60,16 @@ func (s *site) tradeoffs() error {
 				}
 			}
 			if a == axisMACs {
-				note = "MACs: effective MACs where recorded (sparse models), dense otherwise. GFLOPs in the literature are these GMACs."
+				note = "Executed MACs: dense, as the kernels run them (no sparse kernel skips a pruned model's zeros). GFLOPs in the literature are these GMACs."
 			}
 			if err := cs.add("top-1 vs "+a.label, note, 440, c); err != nil {
+				return fmt.Errorf("trade-off %s: %w", g.Title(), err)
+			}
+		}
+		if pts := axisPoints(g.Rows, axisMACsEffective); hasSparse(pts) {
+			c := tradeoffChart(axisMACsEffective, pts, nil)
+			note := "What unstructured sparsity would save if a sparse kernel skipped the zero weights. Nothing here executes that way, so this axis has no Pareto front and no budget; the executed MACs are on the chart above."
+			if err := cs.add("top-1 vs "+axisMACsEffective.label, note, 440, c); err != nil {
 				return fmt.Errorf("trade-off %s: %w", g.Title(), err)
 			}
 		}
@@ -73,6 +80,17 @@ func (s *site) tradeoffs() error {
 		}
 	}
 	return nil
+}
+
+// hasSparse reports whether a point's effective MACs are below its
+// executed MACs.
+func hasSparse(pts []point) bool {
+	for _, p := range pts {
+		if dense, ok := axisMACs.value(p.r); ok && p.x < dense {
+			return true
+		}
+	}
+	return false
 }
 
 // notPlotted names the rows of a group that are not among pts and why.
@@ -142,6 +160,9 @@ func tradeoffChart(a *costAxis, pts []point, front []point) *charts.Scatter {
 		charts.WithXAxisOpts(valueAxis(a.label, true)),
 		charts.WithYAxisOpts(valueYAxis("top-1 (%)", true)),
 	)
+	if w := whiskerItems(a, pts); len(w) > 0 {
+		c.MultiSeries = append(c.MultiSeries, whiskerSeries(w))
+	}
 	byFam := map[string][]item{}
 	for _, p := range pts {
 		it := item{Value: []float64{round(p.x * a.scale), round(p.y)}, Tip: pointTip(p.r, a, p.x)}
@@ -169,28 +190,48 @@ func tradeoffChart(a *costAxis, pts []point, front []point) *charts.Scatter {
 	return c
 }
 
+// whiskerItems are the 95% intervals of the points that have one, on
+// top-1 and on the axis's cost, in the chart's display units.
+func whiskerItems(a *costAxis, pts []point) []item {
+	var out []item
+	for _, p := range pts {
+		x, y := p.x*a.scale, p.y
+		xl, xh, yl, yh := x, x, y, y
+		var lines []string
+		if lo, hi, ok := p.r.interval(metrics.Top1); ok {
+			yl, yh = lo, hi
+			lines = append(lines, "top-1 95% interval: "+ciText(lo, hi, 1))
+		}
+		if lo, hi, ok := p.r.interval(a.names[0]); ok {
+			xl, xh = lo*a.scale, hi*a.scale
+			lines = append(lines, a.noun+" 95% interval: "+ciText(lo, hi, a.scale)+" "+a.unit)
+		}
+		if len(lines) == 0 {
+			continue
+		}
+		out = append(out, item{Value: []float64{round(x), round(y), round(xl), round(xh), round(yl), round(yh)}, Tip: tip(p.r.exp.Name, lines...)})
+	}
+	return out
+}
+
 // pointsTable lists a group's experiments with every axis and the fronts
 // they are on.
 func pointsTable(g *group, onFront map[*row][]string) table {
 	t := table{Sortable: true, Empty: "No experiments."}
-	t.Head = []headCell{{Text: "experiment"}, {Text: "family"}, {Text: "top-1 (%)", Num: true}}
+	t.Head = []headCell{{Text: "experiment"}, {Text: "family"}, {Text: "top-1 (%) [95% interval]", Num: true}}
 	for _, a := range costAxes {
-		t.Head = append(t.Head, headCell{Text: a.label, Num: true})
+		h := headCell{Text: a.label, Num: true}
+		if a == axisLatency {
+			h.Text += " [95% interval]"
+		}
+		t.Head = append(t.Head, h)
 	}
 	t.Head = append(t.Head, headCell{Text: "on the Pareto front for"})
 	for _, r := range g.Rows {
 		cells := []cell{{Text: r.exp.Name, Href: r.page, Sort: r.exp.Name}, {Text: familyText(r)}}
-		if v, ok := r.get(metrics.Top1); ok {
-			cells = append(cells, cell{Text: fmtNum(v), Sort: strconv.FormatFloat(v, 'g', -1, 64), Class: "num"})
-		} else {
-			cells = append(cells, cell{Text: "—", Class: "num missing", Title: "not recorded (" + r.exp.Status + ")"})
-		}
+		cells = append(cells, ciCell(r, metrics.Top1, 1))
 		for _, a := range costAxes {
-			if v, ok := a.value(r); ok {
-				cells = append(cells, cell{Text: fmtNum(v * a.scale), Sort: strconv.FormatFloat(v, 'g', -1, 64), Class: "num"})
-			} else {
-				cells = append(cells, cell{Text: "—", Class: "num missing", Title: "not recorded"})
-			}
+			cells = append(cells, ciCell(r, a.names[0], a.scale))
 		}
 		cells = append(cells, cell{Text: strings.Join(onFront[r], ", ")})
 		for i := range cells {

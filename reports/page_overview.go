@@ -18,29 +18,152 @@ const macsNote = "MACs are multiply-accumulates, counted analytically per layer 
 	"Sizes are MiB (2²⁰ bytes) at the stored bit widths, parameters M = 10⁶, latency milliseconds at batch 1."
 
 type overviewBody struct {
+	Headlines       []headline
 	Suites          *table
 	Runs            table
 	Groups          []*group
-	Findings        []findings
 	Summary         table
 	SummaryWarnings []error
 	MACsNote        string
 }
 
+// headline is the overview's lead for one (data set, baseline model):
+// top-1 against executed latency and against size with the Pareto
+// fronts, the experiments ranked, and the findings.
+type headline struct {
+	Group    *group
+	Charts   []chartBlock
+	Ranked   table
+	More     int // experiments beyond the ranked table's rows
+	Findings findings
+}
+
+// rankedRows is how many experiments the overview's ranked table shows
+// per group; the trade-off page lists them all.
+const rankedRows = 15
+
 func (s *site) overview() error {
 	v := s.v
 	b := overviewBody{MACsNote: macsNote, Groups: v.groups}
+	var cs chartSet
+	for _, g := range v.groups {
+		h := headline{Group: g, Findings: computeFindings(g)}
+		first := len(cs.list)
+		for _, a := range headlineAxes {
+			pts := g.points(a)
+			if len(pts) == 0 {
+				continue
+			}
+			note := ""
+			if a == axisLatency {
+				note = "Whiskers are 95% intervals: top-1 (Wilson) and the median latency (benchmath). Hollow points are simulated (fake-quantized) models timed in fp32."
+			}
+			if err := cs.add(g.Title()+": top-1 vs "+a.label, note, 400, tradeoffChart(a, pts, paretoFront(pts))); err != nil {
+				return fmt.Errorf("overview %s: %w", g.Title(), err)
+			}
+		}
+		h.Charts = cs.list[first:]
+		h.Ranked, h.More = rankedTable(g)
+		b.Headlines = append(b.Headlines, h)
+	}
 	b.Suites = suitesTable(v.runs)
 	b.Runs = runsTable(v)
-	for _, g := range v.groups {
-		b.Findings = append(b.Findings, computeFindings(g))
-	}
 	b.Summary, b.SummaryWarnings = summaryTable(v)
 	title := "vitbench report"
 	if names := suiteNames(v.runs); len(names) > 0 {
 		title += ": " + strings.Join(names, ", ")
 	}
-	return s.page(IndexPage, "overview", title, v.warnings, nil, b)
+	return s.page(IndexPage, "overview", title, v.warnings, cs.list, b)
+}
+
+// rankedTable ranks a group's successful experiments by Pareto layer on
+// top-1 against measured latency (layer 1 is the front; layer 2 the front
+// of the rest; and so on), by size where nothing has a latency, and
+// within a layer by cost. It returns at most rankedRows rows and how many
+// were left out.
+func rankedTable(g *group) (table, int) {
+	a := axisLatency
+	pts := g.points(a)
+	if len(pts) == 0 {
+		a = axisSize
+		pts = g.points(a)
+	}
+	t := table{Empty: "No successful experiment with top-1 and a measured cost.",
+		Head: []headCell{
+			{Text: "rank", Num: true, Title: "Pareto layer on top-1 against " + a.noun + ": 1 is the front, 2 the front once layer 1 is removed, …"},
+			{Text: "experiment"}, {Text: "family"},
+			{Text: "top-1 (%) [95%]", Num: true, Title: "Wilson interval over the test images"},
+			{Text: "Δ top-1 (pts) [95%]", Num: true, Title: "against the baseline on the same images: paired bootstrap interval, McNemar p; ~ marks no significant difference"},
+			{Text: "latency (ms) [95%]", Num: true, Title: "median at batch 1 with benchmath's interval"},
+			{Text: "speed-up [95%]", Num: true, Title: "baseline median / median at batch 1, bootstrap interval, Mann-Whitney p; ~ marks no significant difference"},
+			{Text: "size (MiB)", Num: true},
+			{Text: "compression", Num: true, Title: "baseline size / size"},
+			{Text: "executed"},
+		}}
+	layers := paretoLayers(pts)
+	for i, p := range layers {
+		if i == rankedRows {
+			return t, len(layers) - rankedRows
+		}
+		r := p.r
+		t.Rows = append(t.Rows, []cell{
+			{Text: strconv.Itoa(p.layer), Class: "num"},
+			{Text: r.exp.Name, Href: r.page},
+			{Text: familyText(r)},
+			ciCell(r, metrics.Top1, 1),
+			deltaCell(r, metrics.Top1Delta, 0, fmtSigned),
+			ciCell(r, metrics.LatencyP50, 1e3),
+			deltaCell(r, metrics.Speedup, 1, func(v float64) string { return fmtNum(v) + "×" }),
+			ciCell(r, metrics.SizeBytes, 1.0/(1<<20)),
+			func() cell {
+				if v, ok := r.compression(); ok {
+					return cell{Text: fmtNum(v) + "×", Class: "num"}
+				}
+				return cell{Text: "—", Class: "num missing"}
+			}(),
+			orMissing(r.exp.Executed, "—"),
+		})
+	}
+	return t, 0
+}
+
+// deltaCell shows a metric relative to the baseline with its interval, and
+// "~" where its test finds no significant difference from pivot.
+func deltaCell(r *row, name string, pivot float64, format func(float64) string) cell {
+	var v float64
+	var ok bool
+	switch name {
+	case metrics.Top1Delta:
+		v, ok = r.top1Delta()
+	case metrics.Speedup:
+		v, ok = r.speedup()
+	default:
+		v, ok = r.get(name)
+	}
+	if !ok {
+		return cell{Text: "—", Class: "num missing", Title: "not recorded"}
+	}
+	if r.fam == familyBaseline && r.exp.Baseline == "" {
+		return cell{Text: "baseline", Class: "num missing"}
+	}
+	text := format(v)
+	if lo, hi, ok := r.interval(name); ok {
+		text += " " + ciText(lo, hi, 1)
+	}
+	c := cell{Text: text, Class: "num"}
+	if p, ok := r.pValue(name); ok {
+		c.Title = pText(p)
+	}
+	switch sig, tested := r.significant(name, pivot); {
+	case tested && !sig:
+		c.Text += " ~"
+		c.Title = strings.TrimSpace("no significant difference " + c.Title)
+	case tested:
+		if cls := deltaClass(name, v, pivot); cls != "" {
+			c.Class += " " + cls
+		}
+	}
+	return c
 }
 
 func suiteNames(runs []*store.Run) []string {
@@ -148,14 +271,14 @@ func summaryColumns() []summaryColumn {
 		return func(r *row) (float64, bool) { return r.ratio(name) }
 	}
 	return []summaryColumn{
-		{head: headCell{Text: "top-1 (%)", Num: true}, metric: metrics.Top1, value: get(metrics.Top1), delta: nan},
-		{head: headCell{Text: "Δ top-1 (pts)", Num: true, Title: "percentage points vs the experiment's baseline"}, metric: metrics.Top1Delta, value: (*row).top1Delta, delta: 0},
-		{head: headCell{Text: "params (M)", Num: true, Title: "non-zero parameters where recorded"}, metric: metrics.Params, value: axisParams.value, delta: nan, ratio: (*row).paramsRatio},
+		{head: headCell{Text: "top-1 (%) [95%]", Num: true, Title: "Wilson interval over the test images"}, metric: metrics.Top1, value: get(metrics.Top1), delta: nan},
+		{head: headCell{Text: "Δ top-1 (pts) [95%]", Num: true, Title: "percentage points vs the experiment's baseline, paired on the same images; ~ marks no significant difference"}, metric: metrics.Top1Delta, value: (*row).top1Delta, delta: 0},
+		{head: headCell{Text: "params (M)", Num: true, Title: "parameters as stored and executed (pruned zeros included)"}, metric: metrics.Params, value: axisParams.value, delta: nan, ratio: (*row).paramsRatio},
 		{head: headCell{Text: "size (MiB)", Num: true}, metric: metrics.SizeBytes, value: get(metrics.SizeBytes), delta: nan, ratio: ratio(metrics.SizeBytes)},
-		{head: headCell{Text: "MACs (G)", Num: true, Title: "effective MACs where recorded; the literature's GFLOPs are GMACs"}, metric: metrics.MACs, value: axisMACs.value, delta: nan, ratio: (*row).macsRatio},
-		{head: headCell{Text: "p50 latency (ms)", Num: true, Title: "batch 1"}, metric: metrics.LatencyP50, value: get(metrics.LatencyP50), delta: nan, ratio: ratio(metrics.LatencyP50)},
-		{head: headCell{Text: "throughput (img/s)", Num: true}, metric: metrics.Throughput, value: get(metrics.Throughput), delta: nan, ratio: ratio(metrics.Throughput)},
-		{head: headCell{Text: "speed-up (×)", Num: true, Title: "baseline p50 / p50 at batch 1"}, metric: metrics.Speedup, value: (*row).speedup, delta: 1},
+		{head: headCell{Text: "MACs (G)", Num: true, Title: "executed (dense) MACs; the literature's GFLOPs are GMACs"}, metric: metrics.MACs, value: axisMACs.value, delta: nan, ratio: (*row).macsRatio},
+		{head: headCell{Text: "p50 latency (ms) [95%]", Num: true, Title: "median at batch 1 with benchmath's interval"}, metric: metrics.LatencyP50, value: get(metrics.LatencyP50), delta: nan, ratio: ratio(metrics.LatencyP50)},
+		{head: headCell{Text: "throughput (img/s) [95%]", Num: true}, metric: metrics.Throughput, value: get(metrics.Throughput), delta: nan, ratio: ratio(metrics.Throughput)},
+		{head: headCell{Text: "speed-up [95%]", Num: true, Title: "baseline p50 / p50 at batch 1; ~ marks no significant difference (Mann-Whitney)"}, metric: metrics.Speedup, value: (*row).speedup, delta: 1},
 	}
 }
 
@@ -286,12 +409,19 @@ func numCell(c summaryColumn, r *row) cell {
 	var text string
 	switch c.metric {
 	case metrics.Top1Delta:
-		text = fmtSigned(v)
+		out := deltaCell(r, c.metric, 0, fmtSigned)
+		out.Sort = strconv.FormatFloat(v, 'g', -1, 64)
+		return out
 	case metrics.Speedup:
-		text = fmtNum(v) + "×"
+		out := deltaCell(r, c.metric, 1, func(v float64) string { return fmtNum(v) + "×" })
+		out.Sort = strconv.FormatFloat(v, 'g', -1, 64)
+		return out
 	default:
 		d := displayOf(c.metric, "")
 		text = fmtNum(v * d.scale)
+		if lo, hi, ok := r.interval(c.metric); ok {
+			text += " " + ciText(lo, hi, d.scale)
+		}
 	}
 	out := cell{Text: text, Sort: strconv.FormatFloat(v, 'g', -1, 64), Class: "num"}
 	if !math.IsNaN(c.delta) { // a change: colour by direction

@@ -41,6 +41,39 @@ func paretoFront(pts []point) []point {
 	return front
 }
 
+// layeredPoint is a point with its Pareto layer.
+type layeredPoint struct {
+	point
+	layer int
+}
+
+// paretoLayers sorts points by non-dominated layer (1 is the Pareto
+// front, 2 the front of what remains, and so on) and within a layer by
+// cost.
+func paretoLayers(pts []point) []layeredPoint {
+	rest := append([]point(nil), pts...)
+	var out []layeredPoint
+	for layer := 1; len(rest) > 0; layer++ {
+		front := paretoFront(rest)
+		if len(front) == 0 {
+			break // only NaN points remain
+		}
+		in := map[*row]bool{}
+		for _, p := range front {
+			in[p.r] = true
+			out = append(out, layeredPoint{p, layer})
+		}
+		next := rest[:0]
+		for _, p := range rest {
+			if !in[p.r] {
+				next = append(next, p)
+			}
+		}
+		rest = next
+	}
+	return out
+}
+
 // axisPoints returns the successful rows that have top-1 and the axis's
 // cost as points.
 func axisPoints(rows []*row, a *costAxis) []point {

@@ -137,25 +137,30 @@ footer { color: #6b7280; font-size: 12px; padding: 12px 24px; }
 var pageTemplates = map[string]string{
 	"overview": `{{define "content"}}{{with .Body}}
 {{if not .Runs.Rows}}<p class="warn">The snapshot holds no runs: nothing has been measured yet. Run a suite (<code>bench run experiments/smoke.toml</code>) and render again; the literature page shows the published results meanwhile.</p>{{end}}
-{{if .Suites}}<h2>Suite</h2>{{template "table" .Suites}}{{end}}
-<h2>Runs and machines</h2>
-{{template "table" .Runs}}
-<p class="note">Fingerprints and side-by-side timings of the machines are on the <a href="machines.html">machines page</a>.</p>
-{{if .Groups}}<h2>Trade-off views</h2><ul>{{range .Groups}}<li><a href="{{.Page}}">{{.Title}}</a> — {{len .Rows}} experiments</li>{{end}}</ul>{{end}}
-<h2>Findings</h2>
-{{if not .Findings}}<p class="missing">No findings: no experiment has results yet.</p>{{end}}
-{{range .Findings}}<h3>{{.Group.Title}}</h3>
-<ul>{{range .Sentences}}<li>{{.}}</li>{{end}}</ul>
-{{if .Missing}}<ul class="missing">{{range .Missing}}<li>{{.}}</li>{{end}}</ul>{{end}}
-{{if .Budgets}}<table><thead><tr><th>cost</th><th>budget vs baseline</th>{{range .Families}}<th>best top-1: {{.}}</th>{{end}}</tr></thead>
-<tbody>{{range .Budgets}}<tr><td>{{.Axis}}</td><td>{{.Label}}</td>{{range .Cells}}<td class="num{{if .Best}} best{{end}}" title="{{.Title}}">{{.Text}}</td>{{end}}</tr>{{end}}</tbody></table>{{end}}
+{{range .Headlines}}<h2>{{.Group.Title}}</h2>
+<div class="grid2">{{range .Charts}}{{template "chart" .}}{{end}}</div>
+<p class="note">Every family on executed costs: latency as measured, size as stored. The dashed line is the Pareto front. All views of this model: <a href="{{.Group.Page}}">trade-offs</a>.</p>
+<h3>Ranked</h3>
+{{template "table" .Ranked}}
+{{if .More}}<p class="note">{{.More}} more on the <a href="{{.Group.Page}}">trade-off page</a>.</p>{{end}}
+<h3>Findings</h3>
+<ol>{{range .Findings.Sentences}}<li>{{.}}</li>{{end}}</ol>
+{{if .Findings.Missing}}<ul class="missing">{{range .Findings.Missing}}<li>{{.}}</li>{{end}}</ul>{{end}}
+{{if .Findings.Budgets}}<details><summary>Best top-1 of each family within budgets of the baseline's executed cost</summary>
+<table><thead><tr><th>cost</th><th>budget vs baseline</th>{{range .Findings.Families}}<th>best top-1: {{.}}</th>{{end}}</tr></thead>
+<tbody>{{range .Findings.Budgets}}<tr><td>{{.Axis}}</td><td>{{.Label}}</td>{{range .Cells}}<td class="num{{if .Best}} best{{end}}" title="{{.Title}}">{{.Text}}</td>{{end}}</tr>{{end}}</tbody></table></details>{{end}}
 {{end}}
-<p class="note">Findings are generated from the results above: budgets are fractions of the baseline's cost; the best cell of each budget is highlighted. MACs are effective MACs where the runner recorded them (sparse models), parameters non-zero parameters where recorded.</p>
+{{if not .Headlines}}<p class="missing">No findings: no experiment has results yet.</p>{{end}}
+<p class="note">Findings claim a difference only where its test is significant at 5% (top-1: McNemar on the same images, or two proportions; latency: Mann-Whitney U); "~" and "no significant difference" mark the rest. Costs are those that execute: dense MACs, parameters and size (no sparse kernel runs a pruned model's zeros), latency as measured.</p>
 <h2>Summary</h2>
 <p class="note">Click a column heading to sort. Colour marks a change only where the metric's better direction is known. The latest successful result of each experiment is shown; every run's results are on the machines page.</p>
 {{template "table" .Summary}}
 {{template "warnings" .SummaryWarnings}}
 <p class="note">{{.MACsNote}}</p>
+{{if .Suites}}<h2>Suite</h2>{{template "table" .Suites}}{{end}}
+<h2>Runs and machines</h2>
+{{template "table" .Runs}}
+<p class="note">Fingerprints and side-by-side timings of the machines are on the <a href="machines.html">machines page</a>.</p>
 {{end}}{{end}}`,
 
 	"tradeoff": `{{define "content"}}{{with .Body}}

@@ -21,9 +21,13 @@ var errSelection = errors.New("bad selection")
 // "ptq/..." experiment); empty keeps all. shard "I/N" (1 <= I <= N) keeps
 // the experiments whose name hashes (FNV-1a) to I-1 modulo N, so N
 // machines given 1/N ... N/N run disjoint shares that together cover the
-// suite; empty keeps all. The nodes an experiment needs stay in the plan
-// even when the experiments that own them (a baseline, a teacher) are
-// filtered out. A bad or empty selection is an error that names it.
+// suite; empty keeps all. The baseline experiment of every kept
+// experiment is kept too, so that its relative metrics (accuracy delta,
+// speed-up, their intervals) are measured in the same run; each shard
+// measures the baselines its experiments need. The nodes an experiment
+// needs stay in the plan even when the experiments that own them (a
+// teacher, an upstream experiment) are filtered out. A bad or empty
+// selection is an error that names it.
 func (p *Plan) Filter(only, shard string) (*Plan, error) {
 	var globs []string
 	if strings.TrimSpace(only) != "" {
@@ -57,7 +61,30 @@ func (p *Plan) Filter(only, shard string) (*Plan, error) {
 	if len(globs) > 0 && matched == 0 {
 		return nil, fmt.Errorf("%w: --only %q matches no experiment", errSelection, only)
 	}
-	return p.subset(keep), nil
+	return p.subset(withBaselines(p.Experiments, keep)), nil
+}
+
+// withBaselines returns keep and the baseline experiments its experiments
+// are measured against, in the order of all.
+func withBaselines(all, keep []*Experiment) []*Experiment {
+	want := map[*Experiment]bool{}
+	for _, e := range keep {
+		want[e] = true
+	}
+	for _, e := range keep {
+		for _, b := range all {
+			if b.IsBaseline && b.Name == e.Baseline {
+				want[b] = true
+			}
+		}
+	}
+	var out []*Experiment
+	for _, e := range all {
+		if want[e] {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func match(glob, name string) bool {

@@ -486,11 +486,14 @@ func TestFilterOnly(t *testing.T) {
 		nodes int
 	}{
 		{"", experimentNames(p), len(p.Nodes)},
-		{"ptq", []string{"ptq/w8", "ptq/w6", "ptq/w4", "ptq/w3", "ptq/w2"}, 6},
-		{"ptq/w[68]", []string{"ptq/w8", "ptq/w6"}, 3},
+		// Each kept experiment brings its baseline, "vit", so that its
+		// relative metrics are measured in the same run.
+		{"ptq", []string{"vit", "ptq/w8", "ptq/w6", "ptq/w4", "ptq/w3", "ptq/w2"}, 6},
+		{"ptq/w[68]", []string{"vit", "ptq/w8", "ptq/w6"}, 3},
 		{"fprune/a0.1, vit", []string{"vit", "fprune/a0.1"}, 2},
-		{"kd", []string{"kd"}, 3}, // the baseline and ptq/w8 stay as nodes
-		{"*/*4", []string{"ptq/w4", "fprune/a0.4"}, 3},
+		{"vit", []string{"vit"}, 1},
+		{"kd", []string{"vit", "kd"}, 3}, // ptq/w8 stays as a node
+		{"*/*4", []string{"vit", "ptq/w4", "fprune/a0.4"}, 3},
 	}
 	for _, tt := range tests {
 		f, err := p.Filter(tt.only, "")
@@ -504,7 +507,7 @@ func TestFilterOnly(t *testing.T) {
 			t.Errorf("Filter(%q) kept %d nodes, want %d", tt.only, len(f.Nodes), tt.nodes)
 		}
 	}
-	if f, _ := p.Filter("kd", ""); len(f.Nodes) != 3 || !slices.Equal(f.Nodes[0].Experiments, []string{"kd"}) || len(f.Nodes[1].Experiments) != 0 {
+	if f, _ := p.Filter("kd", ""); len(f.Nodes) != 3 || !slices.Equal(f.Nodes[0].Experiments, []string{"vit", "kd"}) || len(f.Nodes[1].Experiments) != 0 {
 		t.Errorf("kept nodes list experiments %v, %v; want only the selected ones", f.Nodes[0].Experiments, f.Nodes[1].Experiments)
 	}
 }
@@ -531,13 +534,16 @@ func TestFilterShard(t *testing.T) {
 			}
 		}
 	}
-	for _, name := range experimentNames(p) {
-		if seen[name] != 1 {
-			t.Errorf("%s is in %d shards, want 1", name, seen[name])
+	for _, e := range p.Experiments {
+		switch {
+		case e.IsBaseline && (seen[e.Name] < 1 || seen[e.Name] > n):
+			t.Errorf("baseline %s is in %d shards, want 1 to %d (each shard measures the baselines it needs)", e.Name, seen[e.Name], n)
+		case !e.IsBaseline && seen[e.Name] != 1:
+			t.Errorf("%s is in %d shards, want 1", e.Name, seen[e.Name])
 		}
 	}
 	f, err := p.Filter("ptq", "1/1")
-	if err != nil || len(f.Experiments) != 5 {
+	if err != nil || len(f.Experiments) != 6 {
 		t.Errorf("Filter(ptq, 1/1) = %v, %v", experimentNames(f), err)
 	}
 }
