@@ -95,14 +95,18 @@ func computeFindings(g *group) findings {
 
 // baselineSentence states the baseline's accuracy and executed costs.
 func baselineSentence(b *row) string {
-	top1, _ := b.valueCI(metrics.Top1, 1)
+	v, _ := b.get(metrics.Top1)
+	top1 := fmtMetric(metrics.Top1, v, "")
+	if lo, hi, ok := b.interval(metrics.Top1); ok {
+		top1 += " " + ciText(lo, hi, 1)
+	}
 	var costs []string
 	for _, a := range findingAxes {
 		if v, ok := a.value(b); ok {
 			costs = append(costs, a.format(v)+" "+a.noun)
 		}
 	}
-	s := fmt.Sprintf("The baseline %s reaches %s%% top-1", quote(b.exp.Name), top1)
+	s := fmt.Sprintf("The baseline %s reaches %s top-1", quote(b.exp.Name), top1)
 	if len(costs) > 0 {
 		s += " at " + strings.Join(costs, ", ")
 	}
@@ -122,6 +126,7 @@ func noLossFinding(g *group, a *costAxis) (string, bool) {
 		return "", false
 	}
 	var best *point
+	tested := 0
 	for _, p := range g.points(a) {
 		r := p.r
 		if r == g.Base || r.fam == familyBaseline || p.x >= bc {
@@ -131,7 +136,12 @@ func noLossFinding(g *group, a *costAxis) (string, bool) {
 		if !ok {
 			continue
 		}
-		if sig, tested := r.significant(metrics.Top1Delta, 0); !tested || (sig && d < 0) {
+		sig, ok := r.significant(metrics.Top1Delta, 0)
+		if !ok {
+			continue
+		}
+		tested++
+		if sig && d < 0 {
 			continue
 		}
 		if a == axisLatency {
@@ -143,6 +153,9 @@ func noLossFinding(g *group, a *costAxis) (string, bool) {
 			q := p
 			best = &q
 		}
+	}
+	if tested == 0 {
+		return "", false // no accuracy delta with a test: nothing to claim
 	}
 	if best == nil {
 		return fmt.Sprintf("No experiment lowers the %s significantly without a significant loss of top-1.", a.noun), true
@@ -265,7 +278,7 @@ func budgetSentences(g *group) []string {
 		}
 		s := fmt.Sprintf("Within half the baseline's %s (≤ %s), the most accurate is %s (%s) at %s top-1 and %s",
 			a.noun, a.format(limit), quote(top.r.exp.Name), familyText(top.r), fmtMetric(metrics.Top1, top.y, ""), a.format(top.x))
-		var better, same []string
+		var better, same, untested []string
 		for _, fam := range presentFamilies(g.Rows, false) {
 			p, ok := best[fam]
 			if !ok || fam == top.r.fam {
@@ -275,7 +288,7 @@ func budgetSentences(g *group) []string {
 			name := fmt.Sprintf("%s %s (%s)", fam, quote(p.r.exp.Name), fmtMetric(metrics.Top1, p.y, ""))
 			switch {
 			case !c.ok:
-				same = append(same, name+", not tested")
+				untested = append(untested, name)
 			case stats.Significant(c.p):
 				better = append(better, fmt.Sprintf("%s by %s pts, %s", name, fmtSigned(c.delta.Value), pText(c.p)))
 			default:
@@ -287,6 +300,9 @@ func budgetSentences(g *group) []string {
 		}
 		if len(same) > 0 {
 			s += "; no significant difference to the best of " + strings.Join(same, "; ")
+		}
+		if len(untested) > 0 {
+			s += "; not tested (no per-image outcomes) against the best of " + strings.Join(untested, "; ")
 		}
 		out = append(out, s+".")
 	}
@@ -350,27 +366,33 @@ func combinationFindings(g *group) []string {
 	}
 	var out []string
 	for _, c := range combos {
-		var sig, same []string
+		var sig, same, untested []string
 		for _, s := range singles {
 			if !dominates(c, s, costAxes) {
 				continue
 			}
-			cmp := g.paired(s, c)
-			if cmp.ok && stats.Significant(cmp.p) {
+			switch cmp := g.paired(s, c); {
+			case !cmp.ok:
+				untested = append(untested, quote(s.exp.Name))
+			case stats.Significant(cmp.p):
 				sig = append(sig, fmt.Sprintf("%s (%s pts, %s)", quote(s.exp.Name), fmtSigned(cmp.delta.Value), pText(cmp.p)))
-			} else {
+			default:
 				same = append(same, quote(s.exp.Name))
 			}
 		}
-		if len(sig)+len(same) == 0 {
+		n := len(sig) + len(same) + len(untested)
+		if n == 0 {
 			continue
 		}
-		s := fmt.Sprintf("The combination %s (%s) is no more costly on every executed axis than %s single-technique experiments", quote(c.exp.Name), c.set, fmt.Sprint(len(sig)+len(same)))
+		s := fmt.Sprintf("The combination %s (%s) is no more costly on every executed axis and no less accurate than %s", quote(c.exp.Name), c.set, plural(n, "single-technique experiment"))
 		if len(sig) > 0 {
 			s += "; it is significantly more accurate than " + nameList(sig, 6)
 		}
 		if len(same) > 0 {
 			s += "; no significant difference in top-1 to " + nameList(same, 6)
+		}
+		if len(untested) > 0 {
+			s += "; top-1 differences not tested (no per-image outcomes) to " + nameList(untested, 6)
 		}
 		out = append(out, s+".")
 	}

@@ -83,6 +83,15 @@ func fmtNum(v float64) string {
 	return strconv.FormatFloat(v, 'g', 3, 64)
 }
 
+// fmtMinus formats a number with a typographic minus, as fmtSigned does,
+// and no plus sign.
+func fmtMinus(v float64) string {
+	if v < 0 {
+		return fmtSigned(v)
+	}
+	return fmtNum(v)
+}
+
 // fmtSigned formats a delta with an explicit sign.
 func fmtSigned(v float64) string {
 	s := fmtNum(v)
@@ -148,7 +157,7 @@ func (r *row) significant(name string, pivot float64) (sig, ok bool) {
 
 // ciText formats an interval in a display scale: "[69.1, 70.9]".
 func ciText(lo, hi, scale float64) string {
-	return "[" + fmtNum(lo*scale) + ", " + fmtNum(hi*scale) + "]"
+	return "[" + fmtMinus(lo*scale) + ", " + fmtMinus(hi*scale) + "]"
 }
 
 // valueCI formats a metric with its interval where stored: "70.2

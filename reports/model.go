@@ -27,7 +27,7 @@ const (
 )
 
 // familyOrder is the legend order.
-var familyOrder = []string{familyBaseline, familyQuantize, familyLowRank, familyDistill, familyPrune, familyCombination, familyOther}
+var familyOrder = []string{familyBaseline, familyQuantize, familyLowRank, familyDistill, familyStudent, familyPrune, familyCombination, familyOther}
 
 var familyStyle = map[string]struct {
 	Color  string
@@ -37,6 +37,7 @@ var familyStyle = map[string]struct {
 	familyQuantize:    {"#5470c6", "circle"},
 	familyLowRank:     {"#3ba272", "circle"},
 	familyDistill:     {"#fac858", "circle"},
+	familyStudent:     {"#a16207", "rect"},
 	familyPrune:       {"#ee6666", "circle"},
 	familyCombination: {"#9a60b4", "diamond"},
 	familyOther:       {"#999999", "triangle"},
@@ -296,6 +297,9 @@ type group struct {
 	Base    *row // nil when the group has no successful baseline
 	Page    string
 	pairs   map[[2]*row]comparison // paired accuracy tests already made
+	// ShownWith is the teacher's group where this group's models appear
+	// as students (see view.addStudents); nil otherwise.
+	ShownWith *group
 }
 
 // points returns the group's successful rows that have top-1 and the
@@ -457,6 +461,7 @@ func newView(runs []store.Run, exps []store.Experiment) *view {
 	for _, g := range v.groups {
 		g.Base = pickBaseline(g.Rows)
 	}
+	v.addStudents()
 	return v
 }
 

@@ -36,6 +36,7 @@ type headline struct {
 	Ranked   table
 	More     int // experiments beyond the ranked table's rows
 	Findings findings
+	Students []*group // groups whose models appear here as students
 }
 
 // rankedRows is how many experiments the overview's ranked table shows
@@ -47,7 +48,15 @@ func (s *site) overview() error {
 	b := overviewBody{MACsNote: macsNote, Groups: v.groups}
 	var cs chartSet
 	for _, g := range v.groups {
+		if g.ShownWith != nil {
+			continue // on its teacher's headline
+		}
 		h := headline{Group: g, Findings: computeFindings(g)}
+		for _, o := range v.groups {
+			if o.ShownWith == g {
+				h.Students = append(h.Students, o)
+			}
+		}
 		first := len(cs.list)
 		for _, a := range headlineAxes {
 			pts := g.points(a)

@@ -48,9 +48,10 @@ func TestRenderWritesSite(t *testing.T) {
 	index := files[IndexPage]
 	for _, s := range []string{
 		"cifar10-vit", "laptop", "server", // suite, machines
-		`class="sortable"`, "Δ top-1 (pts)", "MACs (G)", "p50 latency (ms)", "speed-up (×)", "executed",
+		`class="sortable"`, "Δ top-1 (pts)", "MACs (G)", "p50 latency (ms)", "speed-up [95%]", "executed",
 		"geomean vs baseline",
-		"Within 50% of the baseline", // findings
+		"Within half the baseline", // findings
+		"Ranked", "rank",           // the ranked table
 		"Pareto front",
 		"combo/prune-kd-int8",
 		"GMACs", // the MACs note
@@ -220,7 +221,7 @@ func TestRenderEmptyAndPartial(t *testing.T) {
 			"exp-1-baseline": {"train: loss is NaN"},
 		}},
 		{"missing metrics", sparse, map[string][]string{
-			IndexPage:        {"No successful experiment has both top-1 and MACs"},
+			IndexPage:        {"No successful experiment has both top-1 and executed MACs"},
 			"exp-1-baseline": {"No per-layer counts were recorded", "No training or fine-tuning curve", "No resolved spec", "latency p50, batch 1 (latency_p50): not recorded"},
 		}},
 		{"orphans", orphan, map[string][]string{IndexPage: {"belong to no run"}}},

@@ -139,7 +139,7 @@ var pageTemplates = map[string]string{
 {{if not .Runs.Rows}}<p class="warn">The snapshot holds no runs: nothing has been measured yet. Run a suite (<code>bench run experiments/smoke.toml</code>) and render again; the literature page shows the published results meanwhile.</p>{{end}}
 {{range .Headlines}}<h2>{{.Group.Title}}</h2>
 <div class="grid2">{{range .Charts}}{{template "chart" .}}{{end}}</div>
-<p class="note">Every family on executed costs: latency as measured, size as stored. The dashed line is the Pareto front. All views of this model: <a href="{{.Group.Page}}">trade-offs</a>.</p>
+<p class="note">Every family on executed costs: latency as measured, size as stored. The dashed line is the Pareto front. All views of this model: <a href="{{.Group.Page}}">trade-offs</a>.{{if .Students}} Students are compared here as compressed alternatives of this model (distill: trained with it as teacher; student: the same architecture on labels alone); their own views: {{range $i, $g := .Students}}{{if $i}}, {{end}}<a href="{{$g.Page}}">{{$g.Title}}</a>{{end}}.{{end}}</p>
 <h3>Ranked</h3>
 {{template "table" .Ranked}}
 {{if .More}}<p class="note">{{.More}} more on the <a href="{{.Group.Page}}">trade-off page</a>.</p>{{end}}
