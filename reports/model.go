@@ -329,6 +329,20 @@ func latencySetup(r *store.Run) string {
 	return fmt.Sprintf("%s/%d/%s/%s", store.Fingerprint(r.Machine), r.Threads, r.TimedEngine(), r.Device)
 }
 
+// description is the suite's description of the group's model, from its
+// newest row that has one.
+func (g *group) description() string {
+	for i := len(g.Rows) - 1; i >= 0; i-- {
+		if r := g.Rows[i]; r.exp.Model == g.Model && r.exp.ModelDescription != "" {
+			return strings.TrimRight(r.exp.ModelDescription, ". ")
+		}
+	}
+	return ""
+}
+
+// Description is description for templates.
+func (g *group) Description() string { return g.description() }
+
 func (g *group) Title() string {
 	d, m := g.Dataset, g.Model
 	if d == "" {

@@ -84,9 +84,15 @@ func factsTable(r *row) table {
 		}
 		return c
 	}())
+	if e.Description != "" {
+		add("description", cell{Text: e.Description})
+	}
 	add("group", orMissing(e.Group, "—"))
 	add("data set", orMissing(e.Dataset, "not recorded"))
 	add("baseline model", orMissing(e.Model, "not recorded"))
+	if e.ModelDescription != "" {
+		add("model", cell{Text: e.ModelDescription})
+	}
 	if e.Baseline != "" {
 		c := cell{Text: e.Baseline}
 		if r.base == nil {

@@ -31,6 +31,12 @@ func (s *site) tradeoffs() error {
 		var cs chartSet
 		b := tradeoffBody{MACsNote: macsNote, Findings: computeFindings(g)}
 		b.Intro = fmt.Sprintf("%d experiments on %s. Each point is an experiment's latest successful result; the dashed line is the Pareto front (no other point is both at most as costly and at least as accurate). Hover a point for its pipeline.", len(g.Rows), g.Title())
+		if d := g.description(); d != "" {
+			b.Intro = g.Model + ": " + d + ". " + b.Intro
+		}
+		if g.ShownWith != nil {
+			b.Intro += fmt.Sprintf(" These models are also compared on %s's view, where they are students of its baseline.", g.ShownWith.Title())
+		}
 		if g.Base != nil {
 			top1, _ := g.Base.get(metrics.Top1)
 			b.Intro += fmt.Sprintf(" Baseline: %s, %s top-1.", quote(g.Base.exp.Name), fmtMetric(metrics.Top1, top1, ""))

@@ -18,8 +18,10 @@ const macsNote = "MACs are multiply-accumulates, counted analytically per layer 
 	"Sizes are MiB (2²⁰ bytes) at the stored bit widths, parameters M = 10⁶, latency milliseconds at batch 1."
 
 type overviewBody struct {
+	Suites          []suiteText // what each suite says it runs
 	Headlines       []headline
-	Suites          *table
+	Described       table // the experiments' own descriptions
+	SuiteTable      *table
 	Runs            table
 	Groups          []*group
 	Summary         table
@@ -75,7 +77,9 @@ func (s *site) overview() error {
 		h.Ranked, h.More = rankedTable(g)
 		b.Headlines = append(b.Headlines, h)
 	}
-	b.Suites = suitesTable(v.runs)
+	b.SuiteTable = suitesTable(v.runs)
+	b.Suites = suiteTexts(v.runs)
+	b.Described = describedTable(v)
 	b.Runs = runsTable(v)
 	b.Summary, b.SummaryWarnings = summaryTable(v)
 	title := "vitbench report"
@@ -83,6 +87,45 @@ func (s *site) overview() error {
 		title += ": " + strings.Join(names, ", ")
 	}
 	return s.page(IndexPage, "overview", title, v.warnings, cs.list, b)
+}
+
+// suiteText is a suite's name and description.
+type suiteText struct{ Name, Description string }
+
+// suiteTexts are the distinct suites of the runs with the newest
+// description each gives.
+func suiteTexts(runs []*store.Run) []suiteText {
+	var out []suiteText
+	at := map[string]int{}
+	for _, r := range runs {
+		i, ok := at[r.SuiteName]
+		if !ok {
+			at[r.SuiteName] = len(out)
+			out = append(out, suiteText{Name: r.SuiteName})
+			i = len(out) - 1
+		}
+		if r.SuiteDescription != "" {
+			out[i].Description = r.SuiteDescription
+		}
+	}
+	return out
+}
+
+// describedTable lists each experiment group the suite describes, once,
+// with its model, as the current results hold them.
+func describedTable(v *view) table {
+	t := table{Head: []headCell{{Text: "experiment"}, {Text: "model"}, {Text: "description"}}}
+	seen := map[[2]string]bool{}
+	for _, r := range v.current {
+		e := r.exp
+		k := [2]string{e.Group, e.Model}
+		if e.Description == "" || seen[k] {
+			continue
+		}
+		seen[k] = true
+		t.Rows = append(t.Rows, []cell{{Text: e.Group, Href: r.page}, {Text: e.Model}, {Text: e.Description}})
+	}
+	return t
 }
 
 // rankedTable ranks a group's successful experiments by Pareto layer on

@@ -292,3 +292,39 @@ func TestRenderRemovesStalePages(t *testing.T) {
 		t.Errorf("a file the report did not write was removed")
 	}
 }
+
+// TestRenderDescriptions checks that the suite's, the models' and the
+// experiments' descriptions reach the overview and the experiment pages.
+func TestRenderDescriptions(t *testing.T) {
+	snap := synthSnapshot()
+	for i := range snap.Runs {
+		snap.Runs[i].SuiteDescription = "every family on a CIFAR ViT"
+	}
+	for i := range snap.Experiments {
+		e := &snap.Experiments[i]
+		e.ModelDescription = "ViT with 4x4 patches"
+		if e.Group == "ptq" {
+			e.Description = "post-training quantization at three widths"
+		}
+	}
+	files := readSite(t, render(t, snap, fakeAssets(t)))
+	index := files[IndexPage]
+	for _, s := range []string{"every family on a CIFAR ViT", "Baseline model: ViT with 4x4 patches.", "What was run", "post-training quantization at three widths"} {
+		if !strings.Contains(index, s) {
+			t.Errorf("index.html lacks %q", s)
+		}
+	}
+	found := false
+	for name, page := range files {
+		if strings.HasPrefix(name, "exp-") && strings.Contains(name, "ptq") {
+			found = strings.Contains(page, "post-training quantization at three widths") && strings.Contains(page, "ViT with 4x4 patches")
+			if !found {
+				t.Errorf("%s lacks the experiment's or the model's description", name)
+			}
+			break
+		}
+	}
+	if !found {
+		t.Error("no ptq experiment page with descriptions")
+	}
+}

@@ -137,7 +137,9 @@ footer { color: #6b7280; font-size: 12px; padding: 12px 24px; }
 var pageTemplates = map[string]string{
 	"overview": `{{define "content"}}{{with .Body}}
 {{if not .Runs.Rows}}<p class="warn">The snapshot holds no runs: nothing has been measured yet. Run a suite (<code>bench run experiments/smoke.toml</code>) and render again; the literature page shows the published results meanwhile.</p>{{end}}
+{{range .Suites}}{{if .Description}}<p><b>{{.Name}}</b>: {{.Description}}</p>{{end}}{{end}}
 {{range .Headlines}}<h2>{{.Group.Title}}</h2>
+{{with .Group.Description}}<p class="note">Baseline model: {{.}}.</p>{{end}}
 <div class="grid2">{{range .Charts}}{{template "chart" .}}{{end}}</div>
 <p class="note">Every family on executed costs: latency as measured, size as stored. The dashed line is the Pareto front. All views of this model: <a href="{{.Group.Page}}">trade-offs</a>.{{if .Students}} Students are compared here as compressed alternatives of this model (distill: trained with it as teacher; student: the same architecture on labels alone); their own views: {{range $i, $g := .Students}}{{if $i}}, {{end}}<a href="{{$g.Page}}">{{$g.Title}}</a>{{end}}.{{end}}</p>
 <h3>Ranked</h3>
@@ -157,7 +159,10 @@ var pageTemplates = map[string]string{
 {{template "table" .Summary}}
 {{template "warnings" .SummaryWarnings}}
 <p class="note">{{.MACsNote}}</p>
-{{if .Suites}}<h2>Suite</h2>{{template "table" .Suites}}{{end}}
+{{if .Described.Rows}}<h2>What was run</h2>
+<p class="note">The suite's description of each experiment; every resolved parameter is on its page.</p>
+{{template "table" .Described}}{{end}}
+{{if .SuiteTable}}<h2>Suite</h2>{{template "table" .SuiteTable}}{{end}}
 <h2>Runs and machines</h2>
 {{template "table" .Runs}}
 <p class="note">Fingerprints and side-by-side timings of the machines are on the <a href="machines.html">machines page</a>.</p>

@@ -112,6 +112,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	abs, _ := filepath.Abs(files[0])
 	run := info.Run() // the runner sets Threads and Engine to what it times with
 	run.SuiteName, run.SuitePath, run.SuiteHash = suite.Name, abs, suiteHash(p)
+	run.SuiteDescription = suite.Description
 	run.GitCommit = info.GitCommit
 	run.Args = append([]string{"bench", "run"}, args...)
 	r := &runner.Runner{

@@ -34,13 +34,16 @@ func (r *Runner) newRecord(e *plan.Experiment) *store.Experiment {
 		Families: e.Families,
 		Pipeline: e.Pipeline,
 		Params:   e.Params,
-		Settings: storeSettings(e.Settings),
-		SpecJSON: string(spec),
-		Hash:     e.Hash(),
-		Seed:     &seed,
-		Replica:  e.Replica,
-		Status:   store.StatusRunning,
-		Started:  time.Now().UTC(),
+		// Description: the experiment's, or its model's for a baseline.
+		Description:      e.Description,
+		ModelDescription: m.Description,
+		Settings:         storeSettings(e.Settings),
+		SpecJSON:         string(spec),
+		Hash:             e.Hash(),
+		Seed:             &seed,
+		Replica:          e.Replica,
+		Status:           store.StatusRunning,
+		Started:          time.Now().UTC(),
 	}
 }
 

@@ -40,19 +40,22 @@ func (db *DB) SaveExperiment(ctx context.Context, e *Experiment) error {
 	err = db.write(ctx, op, func(tx *sql.Tx) error {
 		err := tx.QueryRowContext(ctx, `INSERT INTO experiments (
 	run_id, name, group_name, model, dataset, baseline, families, pipeline, params, spec, hash,
-	status, error, executed, exec_detail, quant_sites, started, ended, seed, replica
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	status, error, executed, exec_detail, quant_sites, started, ended, seed, replica,
+	description, model_description
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (run_id, name) DO UPDATE SET
 	group_name = excluded.group_name, model = excluded.model, dataset = excluded.dataset,
 	baseline = excluded.baseline, families = excluded.families, pipeline = excluded.pipeline,
 	params = excluded.params, spec = excluded.spec, hash = excluded.hash, status = excluded.status,
 	error = excluded.error, executed = excluded.executed, exec_detail = excluded.exec_detail,
 	quant_sites = excluded.quant_sites, started = excluded.started,
-	ended = excluded.ended, seed = excluded.seed, replica = excluded.replica
+	ended = excluded.ended, seed = excluded.seed, replica = excluded.replica,
+	description = excluded.description, model_description = excluded.model_description
 RETURNING id`,
 			e.RunID, e.Name, e.Group, e.Model, e.Dataset, e.Baseline, string(families), e.Pipeline,
 			string(paramsJSON), e.SpecJSON, e.Hash, e.Status, e.Error, e.Executed, e.ExecDetail, quant,
 			nullTime(e.Started), nullTime(e.Ended), e.Seed, e.Replica,
+			e.Description, e.ModelDescription,
 		).Scan(&id)
 		if err != nil {
 			return fmt.Errorf("insert experiment: %w", err)
@@ -219,7 +222,8 @@ func (db *DB) Experiments(ctx context.Context, runID int64) ([]Experiment, error
 }
 
 const experimentColumns = `e.id, e.run_id, e.name, e.group_name, e.model, e.dataset, e.baseline,
-	e.families, e.pipeline, e.params, e.spec, e.hash, e.status, e.error, e.executed, e.exec_detail, e.quant_sites, e.started, e.ended, e.seed, e.replica`
+	e.families, e.pipeline, e.params, e.spec, e.hash, e.status, e.error, e.executed, e.exec_detail, e.quant_sites, e.started, e.ended, e.seed, e.replica,
+	e.description, e.model_description`
 
 // loadExperiments returns the experiments matching where (a condition on
 // experiments e, with args), ordered by run and then by ID, with their
@@ -244,7 +248,7 @@ FROM experiments e WHERE `+where+` ORDER BY e.run_id, e.id`, args...)
 		)
 		if err := rows.Scan(&e.ID, &e.RunID, &e.Name, &e.Group, &e.Model, &e.Dataset, &e.Baseline,
 			&families, &e.Pipeline, &params, &e.SpecJSON, &e.Hash, &e.Status, &e.Error, &e.Executed,
-			&e.ExecDetail, &quant, &started, &ended, &seed, &e.Replica); err != nil {
+			&e.ExecDetail, &quant, &started, &ended, &seed, &e.Replica, &e.Description, &e.ModelDescription); err != nil {
 			return nil, fmt.Errorf("scan experiment: %w", err)
 		}
 		if err := json.Unmarshal([]byte(families), &e.Families); err != nil {

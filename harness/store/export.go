@@ -53,7 +53,7 @@ var standardMetrics = []string{
 var fixedColumns = []string{
 	"run_uuid", "suite", "hostname", "cpu", "cores", "gpu", "libtorch", "blas", "threads", "engine", "simd", "int8_engine", "device",
 	"run_started", "experiment", "replica", "seed", "group", "model", "dataset", "baseline", "pipeline", "families",
-	"status", "executed", "exec_detail", "quant_sites", "error",
+	"description", "model_description", "status", "executed", "exec_detail", "quant_sites", "error",
 }
 
 // MeanSeed is the seed column of an export row that holds the mean of a
@@ -210,7 +210,7 @@ func experimentRow(r *Run, e *Experiment, set *ReplicaSet, scols, mnames []strin
 		r.UUID, r.SuiteName, m.Hostname, m.CPU, int64(m.Cores), m.GPU, m.Libtorch, m.BLAS,
 		int64(r.Threads), r.Engine, r.SIMD, r.Int8Engine, r.Device, started,
 		name, e.ReplicaName(), seed, e.Group, e.Model, e.Dataset, e.Baseline, e.Pipeline, strings.Join(e.Families, "+"),
-		status, e.Executed, e.ExecDetail, QuantSitesText(e.Quant), errText,
+		e.Description, e.ModelDescription, status, e.Executed, e.ExecDetail, QuantSitesText(e.Quant), errText,
 	}
 	settings := make(map[string]string, len(e.Settings))
 	for _, st := range e.Settings {

@@ -81,12 +81,12 @@ func (db *DB) BeginRun(ctx context.Context, r *Run) error {
 		r.Engine = engine
 		err = tx.QueryRowContext(ctx, `INSERT INTO runs (
 	uuid, machine_id, threads, engine, sgemm_gflops, simd, int8_engine, cuda, suite_name, suite_path, suite_hash,
-	git_commit, args, device, started, ended, status, pid, pid_start, host
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?) RETURNING id`,
+	git_commit, args, device, started, ended, status, pid, pid_start, host, suite_description
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?) RETURNING id`,
 			r.UUID, mid, r.Threads, engine, nullFloat(r.SgemmGFLOPS), r.SIMD, r.Int8Engine, r.CUDA,
 			r.SuiteName, r.SuitePath, r.SuiteHash,
 			r.GitCommit, string(args), r.Device, formatTime(r.Started), StatusRunning,
-			pid, int64(processStart(pid)), db.host,
+			pid, int64(processStart(pid)), db.host, r.SuiteDescription,
 		).Scan(&id)
 		if err != nil {
 			return fmt.Errorf("insert run: %w", err)
@@ -165,7 +165,7 @@ func (db *DB) Runs(ctx context.Context) ([]Run, error) {
 }
 
 const runColumns = `r.id, r.uuid, r.threads, r.engine, r.sgemm_gflops, r.simd, r.int8_engine, r.cuda,
-	r.suite_name, r.suite_path, r.suite_hash, r.git_commit, r.args, r.device, r.started, r.ended, r.status, r.pid, r.host,
+	r.suite_name, r.suite_path, r.suite_hash, r.git_commit, r.args, r.device, r.started, r.ended, r.status, r.pid, r.host, r.suite_description,
 	m.hostname, m.cpu, m.cores, m.memory_bytes, m.gpu, m.os, m.libtorch, m.blas, m.gotch, m.go`
 
 func loadRuns(ctx context.Context, tx *sql.Tx) ([]Run, error) {
@@ -186,7 +186,7 @@ ORDER BY r.started, r.id`)
 			started, ended sql.NullString
 		)
 		if err := rows.Scan(&r.ID, &r.UUID, &r.Threads, &r.Engine, &sgemm, &r.SIMD, &r.Int8Engine, &r.CUDA,
-			&r.SuiteName, &r.SuitePath, &r.SuiteHash, &r.GitCommit, &args, &r.Device, &started, &ended, &r.Status, &r.PID, &r.Host,
+			&r.SuiteName, &r.SuitePath, &r.SuiteHash, &r.GitCommit, &args, &r.Device, &started, &ended, &r.Status, &r.PID, &r.Host, &r.SuiteDescription,
 			&m.Hostname, &m.CPU, &m.Cores, &m.MemoryBytes, &m.GPU, &m.OS, &m.Libtorch, &m.BLAS, &m.Gotch, &m.Go,
 		); err != nil {
 			return nil, fmt.Errorf("scan run: %w", err)

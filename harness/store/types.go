@@ -49,12 +49,15 @@ type Run struct {
 	SuiteName string
 	SuitePath string
 	SuiteHash string // hash of the resolved suite
-	GitCommit string
-	Args      []string // the command line
-	Device    string   // cpu or cuda
-	Started   time.Time
-	Ended     time.Time // zero while running
-	Status    string    // StatusRunning, StatusOK, StatusFailed, StatusInterrupted
+	// SuiteDescription is the suite's own description; "" where it gives
+	// none or the run was stored before descriptions were.
+	SuiteDescription string
+	GitCommit        string
+	Args             []string // the command line
+	Device           string   // cpu or cuda
+	Started          time.Time
+	Ended            time.Time // zero while running
+	Status           string    // StatusRunning, StatusOK, StatusFailed, StatusInterrupted
 
 	// PID and Host name the process that wrote the run (filled by
 	// BeginRun). A run left running by a process that no longer exists on
@@ -76,20 +79,25 @@ const (
 type Experiment struct {
 	ID       int64
 	RunID    int64
-	Name     string            // unique within a run, e.g. "ptq/w8a8-minmax"
-	Group    string            // the [[experiment]] it expanded from, e.g. "ptq"
-	Model    string            // baseline model name from the suite
-	Dataset  string            // e.g. "cifar10"
-	Baseline string            // name of the experiment its relative metrics are against; empty for a baseline
-	Families []string          // technique families in pipeline order: "quantize", "prune", ...
-	Pipeline string            // human-readable pipeline, e.g. "prune(heads=0.5) → distill(T=4) → quantize(w8a8)"
-	Params   map[string]string // the swept parameters and their values, for sweep curves
-	Settings []Setting         // every parameter of every stage, defaults included, in pipeline order (see Setting); none when stored before settings existed
-	SpecJSON string            // the full resolved spec
-	Hash     string            // artifact hash of the final model
-	Status   string
-	Error    string
-	Executed string // "fp32", "int8", "fp16", ... or "simulated"; how latency was executed
+	Name     string   // unique within a run, e.g. "ptq/w8a8-minmax"
+	Group    string   // the [[experiment]] it expanded from, e.g. "ptq"
+	Model    string   // baseline model name from the suite
+	Dataset  string   // e.g. "cifar10"
+	Baseline string   // name of the experiment its relative metrics are against; empty for a baseline
+	Families []string // technique families in pipeline order: "quantize", "prune", ...
+	Pipeline string   // human-readable pipeline, e.g. "prune(heads=0.5) → distill(T=4) → quantize(w8a8)"
+	// Description is the suite's description of the experiment (of its
+	// model, for a baseline); ModelDescription its model's. Both are ""
+	// where the suite gives none.
+	Description      string
+	ModelDescription string
+	Params           map[string]string // the swept parameters and their values, for sweep curves
+	Settings         []Setting         // every parameter of every stage, defaults included, in pipeline order (see Setting); none when stored before settings existed
+	SpecJSON         string            // the full resolved spec
+	Hash             string            // artifact hash of the final model
+	Status           string
+	Error            string
+	Executed         string // "fp32", "int8", "fp16", ... or "simulated"; how latency was executed
 	// ExecDetail says what executed how: for a quantized model the kernel
 	// library, the layers in int8 and those left in float32, or why it
 	// stayed simulated; "" for float models.
