@@ -3,8 +3,11 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -79,6 +82,9 @@ func OpenSnapshots(paths ...string) (*Snapshot, error) {
 
 func readSnapshot(ctx context.Context, path string) (*Snapshot, error) {
 	db, err := OpenReadOnly(path)
+	if errors.Is(err, errOlderSchema) {
+		return readMigratedCopy(ctx, path)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -185,4 +191,43 @@ func cloneExperiment(e Experiment) Experiment {
 	e.Layers = slices.Clone(e.Layers)
 	e.Curves = slices.Clone(e.Curves)
 	return e
+}
+
+// readMigratedCopy reads a database written by an older vitbench without
+// writing to it: SQLite copies it (VACUUM INTO, a consistent copy even
+// while another process writes) into a private temporary file, which is
+// migrated, read and removed. A database copied from another machine is
+// read as it is, wherever it lies and whoever owns it.
+func readMigratedCopy(ctx context.Context, path string) (*Snapshot, error) {
+	dir, err := os.MkdirTemp("", "vitbench-snapshot-")
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	defer os.RemoveAll(dir)
+	src := newDB(path)
+	src.ReadOnly = true
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	conn, err := sql.Open("sqlite3", src.dsn(abs, "deferred", true))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	cp := filepath.Join(dir, "copy.db")
+	_, err = conn.ExecContext(ctx, "VACUUM INTO ?", cp)
+	conn.Close()
+	if err != nil {
+		return nil, fmt.Errorf("read %s: copy an older schema to migrate it: %w", path, err)
+	}
+	db, err := Open(cp)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: migrate a copy: %w", path, err)
+	}
+	defer db.Close()
+	s, err := db.Snapshot(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return s, nil
 }

@@ -1,8 +1,10 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -154,5 +156,66 @@ func TestMergeKeepsLaterCopy(t *testing.T) {
 		if len(m.Experiments) != 2 || m.Experiments[0].Status != StatusOK || m.Experiments[0].RunID != 1 {
 			t.Errorf("experiments %+v, want the finished copies", m.Experiments)
 		}
+	}
+}
+
+// TestOpenSnapshotsOlderSchema checks that a database written by an older
+// vitbench, in a folder the reader cannot write, is read through a private
+// migrated copy: its runs are there, and the file and its folder are
+// unchanged (no -wal or -shm left, no migration recorded).
+func TestOpenSnapshotsOlderSchema(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "old.db")
+	db := openAt(t, path)
+	r := beginTest(t, db)
+	if err := db.SaveExperiment(ctx, testExperiment(r.ID, "old", 1)); err != nil {
+		t.Fatal(err)
+	}
+	// Undo the newest migration: the file is now as an older vitbench left it.
+	for _, q := range []string{
+		`ALTER TABLE experiments DROP COLUMN model_description`,
+		`ALTER TABLE experiments DROP COLUMN description`,
+		`ALTER TABLE runs DROP COLUMN suite_description`,
+		`DELETE FROM migrations WHERE name = '0009_descriptions.sql'`,
+		`PRAGMA wal_checkpoint(TRUNCATE)`,
+	} {
+		if _, err := db.wdb.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Fatalf("folder holds %d files before reading, want only old.db", len(entries))
+	}
+	if err := os.Chmod(dir, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chmod(dir, 0o755)
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := OpenSnapshots(path)
+	if err != nil {
+		t.Fatalf("OpenSnapshots of an older schema: %v", err)
+	}
+	if len(snap.Runs) != 1 || len(snap.Experiments) != 1 || snap.Experiments[0].Name != "old" {
+		t.Errorf("snapshot = %d runs, %d experiments; want the 1 and 1 stored", len(snap.Runs), len(snap.Experiments))
+	}
+	after, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Error("reading an older database changed its file")
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Errorf("folder holds %v after reading, want only old.db", names)
 	}
 }

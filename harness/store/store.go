@@ -245,6 +245,14 @@ func (db *DB) dsn(abs, txlock string, readOnly bool) string {
 	q.Set("_txlock", txlock)
 	if readOnly {
 		q.Set("mode", "ro")
+		// A WAL database read while no writer has it open (no -wal file)
+		// is opened immutable: SQLite then creates no -wal or -shm beside
+		// it, so a read leaves a copied or shared folder as it was. With
+		// a -wal present a writer may be active, and the reader takes
+		// part in WAL locking as usual.
+		if _, err := os.Stat(abs + "-wal"); errors.Is(err, fs.ErrNotExist) {
+			q.Set("immutable", "1")
+		}
 	}
 	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: q.Encode()}
 	return u.String()
