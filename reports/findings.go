@@ -233,8 +233,8 @@ func frontSentence(g *group, a *costAxis, pts []point) string {
 		}
 		parts = append(parts, s+")")
 	}
-	return fmt.Sprintf("Top-1 against %s: %d of %d experiments are on the Pareto front, cheapest first: %s.",
-		a.noun, len(front), len(pts), strings.Join(parts, ", "))
+	return fmt.Sprintf("Top-1 against %s: %d of %d experiments %s on the Pareto front, cheapest first: %s.",
+		a.noun, len(front), len(pts), isAre(len(front)), strings.Join(parts, ", "))
 }
 
 // gainText describes a paired accuracy comparison in a few words.
