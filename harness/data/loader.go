@@ -354,9 +354,18 @@ func (l *Loader) Epoch(epoch int) iter.Seq2[*Batch, error] {
 		done := make(chan struct{})
 		defer close(done)
 		ready := make(chan *hostBatch, l.opts.Prefetch)
+		failed := make(chan error, 1)
 		order := l.order(epoch)
 		go func() {
 			defer close(ready)
+			// A panic here (a batch too large to allocate) would end the
+			// process and every other experiment with it: it becomes this
+			// sequence's error instead.
+			defer func() {
+				if p := recover(); p != nil {
+					failed <- fmt.Errorf("loader %s: building a batch of %d images: %v", l.set.Name, l.opts.BatchSize, p)
+				}
+			}()
 			for i := range l.nbatch {
 				lo := i * l.opts.BatchSize
 				h := l.host(epoch, i, order[lo:min(lo+l.opts.BatchSize, len(order))])
@@ -373,6 +382,12 @@ func (l *Loader) Epoch(epoch int) iter.Seq2[*Batch, error] {
 			if !yield(b, err) || err != nil {
 				return
 			}
+		}
+		// ready is closed: the batches ran out, or building one failed.
+		select {
+		case err := <-failed:
+			yield(nil, err)
+		default:
 		}
 	}
 }

@@ -3,6 +3,7 @@ package data
 import (
 	"math"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/sugarme/gotch"
@@ -348,5 +349,21 @@ func TestLoaderCUDA(t *testing.T) {
 	defer cpu.MustDrop()
 	if !slices.Equal(values[float32](t, cpu), hx) {
 		t.Error("batch on the device differs from the host batch")
+	}
+}
+
+// TestLoaderBatchTooLarge checks that a batch too large to allocate ends
+// the epoch with an error instead of a panic that would end the process.
+func TestLoaderBatchTooLarge(t *testing.T) {
+	l := newLoader(t, synth(t, 8, 3), LoaderOptions{BatchSize: math.MaxInt64})
+	var err error
+	for b, e := range l.Epoch(0) {
+		if b != nil {
+			b.Drop()
+		}
+		err = e
+	}
+	if err == nil || !strings.Contains(err.Error(), "building a batch") {
+		t.Fatalf("epoch error = %v, want the failed batch named", err)
 	}
 }
