@@ -43,11 +43,12 @@ var commands = map[string]command{}
 // Main dispatches to a subcommand. A first argument ending in .toml is a
 // suite to run.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(stderr)
-		if len(args) == 0 {
-			return usageError{errors.New("no command")}
-		}
+		return usageError{errors.New("no command")}
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
 		return nil
 	}
 	name, rest := args[0], args[1:]
@@ -59,7 +60,23 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		usage(stderr)
 		return usageError{fmt.Errorf("unknown command %q", name)}
 	}
+	if wantsHelp(rest) {
+		stderr = stdout // asked for, the usage is output, not a complaint
+	}
 	return cmd(ctx, rest, stdout, stderr)
+}
+
+// wantsHelp reports whether a subcommand's arguments ask for its usage.
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--help":
+			return true
+		}
+	}
+	return false
 }
 
 func usage(w io.Writer) {
@@ -67,8 +84,10 @@ func usage(w io.Writer) {
 
   bench FILE.toml [flags]                  same as: bench run FILE.toml
   bench run FILE.toml [--db PATH] [--report DIR] [--only GLOB] [--device cpu|cuda|auto]
-                      [--threads N] [--train-workers N] [--dry-run] [--shard I/N] [--cpuprofile FILE]
-  bench report [--db PATH]... [--out DIR]  re-render; several --db merge runs from several machines
+                      [--threads N] [--train-workers N] [--dry-run] [--shard I/N] [--data-dir DIR]
+                      [--assets DIR] [--max-experiments N] [--cpuprofile FILE]
+  bench report [--db PATH]... [--out DIR] [--assets DIR]
+                                           re-render; several --db merge runs from several machines
   bench list   [--db PATH] [--json]        runs, experiments, status
   bench export [--db PATH] --format csv|json
   bench compare [--db PATH]... [RUN...] [--machine HOST]... [--commit PREFIX]... [--metric NAME]... [--json]

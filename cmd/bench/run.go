@@ -28,6 +28,7 @@ func init() { commands["run"] = runRun }
 
 const runUsage = `usage: bench run FILE.toml [--db PATH] [--report DIR] [--only GLOB] [--device cpu|cuda|auto]
                       [--threads N] [--train-workers N] [--dry-run] [--shard I/N] [--data-dir DIR]
+                      [--assets DIR] [--max-experiments N] [--cpuprofile FILE]
 
 Runs a suite: trains or loads each baseline, applies every experiment's
 pipeline (artifacts cached by content hash and reused), measures accuracy,
@@ -54,6 +55,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	dataDir := fs.String("data-dir", "", "extra data set folder, searched first")
 	assets := fs.String("assets", reports.DefaultAssetsDir, "folder holding echarts.min.js")
 	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile of the run to this file (go tool pprof)")
+	maxExperiments := fs.Int("max-experiments", plan.DefaultMaxExperiments, "refuse a suite whose grids expand into more experiments than this")
 	// Flags may come after the suite file, as the usage shows.
 	var files []string
 	rest := args
@@ -74,6 +76,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fs.Usage()
 		return usageError{fmt.Errorf("run: want one suite file, got %d", len(files))}
 	}
+	if err := checkRunFlags(*db, *dataDir, *threads, *trainWorkers, *maxExperiments); err != nil {
+		return usageError{err}
+	}
 	dev, err := pickDevice(*device)
 	if err != nil {
 		return usageError{err}
@@ -82,11 +87,11 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	suite, err := config.ReadFile(files[0], config.Options{CheckArch: func(name string) error {
 		_, err := vit.Lookup(name)
 		return err
-	}})
+	}, MemoryBytes: sysinfo.MemoryBytes()})
 	if err != nil {
 		return usageError{err}
 	}
-	p, err := plan.Build(suite, codeVersion)
+	p, err := plan.BuildLimit(suite, codeVersion, *maxExperiments)
 	if err != nil {
 		return usageError{err}
 	}
@@ -162,6 +167,31 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if sum.Failed > 0 {
 		return errSomeFailed
+	}
+	return nil
+}
+
+// checkRunFlags refuses flag values that are bad input, before anything
+// is read, created or run.
+func checkRunFlags(db, dataDir string, threads, trainWorkers, maxExperiments int) error {
+	switch {
+	case strings.TrimSpace(db) == "":
+		return errors.New("run: --db is empty: name the results database")
+	case threads < 0:
+		return fmt.Errorf("run: --threads %d: want 0 (every core) or more", threads)
+	case trainWorkers < 0:
+		return fmt.Errorf("run: --train-workers %d: want 0 (automatic), 1 (off) or more", trainWorkers)
+	case maxExperiments < 1:
+		return fmt.Errorf("run: --max-experiments %d: want 1 or more", maxExperiments)
+	}
+	if dataDir != "" {
+		st, err := os.Stat(dataDir)
+		if err != nil {
+			return fmt.Errorf("run: --data-dir: %w", err)
+		}
+		if !st.IsDir() {
+			return fmt.Errorf("run: --data-dir %s is not a folder", dataDir)
+		}
 	}
 	return nil
 }

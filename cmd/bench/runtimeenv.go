@@ -130,7 +130,7 @@ func reexecWithRuntimeEnv() {
 	env := os.Environ()
 	current, set := os.LookupEnv("OPENBLAS_CORETYPE")
 	if core := blasCoreOverride(current, set, os.Getenv(blasCoreChoice), thisCPU()); core != "" {
-		if set && os.Getenv(blasCoreChoice) == "" {
+		if set && os.Getenv(blasCoreChoice) == "" && computes(os.Args[1:]) {
 			fmt.Fprintf(os.Stderr, "bench: OPENBLAS_CORETYPE=%s asks for kernels without AVX-512 on a CPU with it; running with %s (%s=keep keeps yours)\n", current, core, blasCoreChoice)
 		}
 		env = slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "OPENBLAS_CORETYPE=") })
@@ -146,4 +146,19 @@ func reexecWithRuntimeEnv() {
 	env = append(env, add...)
 	env = append(env, reexecMarker+"=1")
 	_ = syscall.Exec(exe, os.Args, env)
+}
+
+// computes reports whether a command line runs libtorch's kernels (a
+// suite, latency, forward, env), the only ones for which the OpenBLAS
+// notice is worth saying; help and dry runs do not.
+func computes(args []string) bool {
+	if len(args) == 0 || wantsHelp(args) || slices.Contains(args, "--dry-run") || slices.Contains(args, "-dry-run") {
+		return false
+	}
+	switch name := args[0]; {
+	case strings.HasSuffix(name, ".toml"):
+		return true
+	default:
+		return slices.Contains([]string{"run", "latency", "forward", "env"}, name)
+	}
 }

@@ -83,3 +83,26 @@ func TestBLASCoreOverride(t *testing.T) {
 		})
 	}
 }
+
+func TestComputes(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want bool
+	}{
+		{nil, false},
+		{[]string{"-h"}, false},
+		{[]string{"list"}, false},
+		{[]string{"report", "--db", "a.db"}, false},
+		{[]string{"compare"}, false},
+		{[]string{"experiments/all.toml"}, true},
+		{[]string{"run", "s.toml"}, true},
+		{[]string{"run", "s.toml", "--dry-run"}, false},
+		{[]string{"run", "-h"}, false},
+		{[]string{"latency", "--arch", "deit_tiny_patch16_224"}, true},
+		{[]string{"env"}, true},
+	} {
+		if got := computes(tt.args); got != tt.want {
+			t.Errorf("computes(%q) = %v, want %v", tt.args, got, tt.want)
+		}
+	}
+}

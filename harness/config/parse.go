@@ -20,11 +20,44 @@ import (
 // Problems in the suite are returned as an ErrorList; failing to read path
 // itself is returned wrapped.
 func ReadFile(path string, opts Options) (*Suite, error) {
-	src, err := os.ReadFile(path)
+	src, err := readSuiteFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read suite: %w", err)
 	}
 	return parse(src, path, opts)
+}
+
+// MaxFileBytes bounds a suite file or an include: suites are text a
+// person writes, and a device or a huge file would be read until memory
+// runs out.
+const MaxFileBytes = 4 << 20
+
+// readSuiteFile reads a suite or included file, which must be a regular
+// file of at most MaxFileBytes.
+func readSuiteFile(path string) ([]byte, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%s)", path, st.Mode().Type())
+	}
+	if st.Size() > MaxFileBytes {
+		return nil, fmt.Errorf("%s is %d bytes; a suite file may have at most %d", path, st.Size(), MaxFileBytes)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	src, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(src) > MaxFileBytes {
+		return nil, fmt.Errorf("%s grew past %d bytes while read", path, MaxFileBytes)
+	}
+	return src, nil
 }
 
 // Parse reads and checks a suite from r. filename names it in errors and
@@ -179,7 +212,7 @@ func (d *fileDecoder) include(key keyPath, inc string) {
 	if d.l.read[abs] {
 		return // included already, by another file: once is enough
 	}
-	src, err := os.ReadFile(p)
+	src, err := readSuiteFile(p)
 	if err != nil {
 		d.errorf(key, "include: %v", err)
 		return
@@ -441,12 +474,12 @@ func (d *fileDecoder) measure(p keyPath, v any) Measure {
 		"engine":           d.setString(&ms.Engine, nil),
 		"int8_engine":      d.setString(&ms.Int8Engine, nil),
 	})
-	d.check(ms.LatencyBatch > 0, p.key("latency_batch"), "must be > 0, got %d", ms.LatencyBatch)
-	d.check(ms.ThroughputBatch > 0, p.key("throughput_batch"), "must be > 0, got %d", ms.ThroughputBatch)
-	d.check(ms.Warmup >= 0, p.key("warmup"), "must be >= 0, got %d", ms.Warmup)
-	d.check(ms.Iters > 0, p.key("iters"), "must be > 0, got %d", ms.Iters)
-	d.check(ms.Threads >= 0, p.key("threads"), "must be >= 0 (0 = all cores), got %d", ms.Threads)
-	d.check(ms.EvalBatch > 0, p.key("eval_batch"), "must be > 0, got %d", ms.EvalBatch)
+	d.inRange(p.key("latency_batch"), ms.LatencyBatch, 1, MaxBatch)
+	d.inRange(p.key("throughput_batch"), ms.ThroughputBatch, 1, MaxBatch)
+	d.inRange(p.key("warmup"), ms.Warmup, 0, MaxIters)
+	d.inRange(p.key("iters"), ms.Iters, 1, MaxIters)
+	d.inRange(p.key("eval_batch"), ms.EvalBatch, 1, MaxBatch)
+	d.inRange(p.key("threads"), ms.Threads, 0, 4096)
 	d.check(slices.Contains(Engines, ms.Engine), p.key("engine"),
 		"want %q or %q, got %q", EngineSplit, EngineEager, ms.Engine)
 	d.check(ms.Int8Engine == Int8OneDNN || ms.Int8Engine == Int8None, p.key("int8_engine"),
@@ -531,7 +564,18 @@ func (d *fileDecoder) model(p keyPath, name string, v any) *Model {
 	if haveArch && haveData {
 		d.matchData(p, &model.Arch, model.Data)
 	}
+	if haveArch && model.Weights == "" && d.l.opts.MemoryBytes > 0 {
+		if need := model.Arch.trainingBytes(model.Train.BatchSize); need > d.l.opts.MemoryBytes {
+			d.errorf(p.key("train").key("batch_size"), "training at batch %d needs about %s of memory, more than this machine's %s: lower batch_size or the model's size",
+				model.Train.BatchSize, gib(need), gib(d.l.opts.MemoryBytes))
+		}
+	}
 	return model
+}
+
+// inRange checks that an integer setting lies in [lo, hi].
+func (d *fileDecoder) inRange(p keyPath, v, lo, hi int) {
+	d.check(v >= lo && v <= hi, p, "must be in [%d, %d], got %d", lo, hi, v)
 }
 
 // arch decodes a registered name or an inline shape.
@@ -574,7 +618,7 @@ func (d *fileDecoder) arch(p keyPath, v any) ArchSpec {
 	}
 	for _, f := range ints {
 		if f.v != nil {
-			d.check(*f.v > 0, p.key(f.key), "must be > 0, got %d", *f.v)
+			d.inRange(p.key(f.key), *f.v, 1, archMax[f.key])
 		} else if a.Base == "" && f.key != "in_chans" && f.key != "num_classes" {
 			d.errorf(p.key(f.key), "missing: an architecture without base needs img_size, patch_size, embed_dim, depth and num_heads")
 		}
@@ -717,7 +761,7 @@ func (d *fileDecoder) train(p keyPath, v any) TrainSpec {
 	}
 	d.check(t.Epochs > 0, p.key("epochs"), "must be > 0, got %g", t.Epochs)
 	d.check(t.MaxSteps >= 0, p.key("max_steps"), "must be >= 0 (0 = no cap), got %d", t.MaxSteps)
-	d.check(t.BatchSize > 0, p.key("batch_size"), "must be > 0, got %d", t.BatchSize)
+	d.inRange(p.key("batch_size"), t.BatchSize, 1, MaxBatch)
 	d.check(t.LR > 0, p.key("lr"), "must be > 0, got %g", t.LR)
 	d.check(t.MinLR >= 0, p.key("min_lr"), "must be >= 0, got %g", t.MinLR)
 	if t.LR > 0 && t.MinLR >= 0 {

@@ -18,6 +18,9 @@
 package config
 
 import (
+	"fmt"
+	"math"
+
 	"github.com/vitbench/vitbench/techniques"
 )
 
@@ -34,6 +37,12 @@ const (
 	// MaxSeeds bounds the seeds of one model or experiment.
 	MaxSeeds = 32
 
+	// MaxBatch bounds every batch size, MaxIters the timed and warm-up
+	// passes: far beyond what any machine here can run, they only catch
+	// typing mistakes before they become allocations that end a run.
+	MaxBatch = 1 << 16
+	MaxIters = 1_000_000
+
 	// MaxGrid bounds the number of grid points one stage may expand into;
 	// package plan applies it to whole experiments too.
 	MaxGrid = 10000
@@ -48,7 +57,50 @@ type Options struct {
 	// the built-in ones (cifar10, fashion-mnist, mnist, imagefolder,
 	// synthetic).
 	KnownData []string
+	// MemoryBytes is the memory of the machine the suite will run on;
+	// when set, a model whose training batch is estimated to need more is
+	// refused. Zero skips the estimate.
+	MemoryBytes int64
 }
+
+// archMax bounds each architecture dimension; a ViT-H/14 is 32 deep and
+// 1280 wide, at 518 pixels.
+var archMax = map[string]int{
+	"img_size": 4096, "patch_size": 4096, "in_chans": 64, "embed_dim": 16384,
+	"depth": 256, "num_heads": 1024, "num_classes": 1 << 20,
+}
+
+// trainingBytes estimates the memory a training step of the architecture
+// takes at batch: float32 weights, gradients and two Adam moments, and
+// for every block the activations autograd keeps (about twenty token-wide
+// tensors, the MLP's hidden ones, and the attention maps). Dimensions a
+// base architecture supplies and the spec leaves out are taken as
+// ViT-B/16's at 224, which over-estimates every smaller base.
+func (a ArchSpec) trainingBytes(batch int) int64 {
+	get := func(v *int, def int) float64 {
+		if v != nil && *v > 0 {
+			return float64(*v)
+		}
+		return float64(def)
+	}
+	img, patch := get(a.ImgSize, 224), get(a.PatchSize, 16)
+	dim, depth, heads := get(a.EmbedDim, 768), get(a.Depth, 12), get(a.NumHeads, 12)
+	ratio := 4.0
+	if a.MLPRatio != nil {
+		ratio = *a.MLPRatio
+	}
+	tokens := (img/patch)*(img/patch) + 1
+	params := depth * (4 + 2*ratio) * dim * dim
+	perImage := depth * (20*tokens*dim + 3*ratio*tokens*dim + 3*heads*tokens*tokens)
+	bytes := 4 * (4*params + float64(batch)*perImage)
+	if bytes > math.MaxInt64/2 {
+		return math.MaxInt64 / 2
+	}
+	return int64(bytes)
+}
+
+// gib formats a byte count in GiB.
+func gib(b int64) string { return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30)) }
 
 // Suite is a decoded, checked suite.
 type Suite struct {

@@ -187,14 +187,27 @@ func (e *Experiment) SpecJSON(p *Plan) ([]byte, error) {
 // reads nothing else. Problems the user must fix in the suite (a missing
 // checkpoint, an ambiguous reference to a grid) are a config.ErrorList.
 func Build(s *config.Suite, codeVersion string) (*Plan, error) {
+	return BuildLimit(s, codeVersion, DefaultMaxExperiments)
+}
+
+// DefaultMaxExperiments bounds the experiments a whole suite expands into
+// (config.MaxGrid bounds each [[experiment]]): a few sweeps of thousands
+// of points each would otherwise be accepted and exhaust the memory of
+// the planner before anything runs.
+const DefaultMaxExperiments = 2000
+
+// BuildLimit is Build with a bound on the experiments the suite's grids
+// expand into, baselines not counted.
+func BuildLimit(s *config.Suite, codeVersion string, maxExperiments int) (*Plan, error) {
 	b := &builder{
-		suite:  s,
-		code:   codeVersion,
-		models: map[string][]seeded{},
-		groups: map[string][]*Experiment{},
-		byName: map[string]*Experiment{},
-		nodes:  map[string]*Node{},
-		busy:   map[string]bool{},
+		maxExperiments: maxExperiments,
+		suite:          s,
+		code:           codeVersion,
+		models:         map[string][]seeded{},
+		groups:         map[string][]*Experiment{},
+		byName:         map[string]*Experiment{},
+		nodes:          map[string]*Node{},
+		busy:           map[string]bool{},
 	}
 	for _, m := range s.Models {
 		b.model(m.Name)
@@ -211,15 +224,17 @@ func Build(s *config.Suite, codeVersion string) (*Plan, error) {
 }
 
 type builder struct {
-	suite  *config.Suite
-	code   string
-	models map[string][]seeded      // model name -> its nodes, one per seed (nil when it failed)
-	groups map[string][]*Experiment // experiment group -> its experiments (nil when it failed)
-	byName map[string]*Experiment
-	nodes  map[string]*Node
-	busy   map[string]bool // being resolved: guards against cycles config missed
-	exps   []*Experiment
-	errs   config.ErrorList
+	suite          *config.Suite
+	code           string
+	maxExperiments int                      // bound on the grids' experiments, all groups together
+	expanded       int                      // experiments the grids expanded into so far
+	models         map[string][]seeded      // model name -> its nodes, one per seed (nil when it failed)
+	groups         map[string][]*Experiment // experiment group -> its experiments (nil when it failed)
+	byName         map[string]*Experiment
+	nodes          map[string]*Node
+	busy           map[string]bool // being resolved: guards against cycles config missed
+	exps           []*Experiment
+	errs           config.ErrorList
 }
 
 func (b *builder) fail(file string, line int, key, format string, args ...any) {
@@ -521,6 +536,12 @@ func (b *builder) group(name string) ([]*Experiment, bool) {
 		b.fail(ce.File, ce.Line, ce.Key, "the pipeline expands into more than %d experiments (%d grid points, %d seeds)", config.MaxGrid, size, len(seeds))
 		return nil, false
 	}
+	if b.expanded+size*len(seeds) > b.maxExperiments {
+		b.fail(ce.File, ce.Line, ce.Key, "the suite expands into more than %d experiments (this one adds %d to the %d before it); raise the limit with --max-experiments if that is meant",
+			b.maxExperiments, size*len(seeds), b.expanded)
+		return nil, false
+	}
+	b.expanded += size * len(seeds)
 	// bySeed[k] is the grid at seeds[k]; a grid point's replicas follow
 	// each other in exps.
 	bySeed := make([][]*Experiment, len(seeds))

@@ -675,3 +675,24 @@ func TestBuildCycleGuard(t *testing.T) {
 		t.Errorf("got %v, want a reference cycle", err)
 	}
 }
+
+// TestSuiteExperimentLimit checks that the experiments of all grids
+// together are bounded, with the experiment that crosses the bound named.
+func TestSuiteExperimentLimit(t *testing.T) {
+	src := header
+	for i := range 3 {
+		src += fmt.Sprintf("[[experiment]]\nname = \"g%d\"\nmodel = \"vit\"\npipeline = [{ technique = \"fprune\", amount = [0.1, 0.2, 0.3, 0.4] }]\n", i)
+	}
+	s, err := config.Parse(strings.NewReader(src), filepath.Join(t.TempDir(), "suite.toml"), config.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := BuildLimit(s, "v1", 12); err != nil {
+		t.Errorf("12 experiments under a limit of 12: %v", err)
+	}
+	_, err = BuildLimit(s, "v1", 11)
+	var list config.ErrorList
+	if !errors.As(err, &list) || len(list) != 1 || list[0].Key != "experiment[2]" || !strings.Contains(list[0].Msg, "more than 11 experiments (this one adds 4 to the 8 before it)") {
+		t.Errorf("limit 11: err = %v, want experiment[2] named", err)
+	}
+}

@@ -3,6 +3,7 @@ package sysinfo
 import (
 	"bufio"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 )
@@ -133,4 +134,18 @@ func osName(text string) string {
 		return v
 	}
 	return strings.TrimSpace(vals["NAME"] + " " + vals["VERSION"])
+}
+
+// MemoryBytes is the machine's memory as /proc/meminfo says, or 0 where it
+// cannot be read (not Linux).
+func MemoryBytes() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	n, err := memTotal(string(b))
+	if err != nil {
+		return 0
+	}
+	return n
 }
