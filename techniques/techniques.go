@@ -122,8 +122,22 @@ func (v invalid) err(technique string) error {
 	if len(v) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%w of %s: %s", ErrInvalid, technique, strings.Join(v, "; "))
+	return &InvalidError{Technique: technique, Problems: slices.Clone(v)}
 }
+
+// InvalidError is a Validate error: each problem of a technique's
+// parameters on its own, so that callers can group the same problem found
+// at many grid points. It wraps ErrInvalid.
+type InvalidError struct {
+	Technique string
+	Problems  []string // "weight_bits 99: want 2..8, ..."
+}
+
+func (e *InvalidError) Error() string {
+	return fmt.Sprintf("%v of %s: %s", ErrInvalid, e.Technique, strings.Join(e.Problems, "; "))
+}
+
+func (e *InvalidError) Unwrap() error { return ErrInvalid }
 
 // oneOf complains unless v is one of allowed.
 func (v *invalid) oneOf(key, got string, allowed ...string) {

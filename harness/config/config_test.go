@@ -267,8 +267,8 @@ func TestErrors(t *testing.T) {
 		{"empty sweep", base + "pipeline = [{ technique = \"fq\", weight_bits = [] }]\n", Options{}, []string{"12: experiment[0].pipeline[0].weight_bits: empty list"}},
 		{"Validate at the stage line", base + "pipeline = [\n  { technique = \"fp\", amount = 1.5 },\n]\n", Options{}, []string{"13: experiment[0].pipeline[0]: amount must be in [0, 1), got 1.5"}},
 		{"Validate per grid point, grouped", base + "pipeline = [{ technique = \"fq\", weight_bits = [1, 8, 0], act_bits = [8, 4] }]\n", Options{},
-			[]string{"12: experiment[0].pipeline[0]: with weight_bits=1, act_bits=8 (and 1 more grid points): weight_bits must be in 2..8, got 1",
-				"12: experiment[0].pipeline[0]: with weight_bits=0, act_bits=8 (and 1 more grid points): weight_bits must be in 2..8, got 0"}},
+			[]string{"12: experiment[0].pipeline[0]: at 2 grid points, first with weight_bits=1, act_bits=8: weight_bits must be in 2..8, got 1",
+				"12: experiment[0].pipeline[0]: at 2 grid points, first with weight_bits=0, act_bits=8: weight_bits must be in 2..8, got 0"}},
 		{"stage in [[experiment.pipeline]]", base + "[[experiment.pipeline]]\ntechnique = \"fq\"\ncalibrator = \"kl\"\n", Options{}, []string{`12: experiment[0].pipeline[0]: unknown calibrator "kl"`}},
 		{"undeclared teacher", base + "pipeline = [{ technique = \"fd\", teacher = \"vit_b\" }]\n", Options{}, []string{`12: experiment[0].pipeline[0].teacher: teacher "vit_b" names no declared model or experiment`}},
 		{"undeclared model teacher", base + "[models.s]\narch = \"a\"\ndata = \"cifar10\"\nteacher = \"nope\"\n", Options{}, []string{`15: models.s.teacher: teacher "nope" names no declared model or experiment`}},
@@ -411,7 +411,7 @@ func TestInclude(t *testing.T) {
 		{"syntax error in an include", map[string]string{
 			"top.toml": "[suite]\nname = \"top\"\ninclude = [\"a.toml\"]\n",
 			"a.toml":   "\n\n[models.m\n",
-		}, []string{"a.toml:4: expected '.' or ']' to end table name"}},
+		}, []string{"a.toml:3: expected '.' or ']' to end table name"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

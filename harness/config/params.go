@@ -2,6 +2,7 @@ package config
 
 import (
 	"encoding"
+	"errors"
 	"fmt"
 	"math"
 	"reflect"
@@ -203,13 +204,25 @@ func (s *Stage) expand() ([]Point, ErrorList) {
 			err = cfg.Validate()
 		}
 		if err != nil {
-			f := byMsg[err.Error()]
-			if f == nil {
-				f = &failure{where: describeSwept(swept), msg: err.Error()}
-				byMsg[f.msg] = f
-				failures = append(failures, f)
+			// Each problem on its own: a bad value swept against others
+			// is one line, however many points it spoils.
+			msgs := []string{err.Error()}
+			var inv *techniques.InvalidError
+			if errors.As(err, &inv) {
+				msgs = msgs[:0]
+				for _, p := range inv.Problems {
+					msgs = append(msgs, fmt.Sprintf("%v of %s: %s", techniques.ErrInvalid, inv.Technique, p))
+				}
 			}
-			f.count++
+			for _, msg := range msgs {
+				f := byMsg[msg]
+				if f == nil {
+					f = &failure{where: describeSwept(swept), msg: msg}
+					byMsg[f.msg] = f
+					failures = append(failures, f)
+				}
+				f.count++
+			}
 		} else {
 			points = append(points, Point{Config: cfg, Swept: swept})
 		}
@@ -227,7 +240,7 @@ func (s *Stage) expand() ([]Point, ErrorList) {
 		case f.count == 1:
 			stageErr("with %s: %s", f.where, f.msg)
 		default:
-			stageErr("with %s (and %d more grid points): %s", f.where, f.count-1, f.msg)
+			stageErr("at %d grid points, first with %s: %s", f.count, f.where, f.msg)
 		}
 	}
 	if len(errs) > 0 {

@@ -139,7 +139,29 @@ func (l *loader) file(src []byte, name string, top bool) {
 		e := &Error{File: name, Msg: err.Error()}
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
-			e.Line, e.Key, e.Msg = pe.Position.Line, pe.LastKey, pe.Message
+			// In a table header the parser's last key is the one before
+			// (an unclosed [models.t would name the table above it): the
+			// line and its text say where.
+			e.Line, e.Msg = pe.Position.Line, pe.Message
+			lines := strings.Split(string(src), "\n")
+			text := func(n int) string {
+				if n < 1 || n > len(lines) {
+					return ""
+				}
+				return strings.TrimSpace(lines[n-1])
+			}
+			// An error found at a line's end ("got '\n'") is reported
+			// on the next line: it belongs to the one it ends.
+			if text(e.Line) == "" && text(e.Line-1) != "" {
+				e.Line--
+			}
+			t := text(e.Line)
+			if t != "" {
+				e.Msg += fmt.Sprintf(" (in %q)", t)
+			}
+			if !strings.HasPrefix(t, "[") {
+				e.Key = pe.LastKey // in a value: the key being read
+			}
 		}
 		l.errs = append(l.errs, e)
 		return
