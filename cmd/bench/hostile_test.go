@@ -111,6 +111,10 @@ func TestHostileSuites(t *testing.T) {
 	if err := os.WriteFile(big, bytes.Repeat([]byte("# padding\n"), 500_000), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	notCkpt := filepath.Join(dir, "notes.pth")
+	if err := os.WriteFile(notCkpt, []byte("these are my notes, not weights\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	var sweep strings.Builder
 	for i := range 3 {
 		fmt.Fprintf(&sweep, "\n[[experiment]]\nname = \"s%d\"\nmodel = \"m\"\npipeline = [{ technique = \"prune\", kind = \"unstructured\", amount = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9] }, { technique = \"quantize\", weight_bits = [2, 3, 4, 5, 6, 7, 8], act_bits = [2, 3, 4, 5, 6, 7, 8], calibrator = [\"minmax\", \"percentile\"] }]\n", i)
@@ -148,6 +152,9 @@ func TestHostileSuites(t *testing.T) {
 		{"unknown suite key", replace("name = \"hostile\"", "name = \"hostile\"\nbogus = 1"), nil, []string{"suite.toml:3", "suite.bogus"}},
 		{"unknown top key", add("\n[nope]\nx = 1\n"), nil, []string{"nope", "unknown key"}},
 		{"unknown data set", replace(`data = { name = "synthetic", val_size = 200 }`, `data = "imagenet-22k"`), nil, []string{"models.m.data"}},
+		{"data set nowhere", replace(`data = { name = "synthetic", val_size = 200 }`, `data = { name = "imagefolder", path = "/nonexistent/images" }`), nil, []string{"suite.toml:8", "models.m.data", "/nonexistent/images"}},
+		{"weights not a checkpoint", add(fmt.Sprintf("\n[models.w]\narch = \"deit_tiny_patch16_224\"\ndata = \"cifar10\"\nweights = %q\n[[experiment]]\nname = \"e\"\nmodel = \"w\"\n", notCkpt)), nil, []string{"suite.toml:13", "models.w.weights", "not a PyTorch checkpoint"}},
+		{"weights missing", add("\n[models.w]\narch = \"deit_tiny_patch16_224\"\ndata = \"cifar10\"\nweights = \"nope.pth\"\n"), nil, []string{"suite.toml:13", "models.w.weights"}},
 		{"unknown arch", replace("arch = { img_size = 32, patch_size = 8, embed_dim = 32, depth = 1, num_heads = 2 }", `arch = "vit_giant_patch1_9999"`), nil, []string{"suite.toml:9", "models.m.arch"}},
 		{"missing arch", replace("arch = { img_size = 32, patch_size = 8, embed_dim = 32, depth = 1, num_heads = 2 }\n", ""), nil, []string{"models.m.arch", "missing"}},
 		{"syntax error", replace("iters = 3", "iters = = 3"), nil, []string{"suite.toml:6"}},

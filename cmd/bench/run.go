@@ -101,6 +101,13 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *dryRun {
 		return p.Describe(stdout, func(hash string) bool { return cached(suite.CacheDir, hash) })
 	}
+	var dataDirs []string
+	if *dataDir != "" {
+		dataDirs = []string{*dataDir}
+	}
+	if err := runner.CheckData(p, dataDirs); err != nil {
+		return usageError{err}
+	}
 
 	info, err := sysinfo.Collect(ctx, sysinfo.Options{})
 	if err != nil {
@@ -130,9 +137,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		Log:          stdout,
 		Progress:     newProgress(stderr).update,
 	}
-	if *dataDir != "" {
-		r.DataDirs = []string{*dataDir}
-	}
+	r.DataDirs = dataDirs
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -151,7 +156,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	fmt.Fprintf(stdout, "run finished in %s: %d ok, %d failed\n", time.Since(start).Round(time.Second), sum.OK, sum.Failed)
 	for _, f := range sum.Failures {
-		fmt.Fprintf(stdout, "  failed: %s\n", firstLine(f, 200))
+		fmt.Fprintf(stdout, "  failed: %s\n", indentLines(f, maxFailureLines))
 	}
 
 	snap, err := sdb.Snapshot(context.WithoutCancel(ctx))
@@ -227,4 +232,19 @@ func suiteHash(p *plan.Plan) string {
 func shortHash(s string) string {
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:8])
+}
+
+// maxFailureLines bounds each failure the console shows; the database and
+// the experiment's page keep the whole message.
+const maxFailureLines = 12
+
+// indentLines indents every line of s after the first for a list, keeping
+// at most n lines and saying how many were left out.
+func indentLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		left := len(lines) - n
+		lines = append(lines[:n], fmt.Sprintf("(%d more lines: bench list --json or the experiment's page)", left))
+	}
+	return strings.Join(lines, "\n          ")
 }

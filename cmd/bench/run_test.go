@@ -202,3 +202,19 @@ func TestConcurrentRunsShareADatabase(t *testing.T) {
 		}
 	}
 }
+
+func TestIndentLines(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"one", 3, "one"},
+		{"data set not found; searched, in order:\n  a\n  b\n", 5, "data set not found; searched, in order:\n            a\n            b"},
+		{"1\n2\n3\n4", 2, "1\n          2\n          (2 more lines: bench list --json or the experiment's page)"},
+	} {
+		if got := indentLines(tt.in, tt.n); got != tt.want {
+			t.Errorf("indentLines(%q, %d) = %q, want %q", tt.in, tt.n, got, tt.want)
+		}
+	}
+}

@@ -447,6 +447,40 @@ func Open(ctx context.Context, name string, opts Options) (train, test *Set, err
 	return train, test, nil
 }
 
+// Locate reports whether the named data set can be found for both splits
+// on the search path Open would use, reading nothing but directory
+// entries: the error is Open's "not found" error, naming every place
+// searched. Synthetic data is always found.
+func Locate(name string, opts Options) error {
+	if strings.EqualFold(name, "synthetic") {
+		return nil
+	}
+	for _, split := range []splitName{trainSplit, testSplit} {
+		if path, ok := strings.CutPrefix(name, folderPrefix); ok {
+			if _, err := locateFolder(path, split, opts); err != nil {
+				return err
+			}
+			continue
+		}
+		ds, err := lookup(name)
+		if err != nil {
+			return err
+		}
+		dirs := searchPath(opts)
+		found := false
+		for _, d := range dirs {
+			if ds.find(d, split) != nil {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return newNotFound(name, split, dirs, ds.accepted(split), ds.hint)
+		}
+	}
+	return nil
+}
+
 // locateFolder resolves "folder:PATH" for a split.
 func locateFolder(p string, split splitName, opts Options) (*source, error) {
 	if !filepath.IsAbs(p) && opts.SuiteDir != "" {

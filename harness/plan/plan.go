@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -328,6 +329,10 @@ func (b *builder) modelSeed(m *config.Model, seed int64) (string, bool) {
 		node.Kind = KindLoad
 		fi, err := os.Stat(m.Weights)
 		if err != nil {
+			b.fail(m.File, m.Line, modelKey(name)+".weights", "%v", err)
+			return "", false
+		}
+		if err := checkCheckpoint(m.Weights, fi); err != nil {
 			b.fail(m.File, m.Line, modelKey(name)+".weights", "%v", err)
 			return "", false
 		}
@@ -808,4 +813,27 @@ func hashSpec(spec any) (hash, js string, err error) {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:]), string(b), nil
+}
+
+// checkCheckpoint reports whether the file at path looks like a PyTorch
+// checkpoint: torch.save's zip archive, or a legacy pickle. Only the first
+// bytes are read; loading it is the runner's.
+func checkCheckpoint(path string, fi os.FileInfo) error {
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	head := make([]byte, 4)
+	n, _ := io.ReadFull(f, head)
+	switch {
+	case n == 4 && string(head) == "PK\x03\x04": // torch.save since PyTorch 1.6
+	case n >= 2 && head[0] == 0x80 && head[1] >= 2: // a pickle, protocol 2 or later
+	default:
+		return fmt.Errorf("%s is not a PyTorch checkpoint (neither torch.save's zip archive nor a pickle)", path)
+	}
+	return nil
 }

@@ -365,7 +365,7 @@ func hashes(t *testing.T, src, code string, weightsTime time.Time) map[string]st
 	t.Helper()
 	dir := t.TempDir()
 	w := filepath.Join(dir, "w.pth")
-	if err := os.WriteFile(w, []byte("weights"), 0o644); err != nil {
+	if err := os.WriteFile(w, []byte("PK\x03\x04weights"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Chtimes(w, weightsTime, weightsTime); err != nil {

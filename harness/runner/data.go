@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"path/filepath"
+	"strings"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -213,4 +214,34 @@ func (e *env) Model(ctx context.Context, name string) (*vit.Model, error) {
 		}
 	}
 	return nil, fmt.Errorf("stage %s does not reference %q", e.node.Stage.Label, name)
+}
+
+// CheckData reports, before anything runs, the data sets of the plan's
+// models that cannot be found on the search path a run would use (dirs
+// first, then the suite's data dirs): a config.ErrorList naming each
+// model's data key, so that a missing data set is bad input, not a
+// failure of every experiment.
+func CheckData(p *plan.Plan, dirs []string) error {
+	need := map[string]bool{}
+	for _, e := range p.Experiments {
+		need[e.Model] = true
+		if m := p.Suite.Model(e.Model); m != nil && m.Teacher != "" {
+			need[strings.SplitN(m.Teacher, "/", 2)[0]] = true
+		}
+	}
+	var errs config.ErrorList
+	for _, m := range p.Suite.Models {
+		if !need[m.Name] {
+			continue
+		}
+		opts := data.Options{
+			Dirs:          append(append([]string{}, dirs...), p.Suite.DataDirs...),
+			SuiteDir:      filepath.Dir(p.Suite.File),
+			NoDefaultDirs: m.Data.Name == "synthetic",
+		}
+		if err := data.Locate(dataName(m.Data), opts); err != nil {
+			errs = append(errs, &config.Error{File: m.File, Line: m.Line, Key: "models." + m.Name + ".data", Msg: err.Error()})
+		}
+	}
+	return errs.Err()
 }
