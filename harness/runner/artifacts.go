@@ -33,6 +33,24 @@ type artifactMeta struct {
 	// when it is quantized and they run it; Eval is then the simulated
 	// model's.
 	ExecEval *evalJSON `json:"exec_eval,omitempty"`
+	// ConfigSHA256 is the checksum of the model config (.pt.json) and
+	// MetaSHA256 that of this record itself (with MetaSHA256 empty), so
+	// that an edited config or cached result is rebuilt, not believed.
+	// Both are empty in records written before they existed, which are
+	// read as they are.
+	ConfigSHA256 string `json:"config_sha256,omitempty"`
+	MetaSHA256   string `json:"meta_sha256,omitempty"`
+}
+
+// selfSum is the checksum of the record with MetaSHA256 empty.
+func (m artifactMeta) selfSum() (string, error) {
+	m.MetaSHA256 = ""
+	b, err := json.Marshal(m)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
 }
 
 type pointJSON struct {
@@ -93,6 +111,11 @@ func (c cache) meta(hash string) (*artifactMeta, error) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("%w: corrupt metadata %s: %v", errNotCached, p+".meta.json", err)
 	}
+	if m.MetaSHA256 != "" {
+		if sum, err := m.selfSum(); err != nil || sum != m.MetaSHA256 {
+			return nil, fmt.Errorf("%w: %s does not match its checksum (edited or corrupt)", errNotCached, p+".meta.json")
+		}
+	}
 	sum, n, err := fileSHA256(p)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errNotCached, err)
@@ -100,8 +123,15 @@ func (c cache) meta(hash string) (*artifactMeta, error) {
 	if sum != m.SHA256 || n != m.Bytes {
 		return nil, fmt.Errorf("%w: %s does not match its checksum (corrupt or truncated)", errNotCached, p)
 	}
-	if _, err := os.Stat(p + ".json"); err != nil {
+	cfg, err := os.ReadFile(p + ".json")
+	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errNotCached, err)
+	}
+	switch sum := sha256.Sum256(cfg); {
+	case m.ConfigSHA256 != "" && hex.EncodeToString(sum[:]) != m.ConfigSHA256:
+		return nil, fmt.Errorf("%w: %s does not match its checksum (edited or corrupt)", errNotCached, p+".json")
+	case !json.Valid(cfg):
+		return nil, fmt.Errorf("%w: %s is not JSON", errNotCached, p+".json")
 	}
 	return &m, nil
 }
@@ -156,10 +186,16 @@ func (c cache) save(hash, kind string, model *vit.Model, meta *artifactMeta) err
 			return err
 		}
 	}
+	cfg, err := os.ReadFile(tmp + ".json")
+	if err != nil {
+		return err
+	}
+	cfgSum := sha256.Sum256(cfg)
 	if err := os.Rename(tmp+".json", p+".json"); err != nil {
 		return err
 	}
 	meta.Hash, meta.Kind, meta.SHA256, meta.Bytes = hash, kind, sum, n
+	meta.ConfigSHA256 = hex.EncodeToString(cfgSum[:])
 	if meta.Created.IsZero() {
 		meta.Created = time.Now().UTC()
 	}
@@ -179,6 +215,11 @@ func (c cache) awaitMeta(hash string) bool {
 }
 
 func (c cache) writeMeta(hash string, meta *artifactMeta) error {
+	sum, err := meta.selfSum()
+	if err != nil {
+		return err
+	}
+	meta.MetaSHA256 = sum
 	b, err := json.MarshalIndent(meta, "", "  ")
 	if err != nil {
 		return err

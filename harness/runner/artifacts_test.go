@@ -1,7 +1,9 @@
 package runner
 
 import (
+	"errors"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/sugarme/gotch"
@@ -73,5 +75,57 @@ func TestCacheFirstSaveWins(t *testing.T) {
 			names = append(names, e.Name())
 		}
 		t.Errorf("cache holds %v, want the file, its config and its metadata", names)
+	}
+}
+
+// TestCacheHealsEditedFiles checks that every cached file is vouched for:
+// an edited evaluation in the metadata, a garbage model config and a
+// corrupt tensor file each make the artifact not cached, and saving it
+// again heals it.
+func TestCacheHealsEditedFiles(t *testing.T) {
+	const hash = "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789"
+	tests := []struct {
+		name string
+		edit func(t *testing.T, p string)
+	}{
+		{"evaluation edited", func(t *testing.T, p string) {
+			b, err := os.ReadFile(p + ".meta.json")
+			if err != nil {
+				t.Fatal(err)
+			}
+			edited := strings.Replace(string(b), `"top1": 61.5`, `"top1": 99.5`, 1)
+			if edited == string(b) {
+				t.Fatalf("no top-1 to edit in %s", b)
+			}
+			os.WriteFile(p+".meta.json", []byte(edited), 0o644)
+		}},
+		{"config garbage", func(t *testing.T, p string) { os.WriteFile(p+".json", []byte("garbage"), 0o644) }},
+		{"config edited", func(t *testing.T, p string) {
+			b, _ := os.ReadFile(p + ".json")
+			os.WriteFile(p+".json", append(b, ' '), 0o644)
+		}},
+		{"tensors truncated", func(t *testing.T, p string) { os.Truncate(p, 10) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := cache{dir: t.TempDir()}
+			m := tinyVit(t, 1)
+			defer m.Drop()
+			meta := &artifactMeta{Seconds: 1, Eval: &evalJSON{Top1: 61.5, N: 10}}
+			if err := c.save(hash, "train", m, meta); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.meta(hash); err != nil {
+				t.Fatalf("fresh artifact: %v", err)
+			}
+			tt.edit(t, c.path(hash))
+			if _, err := c.meta(hash); !errors.Is(err, errNotCached) {
+				t.Fatalf("after the edit: err = %v, want errNotCached", err)
+			}
+			if err := c.save(hash, "train", m, &artifactMeta{Seconds: 2, Eval: &evalJSON{Top1: 61.5, N: 10}}); err != nil {
+				t.Fatalf("save again: %v", err)
+			}
+			assertCached(t, c, hash, 2, m)
+		})
 	}
 }
