@@ -64,8 +64,8 @@ func TestEnvFlags(t *testing.T) {
 			if err != nil {
 				t.Errorf("%q: %v", tt.args, err)
 			}
-			if !strings.Contains(stderr.String(), "usage: bench env") {
-				t.Errorf("%q: no usage on stderr: %q", tt.args, stderr.String())
+			if !strings.Contains(stdout.String(), "usage: bench env") || stderr.Len() > 0 {
+				t.Errorf("%q: asked for, the usage goes to stdout alone: stdout %q, stderr %q", tt.args, stdout.String(), stderr.String())
 			}
 			continue
 		}

@@ -219,8 +219,8 @@ func TestInspectErrors(t *testing.T) {
 		}
 	}
 	var stdout, stderr bytes.Buffer
-	if err := Main(context.Background(), []string{"inspect", "-h"}, &stdout, &stderr); err != nil || !strings.Contains(stderr.String(), "deit_tiny_patch16_224") {
-		t.Errorf("-h: err %v, usage without the architecture names:\n%s", err, stderr.String())
+	if err := Main(context.Background(), []string{"inspect", "-h"}, &stdout, &stderr); err != nil || !strings.Contains(stdout.String(), "deit_tiny_patch16_224") {
+		t.Errorf("-h: err %v, usage on stdout without the architecture names:\n%s", err, stdout.String())
 	}
 }
 

@@ -192,8 +192,8 @@ func TestListErrors(t *testing.T) {
 	if err := Main(context.Background(), []string{"list", "-h"}, &stdout, &stderr); err != nil {
 		t.Errorf("list -h: %v", err)
 	}
-	if !strings.Contains(stderr.String(), "usage: bench list") {
-		t.Errorf("list -h printed %q", stderr.String())
+	if !strings.Contains(stdout.String(), "usage: bench list") {
+		t.Errorf("list -h printed %q on stdout", stdout.String())
 	}
 }
 
