@@ -259,20 +259,7 @@ func budgetSentences(g *group) []string {
 			continue
 		}
 		limit := 0.5 * bc
-		best := map[string]point{}
-		var top *point
-		for _, p := range g.points(a) {
-			if p.r.fam == familyBaseline || p.x > limit {
-				continue
-			}
-			if cur, ok := best[p.r.fam]; !ok || p.y > cur.y {
-				best[p.r.fam] = p
-			}
-			if top == nil || p.y > top.y {
-				q := p
-				top = &q
-			}
-		}
+		best, top := withinBudget(g.points(a), limit)
 		if top == nil {
 			continue
 		}
@@ -309,25 +296,32 @@ func budgetSentences(g *group) []string {
 	return out
 }
 
+// withinBudget returns the most accurate compressed point of each family
+// that costs at most limit, and the most accurate of them all (nil when
+// none fits).
+func withinBudget(pts []point, limit float64) (best map[string]point, top *point) {
+	best = map[string]point{}
+	for _, p := range pts {
+		if p.r.fam == familyBaseline || p.x > limit {
+			continue
+		}
+		if cur, ok := best[p.r.fam]; !ok || p.y > cur.y {
+			best[p.r.fam] = p
+		}
+		if top == nil || p.y > top.y {
+			q := p
+			top = &q
+		}
+	}
+	return best, top
+}
+
 // budgetRows adds the budget table's rows of one cost axis.
 func (f *findings) budgetRows(a *costAxis, pts []point, baseCost float64) {
 	for _, frac := range budgetFractions {
 		limit := frac * baseCost
 		br := budgetRow{Axis: a.label, Label: fmt.Sprintf("≤ %d%% (%s)", int(frac*100+0.5), a.format(limit))}
-		best := map[string]point{}
-		var overall *point
-		for _, p := range pts {
-			if p.r.fam == familyBaseline || p.x > limit {
-				continue
-			}
-			if cur, ok := best[p.r.fam]; !ok || p.y > cur.y {
-				best[p.r.fam] = p
-			}
-			if overall == nil || p.y > overall.y {
-				q := p
-				overall = &q
-			}
-		}
+		best, overall := withinBudget(pts, limit)
 		for _, fam := range f.Families {
 			p, ok := best[fam]
 			if !ok {
