@@ -24,9 +24,14 @@ smoke: setup
 quick: setup
 	$(GO) run ./cmd/bench experiments/quick.toml
 
+# The cluster test runs on a one-node Slurm cluster started here and
+# stopped after the tests, whatever they return.
+SLURM_DIR ?= /tmp/vitbench-slurm
 test: setup
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 45m ./...
+	VITBENCH_SLURM_DIR=$(SLURM_DIR) bash scripts/slurm-local.sh start
+	SLURM_CONF=$(SLURM_DIR)/slurm.conf $(GO) test -count=1 -timeout 45m ./...; \
+	  status=$$?; VITBENCH_SLURM_DIR=$(SLURM_DIR) bash scripts/slurm-local.sh stop; exit $$status
 
 # Speed and memory targets are benchmarks, not timed tests.
 bench: setup

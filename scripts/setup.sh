@@ -5,7 +5,8 @@
 #  1. Debian packages: libtorch (unless $LIBTORCH points at an official
 #     libtorch tree), OpenBLAS (libtorch's matmul is ~30x slower on the
 #     reference BLAS), the PyTorch reference peer for tests, Fashion-MNIST,
-#     Chromium for the report's browser test.
+#     Chromium for the report's browser test, Slurm and munge for the
+#     cluster test (scripts/slurm-local.sh starts a one-node cluster).
 #  2. A build copy of gotch prepared for the libtorch found, wired in with a
 #     git-ignored go.work (internal/gotchprep).
 #  3. The ECharts script for offline reports (scripts/assets.sh).
@@ -15,7 +16,7 @@ cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
 
 need=(libopenblas0-pthread libdnnl-dev python3-torch python3-torchvision python3-numpy
-      dataset-fashion-mnist chromium fonts-dejavu-core binutils g++ make)
+      dataset-fashion-mnist chromium fonts-dejavu-core binutils g++ make slurm-wlm munge)
 if [ -z "${LIBTORCH:-}" ]; then
   need+=(libtorch-dev)
 fi

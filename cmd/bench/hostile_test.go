@@ -135,6 +135,7 @@ func TestHostileSuites(t *testing.T) {
 		{"huge width", replace("embed_dim = 32", "embed_dim = 1000000"), nil, []string{"suite.toml:9", "models.m.arch.embed_dim"}},
 		{"huge image", replace("img_size = 32", "img_size = 1000000"), nil, []string{"models.m.arch.img_size"}},
 		{"zero patch", replace("patch_size = 8", "patch_size = 0"), nil, []string{"models.m.arch.patch_size"}},
+		{"image size not the data's", replace("img_size = 32", "img_size = 16"), nil, []string{"suite.toml:9", "models.m.arch.img_size", "synthetic images are 32x32"}},
 		{"heads do not divide", replace("num_heads = 2", "num_heads = 3"), nil, []string{"models.m.arch.num_heads", "not divisible"}},
 		{"patch does not divide", replace("patch_size = 8", "patch_size = 7"), nil, []string{"models.m.arch.patch_size"}},
 		{"huge iters", replace("iters = 3", "iters = 9000000000"), nil, []string{"suite.toml:6", "suite.measure.iters"}},

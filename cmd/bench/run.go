@@ -242,6 +242,13 @@ const maxFailureLines = 12
 // at most n lines and saying how many were left out.
 func indentLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i, l := range lines {
+		if i > 0 && strings.HasPrefix(strings.TrimSpace(l), "Exception raised from") {
+			// libtorch's C++ backtrace: for the experiment's page, not the console.
+			lines = append(lines[:i], fmt.Sprintf("(libtorch's backtrace, %d lines: bench list --json or the experiment's page)", len(lines)-i))
+			break
+		}
+	}
 	if len(lines) > n {
 		left := len(lines) - n
 		lines = append(lines[:n], fmt.Sprintf("(%d more lines: bench list --json or the experiment's page)", left))

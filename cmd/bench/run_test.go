@@ -212,6 +212,7 @@ func TestIndentLines(t *testing.T) {
 		{"one", 3, "one"},
 		{"data set not found; searched, in order:\n  a\n  b\n", 5, "data set not found; searched, in order:\n            a\n            b"},
 		{"1\n2\n3\n4", 2, "1\n          2\n          (2 more lines: bench list --json or the experiment's page)"},
+		{"heads: libtorch: Add() failed\nException raised from infer_size_impl\nframe #0: c10\nframe #1: at", 12, "heads: libtorch: Add() failed\n          (libtorch's backtrace, 3 lines: bench list --json or the experiment's page)"},
 	} {
 		if got := indentLines(tt.in, tt.n); got != tt.want {
 			t.Errorf("indentLines(%q, %d) = %q, want %q", tt.in, tt.n, got, tt.want)

@@ -237,7 +237,7 @@ func TestErrors(t *testing.T) {
 		{"arch without base needs the shape", base + "[models.c]\narch = { embed_dim = 64, depth = 2, num_heads = 3 }\ndata = \"cifar10\"\n", Options{},
 			[]string{"13: models.c.arch.img_size: missing", "13: models.c.arch.num_heads: embed_dim 64 is not divisible by num_heads 3", "13: models.c.arch.patch_size: missing"}},
 		{"arch ranges", base + "[models.c]\narch = { base = \"b\", depth = 0, img_size = 30, patch_size = 4, mlp_ratio = -1.0 }\ndata = \"cifar10\"\n", Options{},
-			[]string{"13: models.c.arch.depth: must be in [1, 256], got 0", "13: models.c.arch.mlp_ratio: must be > 0", "13: models.c.arch.patch_size: img_size 30 is not divisible by patch_size 4"}},
+			[]string{"13: models.c.arch.depth: must be in [1, 256], got 0", "13: models.c.arch.img_size: cifar10 images are 32x32, not 30", "13: models.c.arch.mlp_ratio: must be > 0", "13: models.c.arch.patch_size: img_size 30 is not divisible by patch_size 4"}},
 		{"arch registry", base, Options{CheckArch: func(name string) error { return fmt.Errorf("unknown architecture %q", name) }}, []string{`7: models.big.arch: unknown architecture "deit_small_patch16_224"`}},
 		{"num_classes against the data", base + "[models.c]\narch = { base = \"b\", num_classes = 1000 }\ndata = \"cifar10\"\n", Options{}, []string{"13: models.c.arch.num_classes: cifar10 has 10 classes, not 1000"}},
 		{"weights and train", base + "[models.c]\narch = \"a\"\ndata = \"cifar10\"\nweights = \"w.pth\"\ntrain = { epochs = 1 }\n", Options{}, []string{"16: models.c.train: a model with weights is loaded, not trained"}},

@@ -441,6 +441,7 @@ func (d *fileDecoder) suiteTable(v any, top bool) []string {
 		cacheDir          = defaultCacheDir
 		measure           = DefaultMeasure()
 		includes          []string
+		slurm             Slurm
 	)
 	d.walk(p, m, handlers{
 		"name":        d.setString(&name, &haveName),
@@ -468,16 +469,40 @@ func (d *fileDecoder) suiteTable(v any, top bool) []string {
 			}
 		},
 		"measure": func(p keyPath, v any) { measure = d.measure(p, v) },
+		"slurm":   func(p keyPath, v any) { slurm = d.slurm(p, v) },
 	})
 	if top {
 		d.check(haveName && name != "", p.key("name"), "missing: the suite needs a name")
 		s := d.l.suite
 		s.Name, s.Description, s.Seed, s.CacheDir, s.Measure = name, description, seed, cacheDir, measure
+		s.Slurm = slurm
 	}
 	for i, inc := range includes {
 		d.check(inc != "", p.key("include").index(i), "empty file name")
 	}
 	return includes
+}
+
+// slurm decodes [suite.slurm], the sbatch options of `bench slurm`.
+func (d *fileDecoder) slurm(p keyPath, v any) Slurm {
+	var sl Slurm
+	m, ok := d.table(p, v)
+	if !ok {
+		return sl
+	}
+	d.walk(p, m, handlers{
+		"partition": d.setString(&sl.Partition, nil),
+		"time":      d.setString(&sl.Time, nil),
+		"cpus":      d.setInt(&sl.CPUs, nil),
+		"mem":       d.setString(&sl.Mem, nil),
+		"gres":      d.setString(&sl.Gres, nil),
+		"account":   d.setString(&sl.Account, nil),
+	})
+	d.inRange(p.key("cpus"), sl.CPUs, 0, 4096)
+	for key, val := range map[string]string{"partition": sl.Partition, "time": sl.Time, "mem": sl.Mem, "gres": sl.Gres, "account": sl.Account} {
+		d.check(!strings.ContainsAny(val, " \t\n'\"$`\\;"), p.key(key), "%q: an sbatch value has no spaces, quotes or shell characters", val)
+	}
+	return sl
 }
 
 func (d *fileDecoder) measure(p keyPath, v any) Measure {
@@ -753,7 +778,19 @@ func (d *fileDecoder) matchData(p keyPath, a *ArchSpec, ds DataSpec) {
 	if a.ImgSize != nil && ds.ImgSize > 0 {
 		d.check(*a.ImgSize == ds.ImgSize, p.key("data").key("img_size"), "images resized to %d do not fit the model's img_size %d", ds.ImgSize, *a.ImgSize)
 	}
+	native := builtinData[ds.Name].imgSize
+	if ds.Name == "synthetic" {
+		native = syntheticImgSize
+	}
+	if a.ImgSize != nil && ds.ImgSize == 0 && native > 0 {
+		d.check(*a.ImgSize == native, ap.key("img_size"), "%s images are %dx%d, not %d: set the model's img_size to %d or resize them with data.img_size",
+			ds.Name, native, native, *a.ImgSize, native)
+	}
 }
+
+// syntheticImgSize is the side of synthetic images unless resized
+// (package data's default).
+const syntheticImgSize = 32
 
 func (d *fileDecoder) train(p keyPath, v any) TrainSpec {
 	t := defaultTrain()

@@ -112,8 +112,20 @@ type Suite struct {
 	DataDirs    []string // extra places to look for data sets, relative paths joined onto their file's folder
 	CacheDir    string   // where artifacts are cached; relative to the working folder
 	Measure     Measure
+	Slurm       Slurm         // sbatch options of `bench slurm`
 	Models      []*Model      // in declaration order (included files first)
 	Experiments []*Experiment // in declaration order (included files first)
+}
+
+// Slurm holds the sbatch options a suite gives its cluster jobs; empty
+// fields are left to the cluster's defaults (and to flags).
+type Slurm struct {
+	Partition string `json:"partition,omitempty"` // --partition
+	Time      string `json:"time,omitempty"`      // --time, e.g. "02:00:00"
+	CPUs      int    `json:"cpus,omitempty"`      // --cpus-per-task
+	Mem       string `json:"mem,omitempty"`       // --mem, e.g. "16G"
+	Gres      string `json:"gres,omitempty"`      // --gres, e.g. "gpu:1"
+	Account   string `json:"account,omitempty"`   // --account
 }
 
 // Model returns the model named name, or nil.

@@ -93,32 +93,7 @@ func (r *Runner) Execute(ctx context.Context) (*Summary, error) {
 	// libtorch's thread count and grad mode live on the OS thread.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	threads := r.Threads
-	if threads <= 0 {
-		threads = runtime.NumCPU()
-	}
-	torchrt.SetNumThreads(threads)
-	r.Run.Threads = threads
-	if r.Device.Name == "" {
-		r.Device = gotch.CPU
-	}
-	r.Run.Device = strings.ToLower(r.Device.Name)
-	r.Run.Engine = measure.ResolveEngine(r.Plan.Suite.Measure.Engine, threads, r.Device == gotch.CPU)
-	r.split = measure.SplitFor(r.Run.Engine, threads)
-	r.Run.Int8Engine = qexec.EngineName(r.Plan.Suite.Measure.Int8Engine, r.Device == gotch.CPU)
-	r.workers = r.TrainWorkers
-	if r.workers <= 0 {
-		r.workers = 1
-		if r.Device == gotch.CPU && threads >= 2 {
-			r.workers = 2
-		}
-	}
-	r.workerThreads = max(1, threads/r.workers)
-	if r.Log == nil {
-		r.Log = io.Discard
-	}
-	r.cache = cache{dir: r.Plan.Suite.CacheDir}
-	r.state = newRunState()
+	threads := r.setup()
 
 	if err := r.DB.BeginRun(ctx, &r.Run); err != nil {
 		return nil, err
@@ -196,6 +171,73 @@ func (r *Runner) Execute(ctx context.Context) (*Summary, error) {
 		return sum, err
 	}
 	return sum, ctx.Err()
+}
+
+// setup resolves the threads, engine, workers and device of a run and
+// starts its state; it returns the threads. The caller has locked its OS
+// thread.
+func (r *Runner) setup() int {
+	threads := r.Threads
+	if threads <= 0 {
+		threads = runtime.NumCPU()
+	}
+	torchrt.SetNumThreads(threads)
+	r.Run.Threads = threads
+	if r.Device.Name == "" {
+		r.Device = gotch.CPU
+	}
+	r.Run.Device = strings.ToLower(r.Device.Name)
+	r.Run.Engine = measure.ResolveEngine(r.Plan.Suite.Measure.Engine, threads, r.Device == gotch.CPU)
+	r.split = measure.SplitFor(r.Run.Engine, threads)
+	r.Run.Int8Engine = qexec.EngineName(r.Plan.Suite.Measure.Int8Engine, r.Device == gotch.CPU)
+	r.workers = r.TrainWorkers
+	if r.workers <= 0 {
+		r.workers = 1
+		if r.Device == gotch.CPU && threads >= 2 {
+			r.workers = 2
+		}
+	}
+	r.workerThreads = max(1, threads/r.workers)
+	if r.Log == nil {
+		r.Log = io.Discard
+	}
+	r.cache = cache{dir: r.Plan.Suite.CacheDir}
+	r.state = newRunState()
+	return threads
+}
+
+// Build makes the artifacts of the plan's nodes whose hashes are given,
+// in plan order, into the cache, and nothing else: no database, no
+// evaluation. Their inputs must be cached already (a scheduler runs each
+// artifact's job after its parents'). It is how one cluster job builds
+// one artifact; the error names every node that could not be built.
+func (r *Runner) Build(ctx context.Context, hashes []string) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	r.setup()
+	want := map[string]bool{}
+	for _, h := range hashes {
+		want[h] = true
+	}
+	found := 0
+	var errs []error
+	for _, n := range r.Plan.Nodes {
+		if !want[n.Hash] {
+			continue
+		}
+		found++
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r.buildNode(ctx, n)
+		if err := r.state.failed[n.Hash]; err != nil {
+			errs = append(errs, fmt.Errorf("build %s (%s): %w", short(n.Hash), describe(n), err))
+		}
+	}
+	if found != len(want) {
+		return fmt.Errorf("build: %d of %d artifacts are not in the plan", len(want)-found, len(want))
+	}
+	return errors.Join(errs...)
 }
 
 // protect turns a panic from gotch (a libtorch error in a Must* call)
