@@ -346,7 +346,7 @@ func tomeReduce(x, k, s *ts.Tensor, r, prefix int) (xo, so *ts.Tensor) {
 // (even positions) scored against the B tokens (odd positions) by one
 // batched matmul, the protected prefix tokens scored -inf (A rows, and B
 // columns for a distillation token), and the A tokens ranked by their
-// best score. It returns, as [B,*,1] int64 indices into A and B: the
+// best score. It returns, as [B,*] int64 indices into A and B: the
 // unmerged A tokens in their order (unm), the r merged ones (src) and
 // the B token each goes to (dst).
 //
@@ -380,57 +380,69 @@ func tomeMatch(k *ts.Tensor, r, prefix int) (unm, src, dst *ts.Tensor) {
 	nodeMax, nodeIdx := scores.MustMaxDim(-1, false, true)
 	sorted, edge := nodeMax.MustSortStable(true, -1, true, true)
 	sorted.MustDrop()
-	edge = edge.MustUnsqueeze(-1, true) // [B,Na,1]
 	na := edge.MustSize()[1]
 	src = edge.MustNarrow(1, 0, int64(r), false)
 	unsorted := edge.MustNarrow(1, int64(r), na-int64(r), false)
 	edge.MustDrop()
 	unm, order := unsorted.MustSortStable(true, 1, false, true)
 	order.MustDrop()
-	dst = nodeIdx.MustUnsqueeze(-1, true).MustGather(1, src, false, true)
+	dst = nodeIdx.MustGather(1, src, false, true)
 	return unm, src, dst
 }
 
 // tomeMerge is the merge of ToMe's bipartite_soft_matching with mode
-// "sum" on x [B,N,C]: the unmerged A tokens, then the B tokens with the
-// merged A tokens added in (scatter_add), the prefix tokens first in
-// their order (ToMe's distillation-token case).
+// "sum" on x [B,N,C] (contiguous), given tomeMatch's indices: the
+// unmerged A tokens, then the B tokens with the merged A tokens added in,
+// the prefix tokens first in their order (ToMe's distillation-token
+// case). ToMe gathers and scatters along the token axis; here the rows of
+// x are picked by one index_select on x seen as [B*N, C] (a row copy per
+// token) and the merged ones added by one index_add, which the CPU runs
+// faster than gather and scatter with indices expanded over the channels.
 func tomeMerge(x, unm, src, dst *ts.Tensor, prefix int) *ts.Tensor {
 	sz := x.MustSize()
-	b, c := sz[0], sz[2]
+	b, n, c := sz[0], sz[1], sz[2]
 	nu, r := unm.MustSize()[1], src.MustSize()[1]
-	a := x.MustSlice(1, []int64{0}, nil, 2, false)
-	bb := x.MustSlice(1, []int64{1}, nil, 2, false)
-	ui := unm.MustExpand([]int64{b, nu, c}, false, false)
-	si := src.MustExpand([]int64{b, r, c}, false, false)
-	di := dst.MustExpand([]int64{b, r, c}, false, false)
-	u := a.MustGather(1, ui, false, false)
-	moved := a.MustGather(1, si, false, true)
-	d := bb.MustScatterAdd(1, di, moved, true)
-	for _, t := range []*ts.Tensor{ui, si, di, moved} {
-		t.MustDrop()
-	}
+	na, nb := (n+1)/2, n/2
 	pa, pb := int64(prefix+1)/2, int64(prefix)/2
-	if pb == 0 {
-		out := ts.MustCat([]*ts.Tensor{u, d}, 1)
-		u.MustDrop()
-		d.MustDrop()
-		return out
+	dev := x.MustDevice()
+	// offsets [B,1] of every batch element's rows in x and in the result
+	rowsOf := func(stride int64) *ts.Tensor {
+		return ts.MustArange(ts.IntScalar(b), gotch.Int64, dev).
+			MustMulScalar(ts.IntScalar(stride), true).MustView([]int64{b, 1}, true)
 	}
+	// The rows of x that make the result, in its order: the prefix tokens
+	// (the protected A tokens are unmerged and sorted first, the protected
+	// B tokens receive nothing), the other unmerged A tokens, the other B
+	// tokens.
 	var parts []*ts.Tensor
-	for i := int64(0); i < int64(prefix); i++ {
-		if i%2 == 0 {
-			parts = append(parts, u.MustNarrow(1, i/2, 1, false))
-		} else {
-			parts = append(parts, d.MustNarrow(1, i/2, 1, false))
-		}
+	if prefix > 0 {
+		parts = append(parts, ts.MustArange(ts.IntScalar(int64(prefix)), gotch.Int64, dev).
+			MustExpand([]int64{b, int64(prefix)}, false, true))
 	}
-	parts = append(parts, u.MustNarrow(1, pa, nu-pa, false), d.MustNarrow(1, pb, d.MustSize()[1]-pb, false))
-	out := ts.MustCat(parts, 1)
-	for _, t := range append(parts, u, d) {
+	parts = append(parts, unm.MustNarrow(1, pa, nu-pa, false).MustMulScalar(ts.IntScalar(2), true))
+	parts = append(parts, ts.MustArange(ts.IntScalar(nb-pb), gotch.Int64, dev).
+		MustMulScalar(ts.IntScalar(2), true).MustAddScalar(ts.IntScalar(2*pb+1), true).
+		MustExpand([]int64{b, nb - pb}, false, true))
+	inRows := rowsOf(n)
+	rows := ts.MustCat(parts, 1).MustAdd(inRows, true).MustView([]int64{-1}, true)
+	for _, t := range parts {
 		t.MustDrop()
 	}
-	return out
+	flat := x.MustView([]int64{b * n, c}, false)
+	out := flat.MustIndexSelect(0, rows, false)
+	rows.MustDrop()
+	srcRows := src.MustMulScalar(ts.IntScalar(2), false).MustAdd(inRows, true).MustView([]int64{-1}, true)
+	inRows.MustDrop()
+	moved := flat.MustIndexSelect(0, srcRows, true)
+	srcRows.MustDrop()
+	// B token j >= pb is at na - r + j in the result.
+	outRows := rowsOf(n - r)
+	at := dst.MustAddScalar(ts.IntScalar(na-r), false).MustAdd(outRows, true).MustView([]int64{-1}, true)
+	outRows.MustDrop()
+	out.MustIndexAdd_(0, at, moved)
+	at.MustDrop()
+	moved.MustDrop()
+	return out.MustView([]int64{b, n - r, c}, true)
 }
 
 // tokenSizes holds the sizes of the tokens of the forward pass in flight,
