@@ -313,31 +313,31 @@ func evitReduce(x, keys, size, clsAttn *ts.Tensor, prefix, kept int, fuse, withK
 // Both the matching and the merge are batched tensor operations on x's
 // device, as in ToMe's code; nothing is copied to the host.
 func tomeReduce(x, k, s *ts.Tensor, r, prefix int) (xo, so *ts.Tensor) {
-	sz := x.MustSize()
-	n, c := int(sz[1]), sz[2]
+	n := int(x.MustSize()[1])
 	r = min(r, (n-prefix)/2)
 	if r <= 0 {
 		return nil, nil
 	}
 	unm, src, dst := tomeMatch(k, r, prefix)
-	var cols *ts.Tensor // x*s and s side by side: one merge for both
+	// merge_wavg: x*s and s are merged (summed) alike, then divided.
+	var xs, size *ts.Tensor
 	if s == nil {
-		ones := onesFor(x)
-		cols = ts.MustCat([]*ts.Tensor{x, ones}, -1)
-		ones.MustDrop()
+		xs, size = x, onesFor(x)
 	} else {
-		xs := x.MustMul(s, false)
-		cols = ts.MustCat([]*ts.Tensor{xs, s}, -1)
-		xs.MustDrop()
+		xs, size = x.MustMul(s, false), s
 	}
-	res := tomeMerge(cols, unm, src, dst, prefix)
-	for _, t := range []*ts.Tensor{cols, unm, src, dst} {
+	merged := tomeMerge([]*ts.Tensor{xs, size}, unm, src, dst, prefix)
+	for _, t := range []*ts.Tensor{unm, src, dst} {
 		t.MustDrop()
 	}
-	parts := columns(res, c, 1)
-	res.MustDrop()
-	so = parts[1].MustDetach(true).MustContiguous(true)
-	xo = parts[0].MustDiv(so, true)
+	if xs != x {
+		xs.MustDrop()
+	}
+	if size != s {
+		size.MustDrop()
+	}
+	so = merged[1].MustDetach(true)
+	xo = merged[0].MustDiv(so, true)
 	return xo, so
 }
 
@@ -391,26 +391,28 @@ func tomeMatch(k *ts.Tensor, r, prefix int) (unm, src, dst *ts.Tensor) {
 }
 
 // tomeMerge is the merge of ToMe's bipartite_soft_matching with mode
-// "sum" on x [B,N,C] (contiguous), given tomeMatch's indices: the
-// unmerged A tokens, then the B tokens with the merged A tokens added in,
-// the prefix tokens first in their order (ToMe's distillation-token
-// case). ToMe gathers and scatters along the token axis; here the rows of
-// x are picked by one index_select on x seen as [B*N, C] (a row copy per
-// token) and the merged ones added by one index_add, which the CPU runs
-// faster than gather and scatter with indices expanded over the channels.
-func tomeMerge(x, unm, src, dst *ts.Tensor, prefix int) *ts.Tensor {
-	sz := x.MustSize()
-	b, n, c := sz[0], sz[1], sz[2]
+// "sum", given tomeMatch's indices, of each of ts [B,N,C_i] (the same
+// tokens): the unmerged A tokens, then the B tokens with the merged A
+// tokens added in, the prefix tokens first in their order (ToMe's
+// distillation-token case). ToMe gathers and scatters along the token
+// axis; here the rows of a tensor seen as [B*N, C] are picked by one
+// index_select and the merged ones added by one index_add, which the CPU
+// runs faster than gather and scatter with indices expanded over the
+// channels. The indices are computed once for all the tensors.
+func tomeMerge(tensors []*ts.Tensor, unm, src, dst *ts.Tensor, prefix int) []*ts.Tensor {
+	sz := tensors[0].MustSize()
+	b, n := sz[0], sz[1]
 	nu, r := unm.MustSize()[1], src.MustSize()[1]
 	na, nb := (n+1)/2, n/2
 	pa, pb := int64(prefix+1)/2, int64(prefix)/2
-	dev := x.MustDevice()
-	// offsets [B,1] of every batch element's rows in x and in the result
+	dev := tensors[0].MustDevice()
+	// offsets [B,1] of every batch element's rows in the input and in the
+	// result
 	rowsOf := func(stride int64) *ts.Tensor {
 		return ts.MustArange(ts.IntScalar(b), gotch.Int64, dev).
 			MustMulScalar(ts.IntScalar(stride), true).MustView([]int64{b, 1}, true)
 	}
-	// The rows of x that make the result, in its order: the prefix tokens
+	// The input rows that make the result, in its order: the prefix tokens
 	// (the protected A tokens are unmerged and sorted first, the protected
 	// B tokens receive nothing), the other unmerged A tokens, the other B
 	// tokens.
@@ -428,21 +430,26 @@ func tomeMerge(x, unm, src, dst *ts.Tensor, prefix int) *ts.Tensor {
 	for _, t := range parts {
 		t.MustDrop()
 	}
-	flat := x.MustView([]int64{b * n, c}, false)
-	out := flat.MustIndexSelect(0, rows, false)
-	rows.MustDrop()
 	srcRows := src.MustMulScalar(ts.IntScalar(2), false).MustAdd(inRows, true).MustView([]int64{-1}, true)
 	inRows.MustDrop()
-	moved := flat.MustIndexSelect(0, srcRows, true)
-	srcRows.MustDrop()
 	// B token j >= pb is at na - r + j in the result.
 	outRows := rowsOf(n - r)
 	at := dst.MustAddScalar(ts.IntScalar(na-r), false).MustAdd(outRows, true).MustView([]int64{-1}, true)
 	outRows.MustDrop()
-	out.MustIndexAdd_(0, at, moved)
-	at.MustDrop()
-	moved.MustDrop()
-	return out.MustView([]int64{b, n - r, c}, true)
+	out := make([]*ts.Tensor, len(tensors))
+	for i, t := range tensors {
+		c := t.MustSize()[2]
+		flat := t.MustReshape([]int64{b * n, c}, false)
+		o := flat.MustIndexSelect(0, rows, false)
+		moved := flat.MustIndexSelect(0, srcRows, true)
+		o.MustIndexAdd_(0, at, moved)
+		moved.MustDrop()
+		out[i] = o.MustView([]int64{b, n - r, c}, true)
+	}
+	for _, t := range []*ts.Tensor{rows, srcRows, at} {
+		t.MustDrop()
+	}
+	return out
 }
 
 // tokenSizes holds the sizes of the tokens of the forward pass in flight,
