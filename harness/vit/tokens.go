@@ -72,9 +72,10 @@ func (t *TokenReduction) keeps(patches int) (int, bool) {
 // Note: EViT's choice of tokens (the ranking by class attention) is made
 // on the host and the tokens are combined by one index_add; ToMe's
 // matching and merge are batched tensor operations (tomeReduce), about
-// thirty per reducing block. Every tensor operation is a cgo call that
+// fifty per reducing block. Every tensor operation is a cgo call that
 // returns a new Go wrapper, so at small batches a reducer's cost is its
-// number of tensor operations.
+// number of tensor operations: there ToMe's host matching, with a dozen,
+// was cheaper on small models (docs/tokens.md).
 func (t *TokenReduction) Reduce(x, keys, clsAttn *ts.Tensor) *ts.Tensor {
 	track := t.sizes != nil
 	var size *ts.Tensor // [B,N,1] sizes of x's tokens; nil: all 1

@@ -181,28 +181,29 @@ func TestToMeTensorMatchesHost(t *testing.T) {
 }
 
 // BenchmarkToMeMatching times one ToMe reduction (matching and
-// size-weighted merge) at batch 64 with r = 8, the class token protected
-// and sizes from an earlier merge, at deit_tiny's shape (197 tokens of
+// size-weighted merge) at batch 64 and 1 with r = 8, the class token
+// protected and sizes from an earlier merge, at deit_tiny's shape (197 tokens of
 // width 192, keys averaged over 3 heads: width 64) and at all.toml's
 // cifar_vit's (65 tokens of width 128, 4 heads: keys of width 32).
 // "tensor" is tomeReduce, "host" the host matching it replaced.
 //
 //	go test -run '^$' -bench ToMe -count 5 ./harness/vit
 func BenchmarkToMeMatching(b *testing.B) {
-	const batch, r = 64, 8
+	const r = 8
 	shapes := []struct {
-		name     string
-		n, c, hd int64
-	}{{"deit_tiny", 197, 192, 64}, {"cifar_vit", 65, 128, 32}}
+		name            string
+		batch, n, c, hd int64
+	}{{"deit_tiny", 64, 197, 192, 64}, {"cifar_vit", 64, 65, 128, 32},
+		{"deit_tiny-batch1", 1, 197, 192, 64}, {"cifar_vit-batch1", 1, 65, 128, 32}}
 	impls := []struct {
 		name string
 		fn   func(x, k, s *ts.Tensor, r, prefix int) (*ts.Tensor, *ts.Tensor)
 	}{{"tensor", tomeReduce}, {"host", hostTomeReduce}}
 	for _, sh := range shapes {
 		torchrt.ManualSeed(5)
-		x := ts.MustRandn([]int64{batch, sh.n, sh.c}, gotch.Float, gotch.CPU)
-		k := ts.MustRandn([]int64{batch, sh.n, sh.hd}, gotch.Float, gotch.CPU)
-		s := ts.MustRand([]int64{batch, sh.n, 1}, gotch.Float, gotch.CPU).MustAddScalar(ts.FloatScalar(1), true)
+		x := ts.MustRandn([]int64{sh.batch, sh.n, sh.c}, gotch.Float, gotch.CPU)
+		k := ts.MustRandn([]int64{sh.batch, sh.n, sh.hd}, gotch.Float, gotch.CPU)
+		s := ts.MustRand([]int64{sh.batch, sh.n, 1}, gotch.Float, gotch.CPU).MustAddScalar(ts.FloatScalar(1), true)
 		for _, impl := range impls {
 			b.Run(sh.name+"/"+impl.name, func(b *testing.B) {
 				torchrt.NoGrad(func() {
