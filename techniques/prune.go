@@ -8,11 +8,22 @@ const (
 	KindTokens       = "tokens"
 )
 
-// Token reduction methods.
+// Token reduction methods. EViT keeps the most attended tokens at the
+// paper's relative depths; "evit" is the paper's recipe, which trains the
+// model with the reduction in place (here: fine-tuning after the keep rate
+// is applied, finetune_epochs > 0), and "evit-trainfree" applies the same
+// reduction to the trained model without training (finetune_epochs 0).
 const (
-	MethodToMe = "tome"
-	MethodEViT = "evit"
+	MethodToMe          = "tome"
+	MethodEViT          = "evit"
+	MethodEViTTrainFree = "evit-trainfree"
 )
+
+// IsEViT reports whether a token reduction method is EViT's, fine-tuned
+// or training-free.
+func IsEViT(method string) bool {
+	return method == MethodEViT || method == MethodEViTTrainFree
+}
 
 // Importance criteria of structured pruning.
 const (
@@ -59,7 +70,11 @@ type PruneConfig struct {
 	// calibration split).
 	Importance  string `toml:"importance"`
 	CalibImages int    `toml:"calib_images"` // taylor: default 256
-	// Method of token reduction: "tome" (default) or "evit".
+	// Method of token reduction: "tome" (default, training-free unless
+	// finetune_epochs is set), "evit" (EViT as the paper runs it: the
+	// reduction, then fine-tuning; finetune_epochs must be > 0) or
+	// "evit-trainfree" (the same reduction without training;
+	// finetune_epochs must be 0).
 	Method string `toml:"method"`
 	// MergeR is ToMe's r, the tokens merged away in each reducing block
 	// (0 merges nothing); default 8.
@@ -68,8 +83,10 @@ type PruneConfig struct {
 	// reducing block, in (0, 1]; default 0.7.
 	KeepRate float64 `toml:"keep_rate"`
 	// Blocks are the (0-based) blocks that reduce tokens; default all of
-	// them for ToMe and, as EViT does (blocks 3, 6 and 9 of 12), the blocks
-	// at a quarter, half and three quarters of the depth for EViT.
+	// them for ToMe and, for EViT, the paper's relative depths (the 4th,
+	// 7th and 10th of DeiT's 12 blocks, 0-based 3, 6 and 9) scaled to the
+	// model's depth: blocks depth/4, depth/2 and 3*depth/4, rounded down
+	// (1, 2 and 3 of 4).
 	Blocks []int `toml:"blocks"`
 	FineTune
 }
@@ -123,7 +140,15 @@ func (c *PruneConfig) Validate() error {
 	if c.Importance == ImportanceTaylor && c.CalibImages < 1 {
 		v.add("calib_images %d: want >= 1 for taylor importance", c.CalibImages)
 	}
-	v.oneOf("method", c.Method, MethodToMe, MethodEViT)
+	v.oneOf("method", c.Method, MethodToMe, MethodEViT, MethodEViTTrainFree)
+	if c.Kind == KindTokens {
+		switch {
+		case c.Method == MethodEViT && c.Epochs == 0:
+			v.add("method evit fine-tunes after the keep rate is applied, as the paper trains with it: set finetune_epochs > 0, or use method evit-trainfree")
+		case c.Method == MethodEViTTrainFree && c.Epochs > 0:
+			v.add("method evit-trainfree trains nothing, but finetune_epochs is %g: use method evit", c.Epochs)
+		}
+	}
 	if c.MergeR < 0 {
 		v.add("merge_r %d: want >= 0", c.MergeR)
 	}

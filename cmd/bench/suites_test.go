@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -71,10 +72,51 @@ func allCoverage() []string {
 			out = append(out, e)
 		}
 	}
-	out = append(out, "cifar_student/seed2", "cifar_student_kd/seed2")
+	out = append(out, "cifar_student/seed2", "cifar_student_kd/seed2", "evit-trainfree")
 	return append(out, "qat-w4a4/ste", "qat-w4a4/lsq",
 		"ptq-full-w8a8/minmax", "ptq-full-w4a4/omse",
 		"vit-quant-w8a8/ptq4vit", "vit-quant-w6a6/repq-vit", "vit-quant-w4a4-full/ptq4vit",
 		"weight-only-w4-rounding/gptq-no-bias_correction", "weight-only-w4-rounding/nearest-bias_correction",
 		"mixed-w6a6", "mixed-w6a6-4or8")
+}
+
+// TestEViTMethodsValidate checks, against the real registry, that EViT
+// as the paper (method evit) needs fine-tuning and the training-free
+// variant refuses it, each error at the stage's file:line and key.
+func TestEViTMethodsValidate(t *testing.T) {
+	const head = "[suite]\nname = \"x\"\n\n[models.m]\narch = { img_size = 32, patch_size = 8, embed_dim = 32, depth = 4, num_heads = 2 }\ndata = \"cifar10\"\n\n[[experiment]]\nname = \"e\"\nmodel = \"m\"\npipeline = [\n"
+	tests := []struct {
+		name, stage, want string
+	}{
+		{"evit fine-tuned", `{ technique = "prune", kind = "tokens", method = "evit", keep_rate = 0.7, finetune_epochs = 0.2 }`, ""},
+		{"evit-trainfree", `{ technique = "prune", kind = "tokens", method = "evit-trainfree", keep_rate = 0.7 }`, ""},
+		{"evit without fine-tuning", `{ technique = "prune", kind = "tokens", method = "evit", keep_rate = 0.7 }`,
+			"suite.toml:12: experiment[0].pipeline[0]: invalid parameters of prune: method evit fine-tunes after the keep rate is applied"},
+		{"evit-trainfree fine-tuned", `{ technique = "prune", kind = "tokens", method = "evit-trainfree", finetune_epochs = 0.2 }`,
+			"suite.toml:12: experiment[0].pipeline[0]: invalid parameters of prune: method evit-trainfree trains nothing, but finetune_epochs is 0.2"},
+		{"evit swept over finetune_epochs", `{ technique = "prune", kind = "tokens", method = "evit", finetune_epochs = [0.2, 0] }`,
+			"suite.toml:12: experiment[0].pipeline[0]: with finetune_epochs=0: invalid parameters of prune: method evit fine-tunes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "suite.toml")
+			if err := os.WriteFile(p, []byte(head+"  "+tt.stage+",\n]\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var stdout, stderr bytes.Buffer
+			err := Main(context.Background(), []string{"run", p, "--dry-run"}, &stdout, &stderr)
+			got := stderr.String()
+			if err != nil {
+				got += err.Error()
+			}
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("dry run: %v\n%s", err, stderr.String())
+			case tt.want != "" && err == nil:
+				t.Errorf("no error, want %q", tt.want)
+			case tt.want != "" && !strings.Contains(got, tt.want):
+				t.Errorf("error %q, want it to contain %q", got, tt.want)
+			}
+		})
+	}
 }

@@ -69,12 +69,13 @@ func (t *TokenReduction) keeps(patches int) (int, bool) {
 // Reduce implements TokenReducer. It returns x itself when nothing is
 // reduced (ToMe with r = 0, a keep rate that keeps every token).
 //
-// Note: the choice of tokens (EViT's ranking by attention, ToMe's
-// matching) is made on the host from the class attention and the keys,
-// and the tokens are then combined by one index_add per method. Every
-// tensor operation is a cgo call that returns a new Go wrapper, so the
-// cost of a reducer at small batches is its number of tensor operations:
-// about a dozen here, against ToMe's fifty-odd.
+// Note: EViT's choice of tokens (the ranking by class attention) is made
+// on the host and the tokens are combined by one index_add; ToMe's
+// matching and merge are batched tensor operations (tomeReduce), about
+// fifty per reducing block. Every tensor operation is a cgo call that
+// returns a new Go wrapper, so at small batches a reducer's cost is its
+// number of tensor operations: there ToMe's host matching, with a dozen,
+// was cheaper on small models (docs/tokens.md).
 func (t *TokenReduction) Reduce(x, keys, clsAttn *ts.Tensor) *ts.Tensor {
 	track := t.sizes != nil
 	var size *ts.Tensor // [B,N,1] sizes of x's tokens; nil: all 1
@@ -309,105 +310,147 @@ func evitReduce(x, keys, size, clsAttn *ts.Tensor, prefix, kept int, fuse, withK
 // take part in no match and lead the result in their order; then come
 // the other kept A tokens in order, then the B tokens, as in ToMe. r is
 // clipped to (N - prefix) / 2; nil results mean nothing was merged.
+//
+// Both the matching and the merge are batched tensor operations on x's
+// device, as in ToMe's code; nothing is copied to the host.
 func tomeReduce(x, k, s *ts.Tensor, r, prefix int) (xo, so *ts.Tensor) {
-	sz := x.MustSize()
-	b, n, c := int(sz[0]), int(sz[1]), sz[2]
+	n := int(x.MustSize()[1])
 	r = min(r, (n-prefix)/2)
 	if r <= 0 {
 		return nil, nil
 	}
-	dest := tomeDest(hostValues(k), b, n, int(k.MustSize()[2]), r, prefix)
-	var src *ts.Tensor
+	unm, src, dst := tomeMatch(k, r, prefix)
+	// merge_wavg: x*s and s are merged (summed) alike, then divided.
+	var xs, size *ts.Tensor
 	if s == nil {
-		ones := onesFor(x)
-		src = ts.MustCat([]*ts.Tensor{x, ones}, -1)
-		ones.MustDrop()
+		xs, size = x, onesFor(x)
 	} else {
-		xs := x.MustMul(s, false)
-		src = ts.MustCat([]*ts.Tensor{xs, s}, -1)
+		xs, size = x.MustMul(s, false), s
+	}
+	merged := tomeMerge([]*ts.Tensor{xs, size}, unm, src, dst, prefix)
+	for _, t := range []*ts.Tensor{unm, src, dst} {
+		t.MustDrop()
+	}
+	if xs != x {
 		xs.MustDrop()
 	}
-	res := scatterTokens(src, dest, int64(n-r))
-	src.MustDrop()
-	cols := columns(res, c, 1)
-	res.MustDrop()
-	so = cols[1].MustDetach(true).MustContiguous(true)
-	xo = cols[0].MustDiv(so, true)
+	if size != s {
+		size.MustDrop()
+	}
+	so = merged[1].MustDetach(true)
+	xo = merged[0].MustDiv(so, true)
 	return xo, so
 }
 
-// tomeDest runs ToMe's matching for every batch element on the keys
-// [B,N,C] and returns every token's slot in the merged sequence. The
-// cosine similarities of the A tokens to the B tokens are computed here,
-// in float64: na x nb x C multiply-adds per image, little next to a block.
-func tomeDest(keys []float32, b, n, c, r, prefix int) []int64 {
+// tomeMatch is the matching of ToMe's bipartite_soft_matching on the keys
+// k [B,N,C'], without gradient: the keys are normalised, the A tokens
+// (even positions) scored against the B tokens (odd positions) by one
+// batched matmul, the protected prefix tokens scored -inf (A rows, and B
+// columns for a distillation token), and the A tokens ranked by their
+// best score. It returns, as [B,*] int64 indices into A and B: the
+// unmerged A tokens in their order (unm), the r merged ones (src) and
+// the B token each goes to (dst).
+//
+// The sorts are stable, so that ties keep the lower index (the order of
+// a stable sort on the host); ToMe's argsort leaves ties unspecified.
+func tomeMatch(k *ts.Tensor, r, prefix int) (unm, src, dst *ts.Tensor) {
+	m := k.MustDetach(false)
+	if dt := m.DType(); dt != gotch.Float && dt != gotch.Double {
+		m = m.MustTotype(gotch.Float, true)
+	}
+	norm := m.MustNormScalaroptDim(ts.FloatScalar(2), []int64{-1}, true, false).
+		MustClampMin(ts.FloatScalar(1e-12), true)
+	m = m.MustDiv(norm, true)
+	norm.MustDrop()
+	a := m.MustSlice(1, []int64{0}, nil, 2, false)
+	bt := m.MustSlice(1, []int64{1}, nil, 2, false).MustTranspose(-1, -2, true)
+	m.MustDrop()
+	scores := a.MustMatmul(bt, true) // [B,Na,Nb]
+	bt.MustDrop()
+	inf := ts.FloatScalar(math.Inf(-1))
+	if pa := int64(prefix+1) / 2; pa > 0 {
+		v := scores.MustNarrow(1, 0, pa, false)
+		v.MustFill_(inf)
+		v.MustDrop()
+	}
+	if pb := int64(prefix) / 2; pb > 0 {
+		v := scores.MustNarrow(2, 0, pb, false)
+		v.MustFill_(inf)
+		v.MustDrop()
+	}
+	nodeMax, nodeIdx := scores.MustMaxDim(-1, false, true)
+	sorted, edge := nodeMax.MustSortStable(true, -1, true, true)
+	sorted.MustDrop()
+	na := edge.MustSize()[1]
+	src = edge.MustNarrow(1, 0, int64(r), false)
+	unsorted := edge.MustNarrow(1, int64(r), na-int64(r), false)
+	edge.MustDrop()
+	unm, order := unsorted.MustSortStable(true, 1, false, true)
+	order.MustDrop()
+	dst = nodeIdx.MustGather(1, src, false, true)
+	return unm, src, dst
+}
+
+// tomeMerge is the merge of ToMe's bipartite_soft_matching with mode
+// "sum", given tomeMatch's indices, of each of ts [B,N,C_i] (the same
+// tokens): the unmerged A tokens, then the B tokens with the merged A
+// tokens added in, the prefix tokens first in their order (ToMe's
+// distillation-token case). ToMe gathers and scatters along the token
+// axis; here the rows of a tensor seen as [B*N, C] are picked by one
+// index_select and the merged ones added by one index_add, which the CPU
+// runs faster than gather and scatter with indices expanded over the
+// channels. The indices are computed once for all the tensors.
+func tomeMerge(tensors []*ts.Tensor, unm, src, dst *ts.Tensor, prefix int) []*ts.Tensor {
+	sz := tensors[0].MustSize()
+	b, n := sz[0], sz[1]
+	nu, r := unm.MustSize()[1], src.MustSize()[1]
 	na, nb := (n+1)/2, n/2
-	pa, pb := (prefix+1)/2, prefix/2 // protected tokens in A and in B
-	// dstSlot is the slot of B token j, unmSlot that of the u-th kept A
-	// token.
-	dstSlot := func(j int) int64 {
-		if j < pb {
-			return int64(2*j + 1)
-		}
-		return int64(na - r + j)
+	pa, pb := int64(prefix+1)/2, int64(prefix)/2
+	dev := tensors[0].MustDevice()
+	// offsets [B,1] of every batch element's rows in the input and in the
+	// result
+	rowsOf := func(stride int64) *ts.Tensor {
+		return ts.MustArange(ts.IntScalar(b), gotch.Int64, dev).
+			MustMulScalar(ts.IntScalar(stride), true).MustView([]int64{b, 1}, true)
 	}
-	unmSlot := func(u int) int64 {
-		if u < pa {
-			return int64(2 * u)
-		}
-		return int64(pb + u)
+	// The input rows that make the result, in its order: the prefix tokens
+	// (the protected A tokens are unmerged and sorted first, the protected
+	// B tokens receive nothing), the other unmerged A tokens, the other B
+	// tokens.
+	var parts []*ts.Tensor
+	if prefix > 0 {
+		parts = append(parts, ts.MustArange(ts.IntScalar(int64(prefix)), gotch.Int64, dev).
+			MustExpand([]int64{b, int64(prefix)}, false, true))
 	}
-	dest := make([]int64, b*n)
-	nodeMax := make([]float64, na)
-	nodeIdx := make([]int, na)
-	order := make([]int, na)
-	inv := make([]float64, n) // 1 / |k|
-	for bi := 0; bi < b; bi++ {
-		kb := keys[bi*n*c : (bi+1)*n*c]
-		for i := range inv {
-			ss := 0.0
-			for _, v := range kb[i*c : (i+1)*c] {
-				ss += float64(v) * float64(v)
-			}
-			inv[i] = 1 / math.Max(math.Sqrt(ss), 1e-12)
-		}
-		for ia := 0; ia < na; ia++ {
-			i := 2 * ia
-			best, bj := math.Inf(-1), 0
-			if i >= prefix {
-				ki := kb[i*c : (i+1)*c]
-				for ib := 0; ib < nb; ib++ {
-					j := 2*ib + 1
-					if j < prefix {
-						continue
-					}
-					dot := 0.0
-					for d, v := range kb[j*c : (j+1)*c] {
-						dot += float64(ki[d]) * float64(v)
-					}
-					if v := dot * inv[i] * inv[j]; v > best {
-						best, bj = v, ib
-					}
-				}
-			}
-			nodeMax[ia], nodeIdx[ia] = best, bj
-			order[ia] = ia
-		}
-		sort.SliceStable(order, func(i, j int) bool { return nodeMax[order[i]] > nodeMax[order[j]] })
-		d := dest[bi*n : (bi+1)*n]
-		for _, ia := range order[:r] {
-			d[2*ia] = dstSlot(nodeIdx[ia])
-		}
-		unm := append([]int(nil), order[r:]...)
-		sort.Ints(unm)
-		for u, ia := range unm {
-			d[2*ia] = unmSlot(u)
-		}
-		for ib := 0; ib < nb; ib++ {
-			d[2*ib+1] = dstSlot(ib)
-		}
+	parts = append(parts, unm.MustNarrow(1, pa, nu-pa, false).MustMulScalar(ts.IntScalar(2), true))
+	parts = append(parts, ts.MustArange(ts.IntScalar(nb-pb), gotch.Int64, dev).
+		MustMulScalar(ts.IntScalar(2), true).MustAddScalar(ts.IntScalar(2*pb+1), true).
+		MustExpand([]int64{b, nb - pb}, false, true))
+	inRows := rowsOf(n)
+	rows := ts.MustCat(parts, 1).MustAdd(inRows, true).MustView([]int64{-1}, true)
+	for _, t := range parts {
+		t.MustDrop()
 	}
-	return dest
+	srcRows := src.MustMulScalar(ts.IntScalar(2), false).MustAdd(inRows, true).MustView([]int64{-1}, true)
+	inRows.MustDrop()
+	// B token j >= pb is at na - r + j in the result.
+	outRows := rowsOf(n - r)
+	at := dst.MustAddScalar(ts.IntScalar(na-r), false).MustAdd(outRows, true).MustView([]int64{-1}, true)
+	outRows.MustDrop()
+	out := make([]*ts.Tensor, len(tensors))
+	for i, t := range tensors {
+		c := t.MustSize()[2]
+		flat := t.MustReshape([]int64{b * n, c}, false)
+		o := flat.MustIndexSelect(0, rows, false)
+		moved := flat.MustIndexSelect(0, srcRows, true)
+		o.MustIndexAdd_(0, at, moved)
+		moved.MustDrop()
+		out[i] = o.MustView([]int64{b, n - r, c}, true)
+	}
+	for _, t := range []*ts.Tensor{rows, srcRows, at} {
+		t.MustDrop()
+	}
+	return out
 }
 
 // tokenSizes holds the sizes of the tokens of the forward pass in flight,

@@ -18,7 +18,10 @@
 //     of heads.
 //   - tokens: token reduction, ToMe merging of r tokens per block or EViT
 //     keeping of the most attended tokens (see vit.TokenReduction); no
-//     weight changes and no training unless fine-tuning is asked for.
+//     weight changes. ToMe trains only when finetune_epochs is set; evit,
+//     as the paper, fine-tunes with the reduction in place (Validate
+//     requires finetune_epochs > 0); evit-trainfree applies EViT's
+//     reduction without training.
 //
 // Any kind may be followed by fine-tuning (finetune_epochs), optionally
 // distilled from a teacher of the suite.

@@ -531,6 +531,10 @@ func TestTokenReduction(t *testing.T) {
 		{"evit 0.5", func(c *techniques.PruneConfig) {
 			c.Kind, c.Method, c.KeepRate = techniques.KindTokens, techniques.MethodEViT, 0.5
 		}, 5},
+		// The training-free variant reduces the same tokens in the same blocks.
+		{"evit-trainfree 0.5", func(c *techniques.PruneConfig) {
+			c.Kind, c.Method, c.KeepRate = techniques.KindTokens, techniques.MethodEViTTrainFree, 0.5
+		}, 5},
 		{"tome one block", func(c *techniques.PruneConfig) { c.Kind, c.MergeR, c.Blocks = techniques.KindTokens, 6, []int{1} }, 11},
 	}
 	for _, tt := range tests {
@@ -586,10 +590,85 @@ func TestDefaultEViTBlocks(t *testing.T) {
 	tests := []struct {
 		depth int
 		want  []int
-	}{{12, []int{3, 6, 9}}, {6, []int{1, 3, 4}}, {3, []int{0, 1, 2}}, {2, []int{0, 1}}, {1, []int{0}}}
+	}{
+		{12, []int{3, 6, 9}}, // the paper: the 4th, 7th and 10th of DeiT's 12 blocks
+		{24, []int{6, 12, 18}},
+		{8, []int{2, 4, 6}},
+		{6, []int{1, 3, 4}},
+		{4, []int{1, 2, 3}}, // cifar_vit: the first block runs on every token, as the paper's first quarter
+		{3, []int{0, 1, 2}},
+		{2, []int{0, 1}},
+		{1, []int{0}},
+	}
 	for _, tt := range tests {
 		if got := DefaultEViTBlocks(tt.depth); !slices.Equal(got, tt.want) {
 			t.Errorf("DefaultEViTBlocks(%d) = %v, want %v", tt.depth, got, tt.want)
 		}
+	}
+}
+
+// TestEViTFineTunes runs EViT as the paper (method evit) and training-free
+// (evit-trainfree) through Apply: both reduce the same tokens at the
+// scaled paper depths; only evit trains, on the reduced model, and its
+// weights change while the trainfree model's stay the input's.
+func TestEViTFineTunes(t *testing.T) {
+	tests := []struct {
+		method    string
+		epochs    float64
+		trainings int
+	}{
+		{techniques.MethodEViT, 0.25, 1},
+		{techniques.MethodEViTTrainFree, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method, func(t *testing.T) {
+			cfg := testConfig(false)
+			m := techtest.NewModel(t, cfg, 13)
+			defer m.Drop()
+			c := techniques.NewPruneConfig()
+			c.Kind, c.Method, c.KeepRate, c.Epochs, c.LR = techniques.KindTokens, tt.method, 0.5, tt.epochs, 1e-3
+			if err := c.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			env := newEnv(t, nil)
+			var trainedTokens int
+			env.OnTrain = func(m *vit.Model, _ compress.Training) { trainedTokens = FinalTokens(m.Cfg) }
+			out, err := Apply(context.Background(), c, m, env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer out.Drop()
+			if len(env.Trainings) != tt.trainings {
+				t.Fatalf("%d fine-tunings, want %d", len(env.Trainings), tt.trainings)
+			}
+			for i := 0; i < cfg.Depth; i++ {
+				want := 0.0
+				if slices.Contains(DefaultEViTBlocks(cfg.Depth), i) {
+					want = 0.5
+				}
+				if got := out.Cfg.Block(i).KeepRate; got != want {
+					t.Errorf("block %d keep rate %g, want %g", i, got, want)
+				}
+			}
+			if tt.trainings > 0 {
+				if env.Trainings[0].Epochs != tt.epochs {
+					t.Errorf("fine-tuned %g epochs, want %g", env.Trainings[0].Epochs, tt.epochs)
+				}
+				if trainedTokens != FinalTokens(out.Cfg) {
+					t.Errorf("fine-tuned a model leaving %d tokens, the result leaves %d", trainedTokens, FinalTokens(out.Cfg))
+				}
+			}
+			// The weights: trained by evit, the input's under evit-trainfree.
+			changed := false
+			dense := m.VS.Variables()
+			for name, v := range out.VS.Variables() {
+				if w, ok := dense[name]; ok && !v.MustEqual(&w, false) {
+					changed = true
+				}
+			}
+			if changed != (tt.trainings > 0) {
+				t.Errorf("weights changed %t, want %t", changed, tt.trainings > 0)
+			}
+		})
 	}
 }
