@@ -314,6 +314,16 @@ func evitReduce(x, keys, size, clsAttn *ts.Tensor, prefix, kept int, fuse, withK
 // Both the matching and the merge are batched tensor operations on x's
 // device, as in ToMe's code; nothing is copied to the host.
 func tomeReduce(x, k, s *ts.Tensor, r, prefix int) (xo, so *ts.Tensor) {
+	if x.MustSize()[0] == 1 && x.MustDevice() == gotch.CPU {
+		return hostTomeReduce(x, k, s, r, prefix)
+	}
+	return tensorTomeReduce(x, k, s, r, prefix)
+}
+
+// tensorTomeReduce is tomeReduce in batched tensor ops, as ToMe's
+// merge.py runs it: the matching (tomeMatch) and the merge (tomeMerge)
+// on the device.
+func tensorTomeReduce(x, k, s *ts.Tensor, r, prefix int) (xo, so *ts.Tensor) {
 	n := int(x.MustSize()[1])
 	r = min(r, (n-prefix)/2)
 	if r <= 0 {
@@ -342,6 +352,124 @@ func tomeReduce(x, k, s *ts.Tensor, r, prefix int) (xo, so *ts.Tensor) {
 	return xo, so
 }
 
+// hostTomeReduce is ToMe's bipartite soft matching and size-weighted merge
+// (bipartite_soft_matching and merge_wavg of facebookresearch/ToMe) of x
+// [B,N,C] with sizes s (nil: all 1), matched by the keys k [B,N,C']: the
+// tokens at even positions (A) are matched to their most cosine-similar
+// token at an odd position (B), and the r A tokens with the most similar
+// matches are averaged, weighted by size, into them. Tokens before prefix
+// take part in no match and lead the result in their order; then come
+// the other kept A tokens in order, then the B tokens, as in ToMe. r is
+// clipped to (N - prefix) / 2; nil results mean nothing was merged.
+//
+// The matching runs on the host (tomeDest) and the merge is one
+// index_add: a dozen libtorch calls against the tensor path's fifty,
+// which is why tomeReduce takes it for a single image on the CPU (where
+// BenchmarkToMeMatching measures it faster); the tensor path is tested
+// against it.
+func hostTomeReduce(x, k, s *ts.Tensor, r, prefix int) (xo, so *ts.Tensor) {
+	sz := x.MustSize()
+	b, n, c := int(sz[0]), int(sz[1]), sz[2]
+	r = min(r, (n-prefix)/2)
+	if r <= 0 {
+		return nil, nil
+	}
+	dest := tomeDest(hostValues(k), b, n, int(k.MustSize()[2]), r, prefix)
+	var src *ts.Tensor
+	if s == nil {
+		ones := onesFor(x)
+		src = ts.MustCat([]*ts.Tensor{x, ones}, -1)
+		ones.MustDrop()
+	} else {
+		xs := x.MustMul(s, false)
+		src = ts.MustCat([]*ts.Tensor{xs, s}, -1)
+		xs.MustDrop()
+	}
+	res := scatterTokens(src, dest, int64(n-r))
+	src.MustDrop()
+	cols := columns(res, c, 1)
+	res.MustDrop()
+	so = cols[1].MustDetach(true).MustContiguous(true)
+	xo = cols[0].MustDiv(so, true)
+	return xo, so
+}
+
+// tomeDest runs ToMe's matching for every batch element on the keys
+// [B,N,C] and returns every token's slot in the merged sequence. The
+// cosine similarities of the A tokens to the B tokens are computed here,
+// in float64: na x nb x C multiply-adds per image, little next to a block.
+func tomeDest(keys []float32, b, n, c, r, prefix int) []int64 {
+	na, nb := (n+1)/2, n/2
+	pa, pb := (prefix+1)/2, prefix/2 // protected tokens in A and in B
+	// dstSlot is the slot of B token j, unmSlot that of the u-th kept A
+	// token.
+	dstSlot := func(j int) int64 {
+		if j < pb {
+			return int64(2*j + 1)
+		}
+		return int64(na - r + j)
+	}
+	unmSlot := func(u int) int64 {
+		if u < pa {
+			return int64(2 * u)
+		}
+		return int64(pb + u)
+	}
+	dest := make([]int64, b*n)
+	nodeMax := make([]float64, na)
+	nodeIdx := make([]int, na)
+	order := make([]int, na)
+	inv := make([]float64, n) // 1 / |k|
+	for bi := 0; bi < b; bi++ {
+		kb := keys[bi*n*c : (bi+1)*n*c]
+		for i := range inv {
+			ss := 0.0
+			for _, v := range kb[i*c : (i+1)*c] {
+				ss += float64(v) * float64(v)
+			}
+			inv[i] = 1 / math.Max(math.Sqrt(ss), 1e-12)
+		}
+		for ia := 0; ia < na; ia++ {
+			i := 2 * ia
+			best, bj := math.Inf(-1), 0
+			if i >= prefix {
+				ki := kb[i*c : (i+1)*c]
+				for ib := 0; ib < nb; ib++ {
+					j := 2*ib + 1
+					if j < prefix {
+						continue
+					}
+					dot := 0.0
+					for d, v := range kb[j*c : (j+1)*c] {
+						dot += float64(ki[d]) * float64(v)
+					}
+					if v := dot * inv[i] * inv[j]; v > best {
+						best, bj = v, ib
+					}
+				}
+			}
+			nodeMax[ia], nodeIdx[ia] = best, bj
+			order[ia] = ia
+		}
+		sort.SliceStable(order, func(i, j int) bool { return nodeMax[order[i]] > nodeMax[order[j]] })
+		d := dest[bi*n : (bi+1)*n]
+		for _, ia := range order[:r] {
+			d[2*ia] = dstSlot(nodeIdx[ia])
+		}
+		unm := append([]int(nil), order[r:]...)
+		sort.Ints(unm)
+		for u, ia := range unm {
+			d[2*ia] = unmSlot(u)
+		}
+		for ib := 0; ib < nb; ib++ {
+			d[2*ib+1] = dstSlot(ib)
+		}
+	}
+	return dest
+}
+
+// TestToMeTensorMatchesHost checks the batched tensor matching and merge
+// against the host implementation it replaced, including deit_tiny's
 // tomeMatch is the matching of ToMe's bipartite_soft_matching on the keys
 // k [B,N,C'], without gradient: the keys are normalised, the A tokens
 // (even positions) scored against the B tokens (odd positions) by one
