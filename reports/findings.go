@@ -88,6 +88,9 @@ func computeFindings(g *group) findings {
 			}
 		}
 	}
+	if s, ok := distillFinding(g); ok {
+		f.Sentences = append(f.Sentences, s)
+	}
 	f.Sentences = append(f.Sentences, combinationFindings(g)...)
 	f.Sentences = dedupe(f.Sentences)
 	return f
@@ -336,6 +339,52 @@ func (f *findings) budgetRows(a *costAxis, pts []point, baseCost float64) {
 		}
 		f.Budgets = append(f.Budgets, br)
 	}
+}
+
+// distillFinding compares the students trained with the teacher against
+// the same architecture trained on labels alone, seed by seed (the same
+// seed's two students on the same images, McNemar), as the survey reads
+// distillation: the gain the teacher gives.
+func distillFinding(g *group) (string, bool) {
+	bySeed := map[int64][2]*row{}
+	for _, r := range g.Rows {
+		if !r.ok() || r.exp.Seed == nil || r.exp.Model == g.Model || (r.fam != familyDistill && r.fam != familyStudent) {
+			continue
+		}
+		pair := bySeed[*r.exp.Seed]
+		if r.fam == familyDistill {
+			pair[0] = r
+		} else {
+			pair[1] = r
+		}
+		bySeed[*r.exp.Seed] = pair
+	}
+	var deltas []float64
+	sig, n := 0, 0
+	for _, pair := range bySeed {
+		if pair[0] == nil || pair[1] == nil {
+			continue
+		}
+		c := g.paired(pair[1], pair[0])
+		if !c.ok {
+			continue
+		}
+		n++
+		deltas = append(deltas, c.delta.Value)
+		if stats.Significant(c.p) && c.delta.Value > 0 {
+			sig++
+		}
+	}
+	if n == 0 {
+		return "", false
+	}
+	mean := stats.Mean(deltas)
+	s := fmt.Sprintf("Distillation: trained with %s as teacher, the student gains %s pts of top-1 over the same architecture trained on labels alone (mean of %s",
+		quote(g.Base.exp.Name), fmtSigned(mean.Value), plural(n, "seed"))
+	if !math.IsNaN(mean.Lo) {
+		s += ", t interval " + ciText(mean.Lo, mean.Hi, 1)
+	}
+	return s + fmt.Sprintf("); the gain is significant (McNemar, same images) for %d of %d seeds.", sig, n), true
 }
 
 // combinationFindings states which single-technique experiments a
