@@ -164,7 +164,8 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	if err := reports.Render(snap, reports.Options{OutDir: *reportDir, AssetsDir: *assets}); err != nil {
-		return fmt.Errorf("report: %w", err)
+		// The run itself is stored as it ended; only the pages are missing.
+		return fmt.Errorf("the results are stored in %s, but the report could not be written (%w); once fixed: bench report --db %s --out %s", *db, err, *db, *reportDir)
 	}
 	fmt.Fprintf(stdout, "report: %s\n", filepath.Join(*reportDir, reports.IndexPage))
 	if runErr != nil {

@@ -219,3 +219,27 @@ func TestIndentLines(t *testing.T) {
 		}
 	}
 }
+
+// TestReportFailureKeepsResults checks a run whose report cannot be
+// written: status 1, a message saying the results are stored and how to
+// render them, and the run stored as it ended.
+func TestReportFailureKeepsResults(t *testing.T) {
+	dir := t.TempDir()
+	suite := writeSuite(t, dir, 1)
+	db := filepath.Join(dir, "r.db")
+	var stdout, stderr bytes.Buffer
+	err := Main(context.Background(), []string{"run", suite, "--db", db, "--report", filepath.Join(dir, "report"), "--assets", filepath.Join(dir, "no-assets")}, &stdout, &stderr)
+	if code := exitCode(err, &stderr); code != 1 {
+		t.Fatalf("exit status %d, want 1\n%s", code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "the results are stored in "+db) || !strings.Contains(stderr.String(), "bench report --db "+db) {
+		t.Errorf("message: %s", stderr.String())
+	}
+	snap, err := store.OpenSnapshots(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Runs) != 1 || snap.Runs[0].Status != store.StatusOK || len(snap.Experiments) != 2 {
+		t.Errorf("stored: %d runs (%+v), %d experiments", len(snap.Runs), snap.Runs, len(snap.Experiments))
+	}
+}
