@@ -22,7 +22,7 @@ import (
 func init() { commands["latency"] = runLatency }
 
 const latencyUsage = `usage: bench latency --arch NAME [--weights FILE] [--batch B] [--threads T]
-                     [--engine split|eager] [--precision fp32|bf16|fp16|int8|int8-dynamic]
+                     [--engine auto|split|eager] [--precision fp32|bf16|fp16|int8|int8-dynamic]
                      [--warmup N] [--iters N] [--device cpu|cuda] [--json]
 
 Measures a ViT's forward pass the way timm's benchmark script does: random
@@ -35,8 +35,9 @@ thread runs the pass with libtorch's intra-op pool of T threads (OpenMP
 for elementwise ops, OpenBLAS's pool for products), as PyTorch eager
 does. split: T threads of one intra-op thread each run a share of the
 pass, a batch of at least T images split by images and a smaller one by
-tokens, meeting once per block (twice more at a token reduction). The
-default is split when T > 1.
+tokens, meeting once per block (twice more at a token reduction). auto,
+the default when T > 1, times five passes each way after a warm-up and
+runs the faster; engine_ran says which.
 --precision bf16 or fp16 casts every tensor of the model (as a quantize
 stage with that precision does) and times the cast model; it fails, saying
 so, where this libtorch has no kernel for it on the device (fp16 on the
@@ -68,7 +69,8 @@ type latencyResult struct {
 	P90ms      float64 `json:"p90_ms"`
 	P99ms      float64 `json:"p99_ms"`
 	Throughput float64 `json:"throughput_ips"` // images per second: batch / p50
-	Engine     string  `json:"engine"`         // split or eager (see latencyUsage)
+	Engine     string  `json:"engine"`         // auto, split or eager (see latencyUsage)
+	EngineRan  string  `json:"engine_ran"`     // split or eager: what auto chose, else Engine
 	// Executed is the precision the timed graph ran in: fp32, bf16, fp16,
 	// int8, or "simulated" (a fake-quantized artifact timed on its fp32
 	// graph).
@@ -88,7 +90,7 @@ func runLatency(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	mf.register(fs)
 	batch := fs.Int("batch", 1, "images per forward pass")
 	threads := fs.Int("threads", 0, "CPU threads (0 = all logical CPUs)")
-	engine := fs.String("engine", "", "how a pass uses the threads: split or eager (default split when threads > 1)")
+	engine := fs.String("engine", "", "how a pass uses the threads: auto, split or eager (default auto when threads > 1)")
 	warmup := fs.Int("warmup", 10, "untimed passes first")
 	iters := fs.Int("iters", 50, "timed passes")
 	device := fs.String("device", "cpu", "cpu or cuda")
@@ -109,7 +111,7 @@ func runLatency(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	case *device != "cpu" && *device != "cuda":
 		return usageError{fmt.Errorf("latency: --device %q: want cpu or cuda", *device)}
 	case *engine != "" && !slices.Contains(measure.Engines, *engine):
-		return usageError{fmt.Errorf("latency: --engine %q: want %s or %s", *engine, measure.EngineSplit, measure.EngineEager)}
+		return usageError{fmt.Errorf("latency: --engine %q: want %s", *engine, strings.Join(measure.Engines, ", "))}
 	case !slices.Contains(latencyPrecisions, *precision):
 		return usageError{fmt.Errorf("latency: --precision %q: want fp32, bf16, fp16, int8 or int8-dynamic", *precision)}
 	case *engine == measure.EngineSplit && *device != "cpu":
@@ -168,14 +170,17 @@ func runLatency(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		defer g.Drop()
 	}
 	m = g
-	lat, err := measure.Forward(ctx, m, measure.Options{Batch: *batch, Warmup: *warmup, Iters: *iters, Device: dev, Split: split})
+	lat, err := measure.Forward(ctx, m, measure.Options{Batch: *batch, Warmup: *warmup, Iters: *iters, Device: dev, Split: split, Auto: eng == measure.EngineAuto})
 	if err != nil {
 		return fmt.Errorf("latency: %w", err)
 	}
 	res := latencyResult{
 		Arch: mf.label(m), Batch: lat.Batch, Threads: n, Device: *device,
 		P50ms: 1e3 * lat.P50, P90ms: 1e3 * lat.P90, P99ms: 1e3 * lat.P99, Throughput: lat.Throughput,
-		Engine: eng, Executed: executed, ExecDetail: detail, Warmup: *warmup, Iters: *iters,
+		Engine: eng, EngineRan: measure.EngineEager, Executed: executed, ExecDetail: detail, Warmup: *warmup, Iters: *iters,
+	}
+	if lat.Split > 1 {
+		res.EngineRan = measure.EngineSplit
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -217,8 +222,12 @@ func quantizeForLatency(ctx context.Context, m *vit.Model, precision string) err
 }
 
 func writeLatencyText(w io.Writer, r latencyResult) error {
+	engine := r.Engine
+	if r.EngineRan != "" && r.EngineRan != r.Engine {
+		engine += ": " + r.EngineRan
+	}
 	fmt.Fprintf(w, "%s in %s on %s, batch %d, %d threads (%s): %d warm-up + %d timed passes, no-grad\n",
-		r.Arch, r.Executed, r.Device, r.Batch, r.Threads, r.Engine, r.Warmup, r.Iters)
+		r.Arch, r.Executed, r.Device, r.Batch, r.Threads, engine, r.Warmup, r.Iters)
 	rows := [][]string{
 		{"p50", fmt.Sprintf("%.2f ms", r.P50ms)},
 		{"p90", fmt.Sprintf("%.2f ms", r.P90ms)},

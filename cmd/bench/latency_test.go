@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -21,8 +22,9 @@ func TestLatencyJSON(t *testing.T) {
 		engine  string
 	}{
 		{[]string{"--weights", art, "--batch", "3", "--threads", "1", "--warmup", "1", "--iters", "7"}, "tiny", 3, 1, "eager"},
-		{[]string{"--weights", art, "--threads", "2", "--iters", "5"}, "tiny", 1, 2, "split"},
-		{[]string{"--weights", art, "--batch", "3", "--threads", "2", "--iters", "5"}, "tiny", 3, 2, "split"},
+		{[]string{"--weights", art, "--threads", "2", "--iters", "5"}, "tiny", 1, 2, "auto"},
+		{[]string{"--weights", art, "--batch", "3", "--threads", "2", "--iters", "5"}, "tiny", 3, 2, "auto"},
+		{[]string{"--weights", art, "--batch", "3", "--threads", "2", "--engine", "split", "--iters", "5"}, "tiny", 3, 2, "split"},
 		{[]string{"--weights", art, "--threads", "2", "--engine", "eager", "--iters", "5"}, "tiny", 1, 2, "eager"},
 		{[]string{"--arch", "deit_tiny_patch16_224", "--img-size", "32", "--num-classes", "10", "--batch", "2", "--threads", "1", "--warmup", "0", "--iters", "3"}, "deit_tiny_patch16_224", 2, 1, "eager"},
 	}
@@ -38,13 +40,17 @@ func TestLatencyJSON(t *testing.T) {
 			if err := json.Unmarshal(stdout.Bytes(), &keys); err != nil {
 				t.Fatalf("not one JSON object: %v\n%s", err, stdout.String())
 			}
-			for _, k := range []string{"arch", "batch", "threads", "device", "p50_ms", "p90_ms", "p99_ms", "throughput_ips", "engine"} {
+			for _, k := range []string{"arch", "batch", "threads", "device", "p50_ms", "p90_ms", "p99_ms", "throughput_ips", "engine", "engine_ran"} {
 				if _, ok := keys[k]; !ok {
 					t.Errorf("key %q missing:\n%s", k, stdout.String())
 				}
 			}
 			if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
 				t.Fatal(err)
+			}
+			ran := map[string][]string{"auto": {"split", "eager"}, "split": {"split"}, "eager": {"eager"}}[tt.engine]
+			if !slices.Contains(ran, r.EngineRan) {
+				t.Errorf("engine %q ran %q, want one of %q", r.Engine, r.EngineRan, ran)
 			}
 			if r.Arch != tt.arch || r.Batch != tt.batch || r.Threads != tt.threads || r.Device != "cpu" || r.Engine != tt.engine {
 				t.Errorf("arch %q batch %d threads %d device %q engine %q; want %q %d %d cpu %q",
@@ -86,7 +92,7 @@ func TestLatencyErrors(t *testing.T) {
 		{[]string{"--arch", "deit_tiny_patch16_224", "--warmup", "-1"}, "--warmup -1: want >= 0"},
 		{[]string{"--arch", "deit_tiny_patch16_224", "--threads", "-2"}, "--threads -2"},
 		{[]string{"--arch", "deit_tiny_patch16_224", "--device", "tpu"}, `--device "tpu": want cpu or cuda`},
-		{[]string{"--arch", "deit_tiny_patch16_224", "--engine", "fast"}, `--engine "fast": want split or eager`},
+		{[]string{"--arch", "deit_tiny_patch16_224", "--engine", "fast"}, `--engine "fast": want auto, split, eager`},
 		{[]string{"--arch", "deit_tiny_patch16_224", "--engine", "split", "--device", "cuda"}, "--engine split: CPU only"},
 		{[]string{"--arch", "deit_tiny_patch16_224", "--weights", filepath.Join(t.TempDir(), "nope.pth")}, "no such file"},
 		{[]string{"--arch", "deit_tiny_patch16_224", "now"}, `unexpected argument "now"`},

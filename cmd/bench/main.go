@@ -93,7 +93,7 @@ func usage(w io.Writer) {
   bench compare [--db PATH]... [RUN...] [--machine HOST]... [--commit PREFIX]... [--metric NAME]... [--json]
                                            benchstat-style: metrics with intervals, deltas, p-values
   bench inspect --arch NAME [--weights FILE] [--num-classes N] [--img-size N] [--json]
-  bench latency --arch NAME [--weights FILE] [--batch B] [--threads T] [--engine split|eager]
+  bench latency --arch NAME [--weights FILE] [--batch B] [--threads T] [--engine auto|split|eager]
                 [--precision fp32|bf16|fp16|int8|int8-dynamic] [--warmup N] [--iters N] [--device cpu|cuda] [--json]
   bench forward --arch NAME --weights FILE --input X.npy --output Y.npy
   bench env [--json]

@@ -528,7 +528,7 @@ func (d *fileDecoder) measure(p keyPath, v any) Measure {
 	d.inRange(p.key("eval_batch"), ms.EvalBatch, 1, MaxBatch)
 	d.inRange(p.key("threads"), ms.Threads, 0, 4096)
 	d.check(slices.Contains(Engines, ms.Engine), p.key("engine"),
-		"want %q or %q, got %q", EngineSplit, EngineEager, ms.Engine)
+		"want %s, got %q", strings.Join(Engines, ", "), ms.Engine)
 	d.check(ms.Int8Engine == Int8OneDNN || ms.Int8Engine == Int8None, p.key("int8_engine"),
 		"want %q or %q, got %q", Int8OneDNN, Int8None, ms.Int8Engine)
 	return ms

@@ -157,7 +157,8 @@ type Measure struct {
 	Iters           int `json:"iters"`            // timed iterations
 	Threads         int `json:"threads"`          // libtorch threads; 0 = all cores
 	EvalBatch       int `json:"eval_batch"`       // batch size of accuracy evaluation
-	// Engine is how a timed pass on the CPU uses its threads: EngineSplit
+	// Engine is how a timed pass on the CPU uses its threads: EngineAuto
+	// (the faster of the two, measured per model and batch), EngineSplit
 	// or EngineEager (bench latency --engine); measure.ResolveEngine says
 	// which one a timing runs with.
 	Engine string `json:"engine"`
@@ -179,12 +180,13 @@ const (
 // keeps its own copy of the names so that parsing a suite does not link
 // the timing code. A test checks that the two lists agree.
 const (
-	EngineSplit = "split" // each thread a share of the pass (the default)
+	EngineAuto  = "auto"  // the faster of split and eager, per model and batch (the default)
+	EngineSplit = "split" // each thread a share of the pass
 	EngineEager = "eager" // one pass on libtorch's intra-op pool
 )
 
 // Engines lists the accepted engine names, the default first.
-var Engines = []string{EngineSplit, EngineEager}
+var Engines = []string{EngineAuto, EngineSplit, EngineEager}
 
 // DefaultMeasure returns the measurement settings a suite starts from.
 func DefaultMeasure() Measure {
@@ -194,7 +196,7 @@ func DefaultMeasure() Measure {
 		Warmup:          defaultWarmup,
 		Iters:           defaultIters,
 		EvalBatch:       defaultEvalBatch,
-		Engine:          EngineSplit,
+		Engine:          EngineAuto,
 		Int8Engine:      Int8OneDNN,
 	}
 }

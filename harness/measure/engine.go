@@ -12,26 +12,35 @@ const (
 	// EngineEager runs the pass on one thread with libtorch's intra-op
 	// pool, as PyTorch eager does.
 	EngineEager = "eager"
+	// EngineAuto times a few passes each way for every model and batch
+	// during warm-up and runs the faster (Options.Auto); which ran is in
+	// Latency.Split. Neither way wins everywhere: splitting by images
+	// pays at large batches, and a token-reducing model split by tokens
+	// leaves one thread waiting while the other reduces.
+	EngineAuto = "auto"
 )
 
 // Engines lists the engines, the default first.
-var Engines = []string{EngineSplit, EngineEager}
+var Engines = []string{EngineAuto, EngineSplit, EngineEager}
 
 // ResolveEngine returns the engine a timing runs with, given the one asked
-// for ("" for the default, split): eager on CUDA, where a pass is one
+// for ("" for the default, auto): eager on CUDA, where a pass is one
 // stream of kernels, and on one thread, which has nothing to split. It is
 // the one rule bench latency and the runner share.
 func ResolveEngine(asked string, threads int, cpu bool) string {
-	if !cpu || threads < 2 || asked == EngineEager {
+	switch {
+	case !cpu || threads < 2 || asked == EngineEager:
 		return EngineEager
+	case asked == EngineSplit:
+		return EngineSplit
 	}
-	return EngineSplit
+	return EngineAuto
 }
 
 // SplitFor returns Options.Split for a timing on threads threads with the
 // resolved engine: threads when it splits, else 0 (eager).
 func SplitFor(engine string, threads int) int {
-	if engine == EngineSplit {
+	if engine == EngineSplit || engine == EngineAuto {
 		return threads
 	}
 	return 0

@@ -17,8 +17,11 @@ func TestResolveEngine(t *testing.T) {
 		want    string
 		split   int
 	}{
-		{"", 2, true, measure.EngineSplit, 2},
-		{"", 8, true, measure.EngineSplit, 8},
+		{"", 2, true, measure.EngineAuto, 2}, // auto: split passes available, chosen per model and batch
+		{"", 8, true, measure.EngineAuto, 8},
+		{measure.EngineAuto, 2, true, measure.EngineAuto, 2},
+		{measure.EngineAuto, 1, true, measure.EngineEager, 0},
+		{measure.EngineAuto, 4, false, measure.EngineEager, 0},
 		{measure.EngineSplit, 4, true, measure.EngineSplit, 4},
 		{measure.EngineEager, 4, true, measure.EngineEager, 0},
 		{"", 1, true, measure.EngineEager, 0},                  // one thread: nothing to split
@@ -46,7 +49,7 @@ func TestEnginesAgree(t *testing.T) {
 	if !slices.Equal(config.Engines, measure.Engines) {
 		t.Errorf("config.Engines = %q, measure.Engines = %q", config.Engines, measure.Engines)
 	}
-	if config.EngineSplit != measure.EngineSplit || config.EngineEager != measure.EngineEager {
+	if config.EngineSplit != measure.EngineSplit || config.EngineEager != measure.EngineEager || config.EngineAuto != measure.EngineAuto {
 		t.Errorf("config engines %q, %q; measure engines %q, %q",
 			config.EngineSplit, config.EngineEager, measure.EngineSplit, measure.EngineEager)
 	}

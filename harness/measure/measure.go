@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"sort"
 	"time"
 
@@ -31,6 +32,53 @@ type Options struct {
 	// caller's thread with its libtorch thread count, as PyTorch eager
 	// runs it.
 	Split int
+	// Auto, with Split, times autoProbe passes split and as many eager
+	// after the warm-up and runs the faster way (Latency.Split says
+	// which).
+	Auto bool
+}
+
+// autoProbe is how many passes each way Auto times to choose.
+const autoProbe = 5
+
+// choose returns o with the faster of splitting and eager for m at
+// o.Batch: autoProbe alternating passes each, the lower median wins (a
+// tie keeps eager, the simpler).
+func choose(ctx context.Context, m *vit.Model, o Options) (Options, error) {
+	if !o.Auto || splitOf(o) == 0 {
+		o.Auto = false
+		return o, nil
+	}
+	split, eager := o, o
+	split.Auto, eager.Auto, eager.Split = false, false, 0
+	for _, w := range []Options{split, eager} {
+		if _, err := passes(ctx, m, w, 2, 0); err != nil { // both warm before either is timed
+			return o, err
+		}
+	}
+	var sp, ea []float64
+	for range autoProbe {
+		s, err := passes(ctx, m, split, 0, 1)
+		if err != nil {
+			return o, err
+		}
+		e, err := passes(ctx, m, eager, 0, 1)
+		if err != nil {
+			return o, err
+		}
+		sp, ea = append(sp, s...), append(ea, e...)
+	}
+	if splitFaster(sp, ea) {
+		return split, nil
+	}
+	return eager, nil
+}
+
+// splitFaster reports whether the split passes' median is below the eager
+// ones' (a tie keeps eager, the simpler).
+func splitFaster(split, eager []float64) bool {
+	sp, ea := slices.Sorted(slices.Values(split)), slices.Sorted(slices.Values(eager))
+	return percentile(sp, 50) < percentile(ea, 50)
 }
 
 // Latency is the outcome of a measurement.
@@ -69,6 +117,10 @@ func Forward(ctx context.Context, m *vit.Model, o Options) (*Latency, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	collectGarbage()
+	o, err := choose(ctx, m, o)
+	if err != nil {
+		return nil, err
+	}
 	samples, err := passes(ctx, m, o, o.Warmup, o.Iters)
 	if err != nil {
 		return nil, err
@@ -203,9 +255,11 @@ func Interleaved(ctx context.Context, n int, load func(i int) (*vit.Model, error
 	defer runtime.UnlockOSThread()
 	samples := make([][][]float64, n)
 	roundOf := make([][][]int, n)
+	chosen := make([][]Options, n) // each model's options, Auto resolved in its first round
 	for i := range samples {
 		samples[i] = make([][]float64, len(opts))
 		roundOf[i] = make([][]int, len(opts))
+		chosen[i] = append([]Options(nil), opts...)
 	}
 	for r := 0; r < rounds; r++ {
 		for i := 0; i < n; i++ {
@@ -222,10 +276,18 @@ func Interleaved(ctx context.Context, n int, load func(i int) (*vit.Model, error
 				continue
 			}
 			collectGarbage()
-			for j, o := range opts {
+			for j := range opts {
+				o := chosen[i][j]
 				iters := share(o.Iters, rounds, r)
 				if iters == 0 {
 					continue
+				}
+				if o.Auto {
+					if o, err = choose(ctx, m, o); err != nil {
+						errs[i] = err
+						break
+					}
+					chosen[i][j] = o
 				}
 				warmup := o.Warmup
 				if r > 0 && warmup > 0 {
@@ -249,7 +311,7 @@ func Interleaved(ctx context.Context, n int, load func(i int) (*vit.Model, error
 			continue
 		}
 		lats[i] = make([]*Latency, len(opts))
-		for j, o := range opts {
+		for j, o := range chosen[i] {
 			lats[i][j] = summarize(o, samples[i][j])
 			lats[i][j].Rounds = roundOf[i][j]
 		}

@@ -81,6 +81,8 @@ func TestForward(t *testing.T) {
 		{m, Options{Batch: 5, Warmup: 1, Iters: 3, Split: 2}, 2},
 		{tome, Options{Batch: 4, Warmup: 1, Iters: 3, Split: 2}, 2},
 		{tome, Options{Batch: 1, Warmup: 1, Iters: 3, Split: 2}, 2},
+		{m, Options{Batch: 4, Warmup: 1, Iters: 3, Split: 2, Auto: true}, -1}, // either, as measured
+		{m, Options{Batch: 4, Warmup: 1, Iters: 3, Auto: true}, 0},            // nothing to choose from
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -90,6 +92,9 @@ func TestForward(t *testing.T) {
 		l, err := Forward(context.Background(), tt.model, o)
 		if err != nil {
 			t.Fatalf("%+v: %v", o, err)
+		}
+		if tt.wantSplit < 0 && (l.Split == 0 || l.Split == o.Split) {
+			tt.wantSplit = l.Split
 		}
 		if len(l.Samples) != o.Iters || l.Batch != o.Batch || l.Device != gotch.CPU.Name || l.Split != tt.wantSplit {
 			t.Errorf("%+v: %d samples, batch %d, device %q, split %d; want split %d", o, len(l.Samples), l.Batch, l.Device, l.Split, tt.wantSplit)
@@ -103,6 +108,22 @@ func TestForward(t *testing.T) {
 		// A split pass sets both pools to one thread while it runs.
 		if got, gotBLAS := torchrt.NumThreads(), torchrt.BLASThreads(); got != threads || gotBLAS != blas {
 			t.Errorf("%+v: left libtorch at %d threads and OpenBLAS at %d, were %d and %d", o, got, gotBLAS, threads, blas)
+		}
+	}
+}
+
+func TestSplitFaster(t *testing.T) {
+	for _, tt := range []struct {
+		split, eager []float64
+		want         bool
+	}{
+		{[]float64{1, 2, 3}, []float64{2, 3, 4}, true},
+		{[]float64{3, 2, 1}, []float64{1, 1, 9}, false},
+		{[]float64{2, 2, 2}, []float64{2, 2, 2}, false}, // a tie keeps eager
+		{[]float64{1, 9, 9, 9, 1}, []float64{5, 5, 5, 5, 5}, false},
+	} {
+		if got := splitFaster(tt.split, tt.eager); got != tt.want {
+			t.Errorf("splitFaster(%v, %v) = %v, want %v", tt.split, tt.eager, got, tt.want)
 		}
 	}
 }

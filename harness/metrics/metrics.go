@@ -51,6 +51,8 @@ const (
 	LatencyP99       = "latency_p99"
 	Throughput       = "throughput"
 	ThroughputBatch  = "throughput_batch"
+	LatencySplit     = "latency_split"    // threads the batch-1 passes were split over; 0: eager
+	ThroughputSplit  = "throughput_split" // the same for the throughput passes
 	TrainSeconds     = "train_seconds"
 	CompressSeconds  = "compress_seconds"
 	EvalSeconds      = "eval_seconds"
@@ -86,6 +88,8 @@ var known = map[string]Info{
 	LatencyP99:       {UnitSeconds, -1, false, "latency p99, batch 1"},
 	Throughput:       {UnitIPS, +1, false, "throughput"},
 	ThroughputBatch:  {UnitCount, 0, true, "throughput batch size"},
+	LatencySplit:     {UnitCount, 0, true, "threads a batch-1 pass was split over (0: eager)"},
+	ThroughputSplit:  {UnitCount, 0, true, "threads a throughput pass was split over (0: eager)"},
 	TrainSeconds:     {UnitSeconds, -1, false, "training time"},
 	CompressSeconds:  {UnitSeconds, -1, false, "compression time"},
 	EvalSeconds:      {UnitSeconds, -1, false, "evaluation time"},

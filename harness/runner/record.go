@@ -79,6 +79,8 @@ func (r *Runner) record(e *plan.Experiment, rec *store.Experiment, ev *evaluatio
 		metrics.New(metrics.LatencyP99, lat.P99),
 		metrics.New(metrics.Throughput, thr.Throughput),
 		metrics.New(metrics.ThroughputBatch, float64(ms.ThroughputBatch)),
+		metrics.New(metrics.LatencySplit, float64(lat.Split)),
+		metrics.New(metrics.ThroughputSplit, float64(thr.Split)),
 		metrics.New(metrics.TrainSeconds, trainSec),
 		metrics.New(metrics.CompressSeconds, compressSec),
 		metrics.New(metrics.EvalSeconds, ev.eval.Seconds),

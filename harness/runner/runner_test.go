@@ -337,7 +337,8 @@ func TestTimingEngine(t *testing.T) {
 		want    string
 	}{
 		{"one thread", 1, "", measure.EngineEager},
-		{"default, two threads", 2, "", measure.EngineSplit},
+		{"default, two threads", 2, "", measure.EngineAuto},
+		{"split asked for", 2, "engine = \"split\"\n", measure.EngineSplit},
 		{"eager asked for", 2, "engine = \"eager\"\n", measure.EngineEager},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -363,9 +364,17 @@ pipeline = [ { technique = "merge" } ]
 			if err != nil {
 				t.Fatal(err)
 			}
+			// What each timing ran: split over the threads, or eager;
+			// auto may choose either, graph by graph and batch by batch.
+			ran := map[string][]float64{measure.EngineEager: {0}, measure.EngineSplit: {float64(tt.threads)}, measure.EngineAuto: {0, float64(tt.threads)}}[tt.want]
 			for _, name := range []string{"tiny", "merged"} {
 				if v, ok := metric(find(t, es, name), metrics.LatencyP50); !ok || !(v > 0) {
 					t.Errorf("%s: latency p50 %v (present %v)", name, v, ok)
+				}
+				for _, m := range []string{metrics.LatencySplit, metrics.ThroughputSplit} {
+					if v, ok := metric(find(t, es, name), m); !ok || !slices.Contains(ran, v) {
+						t.Errorf("%s: %s = %v (present %v), want one of %v", name, m, v, ok, ran)
+					}
 				}
 			}
 		})

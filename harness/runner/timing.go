@@ -40,9 +40,10 @@ func (r *Runner) timeGraphs(ctx context.Context, evals []*evaluation) {
 		return
 	}
 	ms := r.Plan.Suite.Measure
+	auto := r.Run.Engine == measure.EngineAuto
 	opts := []measure.Options{
-		{Batch: ms.LatencyBatch, Warmup: ms.Warmup, Iters: ms.Iters, Device: r.Device, Split: r.split},
-		{Batch: ms.ThroughputBatch, Warmup: max(1, ms.Warmup/5), Iters: max(3, ms.Iters/5), Device: r.Device, Split: r.split},
+		{Batch: ms.LatencyBatch, Warmup: ms.Warmup, Iters: ms.Iters, Device: r.Device, Split: r.split, Auto: auto},
+		{Batch: ms.ThroughputBatch, Warmup: max(1, ms.Warmup/5), Iters: max(3, ms.Iters/5), Device: r.Device, Split: r.split, Auto: auto},
 	}
 	fmt.Fprintf(r.Log, "timing %d distinct graphs for %d experiments: batch %d x %d and batch %d x %d passes each, in %d interleaved rounds, engine %s\n",
 		len(graphs), countOK(evals), opts[0].Batch, opts[0].Iters, opts[1].Batch, opts[1].Iters, timingRounds, r.Run.Engine)

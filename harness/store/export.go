@@ -37,6 +37,8 @@ var standardMetrics = []string{
 	metrics.LatencyP99,
 	metrics.Throughput,
 	metrics.ThroughputBatch,
+	metrics.LatencySplit,
+	metrics.ThroughputSplit,
 	metrics.TrainSeconds,
 	metrics.CompressSeconds,
 	metrics.EvalSeconds,
