@@ -284,7 +284,7 @@ func TestErrors(t *testing.T) {
 		{"measure ranges", strings.Replace(base, "name = \"x\"", "name = \"x\"\nmeasure = { iters = 0, threads = -1, latency_batch = \"1\" }", 1), Options{},
 			[]string{"3: suite.measure.iters: must be in [1, 1000000], got 0", `3: suite.measure.latency_batch: want an integer, got string "1"`, "3: suite.measure.threads: must be in [0, 4096], got -1"}},
 		{"measure engine", strings.Replace(base, "name = \"x\"", "name = \"x\"\nmeasure = { engine = \"fast\" }", 1), Options{},
-			[]string{`3: suite.measure.engine: want "split" or "eager", got "fast"`}},
+			[]string{`3: suite.measure.engine: want auto, split, eager, got "fast"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -443,7 +443,8 @@ func TestReadFileMissing(t *testing.T) {
 
 func TestMeasureEngine(t *testing.T) {
 	for _, tt := range []struct{ line, want string }{
-		{"", EngineSplit},
+		{"", EngineAuto},
+		{"engine = \"auto\"\n", EngineAuto},
 		{"engine = \"split\"\n", EngineSplit},
 		{"engine = \"eager\"\n", EngineEager},
 	} {
