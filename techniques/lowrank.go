@@ -2,9 +2,9 @@ package techniques
 
 import "slices"
 
-// DefaultRankRatio is the lowrank rank as a fraction of min(in, out)
-// when neither rank nor energy is given.
-const DefaultRankRatio = 0.5
+// DefaultParamsKept is the fraction of each layer's parameters a lowrank
+// stage keeps when neither rank nor energy is given.
+const DefaultParamsKept = 0.5
 
 // LowRankGroups are the layer groups a lowrank stage can factor.
 var LowRankGroups = []string{"qkv", "proj", "fc1", "fc2"}
@@ -15,13 +15,15 @@ type LowRankConfig struct {
 	// Layers are the groups to factor: qkv, proj, fc1, fc2. (The head
 	// has no factored form in vit.Config and is rejected.)
 	Layers []string `toml:"layers"`
-	// The rank, one way: RankRatio, a fraction of min(in, out) in (0, 1]
-	// (the default, 0.5, applies when neither rank nor energy is given);
-	// Rank, fixed (capped at min(in, out)); or Energy, the fraction of
-	// the squared singular values kept, in (0, 1].
-	RankRatio float64 `toml:"rank_ratio"`
-	Rank      int     `toml:"rank"`
-	Energy    float64 `toml:"energy"`
+	// The rank, one way: ParamsKept, the fraction of each layer's
+	// parameters its two factors keep, in (0, 1) (the default, 0.5,
+	// applies when neither rank nor energy is given: rank =
+	// floor(kept·in·out/(in+out))), so that every level below 1 changes
+	// every layer; Rank, fixed (capped at min(in, out)); or Energy, the
+	// fraction of the squared singular values kept, in (0, 1].
+	ParamsKept float64 `toml:"params_kept"`
+	Rank       int     `toml:"rank"`
+	Energy     float64 `toml:"energy"`
 	// KeepLarger factors a layer even where its factors are not smaller
 	// than it (for checking; off by default).
 	KeepLarger bool `toml:"keep_larger"`
@@ -31,7 +33,7 @@ type LowRankConfig struct {
 // NewLowRankConfig returns the defaults: qkv, proj, fc1 and fc2 at half
 // rank, no fine-tuning.
 func NewLowRankConfig() *LowRankConfig {
-	return &LowRankConfig{Layers: slices.Clone(LowRankGroups), RankRatio: DefaultRankRatio, FineTune: NewFineTune()}
+	return &LowRankConfig{Layers: slices.Clone(LowRankGroups), ParamsKept: DefaultParamsKept, FineTune: NewFineTune()}
 }
 
 // Validate checks ranges and that the rank is given one way.
@@ -44,17 +46,17 @@ func (c *LowRankConfig) Validate() error {
 	if c.Energy < 0 || c.Energy > 1 {
 		v.add("energy %g: want (0, 1] (or 0 for unset)", c.Energy)
 	}
-	if !(c.RankRatio > 0 && c.RankRatio <= 1) {
-		v.add("rank_ratio %g: want (0, 1]", c.RankRatio)
+	if !(c.ParamsKept > 0 && c.ParamsKept < 1) {
+		v.add("params_kept %g: want (0, 1), the fraction of each layer's parameters kept", c.ParamsKept)
 	}
 	given := 0
-	for _, set := range []bool{c.Rank > 0, c.Energy > 0, c.RankRatio != DefaultRankRatio} {
+	for _, set := range []bool{c.Rank > 0, c.Energy > 0, c.ParamsKept != DefaultParamsKept} {
 		if set {
 			given++
 		}
 	}
 	if given > 1 {
-		v.add("give the rank one way: rank_ratio, rank or energy")
+		v.add("give the rank one way: params_kept, rank or energy")
 	}
 	c.FineTune.check(&v)
 	return v.err(LowRank)

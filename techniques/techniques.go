@@ -93,7 +93,8 @@ func namesLocked() []string {
 func init() {
 	Register(Technique{Name: Quantize, Family: Quantize, NewConfig: func() Config { return NewQuantizeConfig() },
 		Renamed: map[string]string{"qat_epochs": "finetune_epochs"}})
-	Register(Technique{Name: LowRank, Family: LowRank, NewConfig: func() Config { return NewLowRankConfig() }})
+	Register(Technique{Name: LowRank, Family: LowRank, NewConfig: func() Config { return NewLowRankConfig() },
+		Renamed: map[string]string{"rank_ratio": "params_kept"}})
 	Register(Technique{Name: Prune, Family: Prune, NewConfig: func() Config { return NewPruneConfig() },
 		Renamed: map[string]string{"temperature": "kd_temperature", "alpha": "kd_alpha"}})
 	Register(Technique{Name: Distill, Family: Distill, NewConfig: func() Config { return NewDistillConfig() },

@@ -139,7 +139,7 @@ func TestRenamed(t *testing.T) {
 		renamed   map[string]string
 	}{
 		{Quantize, map[string]string{"qat_epochs": "finetune_epochs"}},
-		{LowRank, nil},
+		{LowRank, map[string]string{"rank_ratio": "params_kept"}},
 		{Prune, map[string]string{"temperature": "kd_temperature", "alpha": "kd_alpha"}},
 		{Distill, map[string]string{"epochs": "finetune_epochs", "temperature": "kd_temperature", "alpha": "kd_alpha", "kind": "kd_kind"}},
 	}

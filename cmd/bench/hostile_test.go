@@ -171,6 +171,7 @@ func TestHostileSuites(t *testing.T) {
 		{"bad prune kind", exp(`{ technique = "prune", kind = "everything" }`), nil, []string{"suite.toml:16", "kind"}},
 		{"unknown stage key", exp(`{ technique = "quantize", wieght_bits = 8 }`), nil, []string{"suite.toml:16", "wieght_bits"}},
 		{"unknown teacher", exp(`{ technique = "distill", teacher = "ghost" }`), nil, []string{"suite.toml:16", "ghost"}},
+		{"renamed lowrank level", exp(`{ technique = "lowrank", rank_ratio = 0.5 }`), nil, []string{"suite.toml:16", "rank_ratio", "params_kept"}},
 		{"empty sweep", exp(`{ technique = "quantize", weight_bits = [] }`), nil, []string{"suite.toml:16", "weight_bits"}},
 		{"sweep of bad values", exp(`{ technique = "quantize", weight_bits = [99, 98, 97, 96, 95, 94, 93, 92], act_bits = [8, 6, 4, 3, 2, 99, 98, 97, 96, 95], calibrator = ["minmax", "percentile", "omse", "nope"] }`), nil, []string{"suite.toml:16", "weight_bits"}},
 		{"duplicate experiment", exp(`{ technique = "quantize" }`) + "\n[[experiment]]\nname = \"x\"\nmodel = \"m\"\n", nil, []string{"suite.toml:19", "experiment[1].name"}},

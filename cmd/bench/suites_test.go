@@ -50,7 +50,7 @@ var coverage = []string{
 	"weight-only/w8", "weight-only/w4",
 	"vit-quant-w4a4/fq-vit", "vit-quant-w4a4/ptq4vit", "vit-quant-w4a4/repq-vit",
 	"qat-w4a4", "bf16",
-	"lowrank/r0.75", "lowrank/r0.5", "lowrank/r0.25",
+	"lowrank/p0.75", "lowrank/p0.5", "lowrank/p0.25",
 	"unstructured/a0.3", "unstructured/a0.5", "unstructured/a0.7", "unstructured/a0.9",
 	"heads/a0.25", "heads/a0.5", "mlp/a0.25", "mlp/a0.5",
 	"tome/m4", "tome/m8", "evit",

@@ -39,29 +39,34 @@ func options(c *techniques.LowRankConfig) Options {
 	case c.Energy > 0:
 		o.Energy = c.Energy
 	default:
-		o.RankRatio = c.RankRatio
+		o.ParamsKept = c.ParamsKept
 	}
 	return o
 }
 
-// Options are the factorization's parameters; exactly one of RankRatio,
-// Rank and Energy is set.
+// Options are the factorization's parameters; exactly one of ParamsKept,
+// RankRatio, Rank and Energy is set.
 type Options struct {
 	Groups     []string
-	RankRatio  float64
+	ParamsKept float64 // fraction of each layer's parameters kept
+	RankRatio  float64 // fraction of min(in, out)
 	Rank       int
 	Energy     float64
 	KeepLarger bool
 }
 
 // ChooseRank returns the rank for a layer of in inputs and out outputs
-// with singular values s (descending): round(ratio·min(in, out)) (at
+// with singular values s (descending): floor(kept·in·out/(in+out)), the
+// rank whose factors keep that fraction of the layer's parameters (at
+// least 1); round(ratio·min(in, out)) (at
 // least 1), the fixed rank (at most min(in, out)), or the least r whose
 // leading squared singular values hold the energy fraction (energy 1
 // keeps all of them).
 func ChooseRank(s []float64, in, out int, o Options) int {
 	k := min(in, out)
 	switch {
+	case o.ParamsKept > 0:
+		return max(1, min(k, int(o.ParamsKept*float64(in*out)/float64(in+out))))
 	case o.Rank > 0:
 		return min(o.Rank, k)
 	case o.Energy > 0:
@@ -253,6 +258,10 @@ func apply(ctx context.Context, c *techniques.LowRankConfig, m *vit.Model, env c
 	}
 	env.Logf("lowrank: %d layers factored, %d left dense (factors would not be smaller); %d parameters, was %d",
 		factored, skipped, nm.NumParams(), m.NumParams())
+	if factored == 0 {
+		nm.Drop()
+		return nil, fmt.Errorf("lowrank: the level changes nothing: at the rank it gives, every one of the %d layers would be no smaller factored, so all stay dense (give params_kept below 1, or a lower rank or energy)", skipped)
+	}
 	if err := compress.FineTune(ctx, env, c.FineTune, nm); err != nil {
 		nm.Drop()
 		return nil, fmt.Errorf("lowrank: fine-tune: %w", err)

@@ -137,6 +137,12 @@ func TestChooseRank(t *testing.T) {
 		o       Options
 		want    int
 	}{
+		// CIFAR ViT's proj, 128x128: half its parameters is rank 32,
+		// where rank_ratio 0.5 gave 64 (no smaller: left dense).
+		{"params kept half, square", 128, 128, Options{ParamsKept: 0.5}, 32},
+		{"params kept 0.75, fc1", 128, 256, Options{ParamsKept: 0.75}, 64}, // 0.75·32768/384 = 64
+		{"params kept floors", 4, 6, Options{ParamsKept: 0.5}, 1},          // 0.5·24/10 = 1.2
+		{"params kept at least 1", 4, 6, Options{ParamsKept: 0.01}, 1},
 		{"ratio half", 4, 6, Options{RankRatio: 0.5}, 2},
 		{"ratio rounds", 7, 9, Options{RankRatio: 0.5}, 4}, // 3.5 → 4
 		{"ratio at least 1", 4, 6, Options{RankRatio: 0.01}, 1},
@@ -246,7 +252,7 @@ func TestApplyThroughRegistry(t *testing.T) {
 	m := tinyModel(t)
 	defer m.Drop()
 	c := tech.NewConfig().(*techniques.LowRankConfig)
-	c.RankRatio, c.Epochs = 0.25, 0.5
+	c.ParamsKept, c.Epochs = 0.25, 0.5
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -272,5 +278,26 @@ func TestApplyThroughRegistry(t *testing.T) {
 	}
 	if _, err := compress.Apply(context.Background(), techniques.LowRank, c, m, env); err == nil || !strings.Contains(err.Error(), "quantized") {
 		t.Errorf("factoring a quantized model: %v", err)
+	}
+}
+
+// TestLevelThatChangesNothing checks that a level at which every layer
+// would stay dense fails, saying so, instead of passing the model on
+// unchanged under a low-rank name.
+func TestLevelThatChangesNothing(t *testing.T) {
+	m := tinyModel(t)
+	defer m.Drop()
+	c := techniques.NewLowRankConfig()
+	c.ParamsKept, c.Rank = techniques.DefaultParamsKept, 1000
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := compress.Apply(context.Background(), techniques.LowRank, c, m, &compresstest.Env{NoTrain: true})
+	if err == nil {
+		out.Drop()
+		t.Fatal("a rank no layer can use: no error")
+	}
+	if !strings.Contains(err.Error(), "changes nothing") {
+		t.Errorf("err = %v", err)
 	}
 }
