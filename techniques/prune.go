@@ -27,10 +27,20 @@ func IsEViT(method string) bool {
 
 // Importance criteria of structured pruning.
 const (
-	ImportanceL1     = "l1"
-	ImportanceL2     = "l2"
-	ImportanceTaylor = "taylor"
+	ImportanceL1        = "l1"
+	ImportanceL2        = "l2"
+	ImportanceTaylor    = "taylor"     // Molchanov et al. 2019: (sum of g·w over the group)², summed over batches
+	ImportanceTaylorAbs = "taylor-abs" // sum of |g·w| over the group's weights
 )
+
+// needsCalibration reports whether an importance criterion needs
+// calibration images (a gradient).
+func needsCalibration(importance string) bool {
+	return importance == ImportanceTaylor || importance == ImportanceTaylorAbs
+}
+
+// NeedsCalibration: see needsCalibration.
+func (c *PruneConfig) NeedsCalibration() bool { return needsCalibration(c.Importance) }
 
 // PruneGroups are the layer groups unstructured pruning can touch.
 var PruneGroups = []string{"qkv", "proj", "fc1", "fc2", "head"}
@@ -64,10 +74,12 @@ type PruneConfig struct {
 	Steps    int    `toml:"steps"` // iterative: default 4
 	// Importance ranks heads and neurons: "l1" (default), "l2" (norms of
 	// their weights: the q, k, v rows and proj columns of a head; the fc1
-	// row, bias and fc2 column of a neuron) or "taylor" (sum of |w x dL/dw|
-	// over the same weights, with the gradient of the cross-entropy against
-	// the model's own predictions, summed over calib_images images of the
-	// calibration split).
+	// row, bias and fc2 column of a neuron), "taylor" (Molchanov et al.
+	// 2019, which NViT builds on: the square of the sum of w x dL/dw over
+	// the same weights, per calibration batch, summed over the batches) or
+	// "taylor-abs" (the sum of |w x dL/dw| over them); the gradient is that
+	// of the cross-entropy against the model's own predictions over
+	// calib_images images of the calibration split.
 	Importance  string `toml:"importance"`
 	CalibImages int    `toml:"calib_images"` // taylor: default 256
 	// Method of token reduction: "tome" (default, training-free unless
@@ -136,9 +148,9 @@ func (c *PruneConfig) Validate() error {
 			v.add("schedule iterative needs finetune_epochs > 0 (without training between steps it is one-shot)")
 		}
 	}
-	v.oneOf("importance", c.Importance, ImportanceL1, ImportanceL2, ImportanceTaylor)
-	if c.Importance == ImportanceTaylor && c.CalibImages < 1 {
-		v.add("calib_images %d: want >= 1 for taylor importance", c.CalibImages)
+	v.oneOf("importance", c.Importance, ImportanceL1, ImportanceL2, ImportanceTaylor, ImportanceTaylorAbs)
+	if needsCalibration(c.Importance) && c.CalibImages < 1 {
+		v.add("calib_images %d: want >= 1 for %s importance", c.CalibImages, c.Importance)
 	}
 	v.oneOf("method", c.Method, MethodToMe, MethodEViT, MethodEViTTrainFree)
 	if c.Kind == KindTokens {

@@ -98,7 +98,7 @@ func Apply(ctx context.Context, c *techniques.PruneConfig, m *vit.Model, env com
 // the current model at every step.
 func structured(ctx context.Context, c *techniques.PruneConfig, m *vit.Model, env compress.Env, steps int, fineTune func(*vit.Model, float64) error) (*vit.Model, error) {
 	var calib []*ts.Tensor
-	if c.Importance == techniques.ImportanceTaylor {
+	if c.NeedsCalibration() {
 		var err error
 		if calib, err = env.Calibration(ctx, c.CalibImages); err != nil {
 			return nil, fmt.Errorf("calibration images: %w", err)
@@ -133,7 +133,7 @@ func structured(ctx context.Context, c *techniques.PruneConfig, m *vit.Model, en
 		amount := Cubic(c.Amount, t, steps)
 		var keep [][]int
 		if c.Scope == "global" {
-			if c.Importance != techniques.ImportanceTaylor {
+			if !c.NeedsCalibration() {
 				scores = normalizeBlocks(scores)
 			}
 			keep = removeGlobal(scores, max(0, RemovedCount(amount, sum(orig))-(sum(orig)-sum(lens(scores)))))

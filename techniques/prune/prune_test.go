@@ -367,7 +367,7 @@ func TestScoreFindsDeadUnits(t *testing.T) {
 			x.MustDrop()
 		}
 	}()
-	for _, crit := range []string{techniques.ImportanceL1, techniques.ImportanceL2, techniques.ImportanceTaylor} {
+	for _, crit := range []string{techniques.ImportanceL1, techniques.ImportanceL2, techniques.ImportanceTaylor, techniques.ImportanceTaylorAbs} {
 		imp, err := Score(m, crit, calib)
 		if err != nil {
 			t.Fatal(err)
@@ -670,5 +670,70 @@ func TestEViTFineTunes(t *testing.T) {
 				t.Errorf("weights changed %t, want %t", changed, tt.trainings > 0)
 			}
 		})
+	}
+}
+
+// TestTaylorIsMolchanov checks the taylor criterion against its definition
+// computed here from the tensors directly: for head 0 of block 0 and for
+// neuron 0 of block 0, the signed sum of w·dL/dw over the unit's weights,
+// batch by batch, squared and summed over the batches (Molchanov et al.
+// 2019), not the square of the whole calibration set's sum nor a sum of
+// absolute values.
+func TestTaylorIsMolchanov(t *testing.T) {
+	cfg := testConfig(false)
+	m := deadUnits(t, cfg)
+	defer m.Drop()
+	env := newEnv(t, nil)
+	calib, _ := env.Calibration(context.Background(), 32)
+	defer func() {
+		for _, x := range calib {
+			x.MustDrop()
+		}
+	}()
+	if len(calib) < 2 {
+		t.Fatalf("%d calibration batches, want at least 2", len(calib))
+	}
+	b := m.Blocks[0]
+	hd, inner := int64(b.HeadDim), int64(b.Heads*b.HeadDim)
+	sumWG := func(w *ts.Tensor, dim, start, n int64) float64 {
+		g := w.MustGrad(false)
+		defer g.MustDrop()
+		wn, gn := w.MustNarrow(dim, start, n, false), g.MustNarrow(dim, start, n, false)
+		defer wn.MustDrop()
+		defer gn.MustDrop()
+		return wn.MustMul(gn, false).MustSum(gotch.Double, true).Float64Values(true)[0]
+	}
+	var head, neuron, headOfSums float64
+	for _, x := range calib {
+		zeroGrads(m)
+		taylorGrads(m, []*ts.Tensor{x})
+		var s float64
+		for p := int64(0); p < 3; p++ {
+			s += sumWG(b.QKV.Weight, 0, p*inner, hd) + sumWG(b.QKV.Bias, 0, p*inner, hd)
+		}
+		s += sumWG(b.Proj.Weight, 1, 0, hd)
+		head += s * s
+		headOfSums += s
+		n := sumWG(b.FC1.Weight, 0, 0, 1) + sumWG(b.FC1.Bias, 0, 0, 1) + sumWG(b.FC2.Weight, 1, 0, 1)
+		neuron += n * n
+	}
+	zeroGrads(m)
+	imp, err := Score(m, techniques.ImportanceTaylor, calib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	near := func(a, b float64) bool { return math.Abs(a-b) <= 1e-6*math.Max(math.Abs(a), math.Abs(b)) }
+	if !near(imp.Heads[0][0], head) || !near(imp.Neurons[0][0], neuron) {
+		t.Errorf("taylor: head %g, neuron %g; want %g, %g", imp.Heads[0][0], imp.Neurons[0][0], head, neuron)
+	}
+	if near(imp.Heads[0][0], headOfSums*headOfSums) {
+		t.Errorf("taylor equals the square of the summed batches (%g): not accumulated per batch", headOfSums*headOfSums)
+	}
+	abs, err := Score(m, techniques.ImportanceTaylorAbs, calib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if near(abs.Heads[0][0], imp.Heads[0][0]) {
+		t.Errorf("taylor-abs and taylor agree (%g)", imp.Heads[0][0])
 	}
 }

@@ -23,43 +23,88 @@ type Importance struct {
 
 // Score computes the importance of m's heads and neurons by criterion:
 //
-//	l1:     sum |w|          over the unit's weights
-//	l2:     sqrt(sum w^2)    over the unit's weights
-//	taylor: sum |w * dL/dw|  over the unit's weights (first-order Taylor)
+//	l1:         sum |w|                over the unit's weights
+//	l2:         sqrt(sum w^2)          over the unit's weights
+//	taylor:     sum_b (sum g_b*w)^2    Molchanov et al. 2019: per batch b
+//	taylor-abs: sum |w * dL/dw|        over the unit's weights
 //
 // A head's weights are its rows of qkv (q, k and v, with their biases) and
 // its columns of proj; a neuron's are its row of fc1 (with its bias) and
 // its column of fc2. For a factored layer the rows are those of the second
-// factor and the columns those of the first. For taylor, L is the
-// cross-entropy of the model's logits against its own predictions
-// (argmax), summed over the calibration batches calib (the calibration
-// split has no labels); the model's gradients are zeroed before and after.
+// factor and the columns those of the first. For the Taylor criteria, L
+// is the cross-entropy of the model's logits against its own predictions
+// (argmax) over the calibration batches calib (the calibration split has
+// no labels): taylor squares each batch's signed group sum, the first-order
+// estimate of the loss change when the group is removed, and sums the
+// squares over batches as Molchanov et al. accumulate them; taylor-abs
+// sums |w·g| over all of calib at once. The model's gradients are zeroed
+// before and after.
 func Score(m *vit.Model, criterion string, calib []*ts.Tensor) (*Importance, error) {
-	var elem func(t *ts.Tensor) *ts.Tensor
 	switch criterion {
 	case techniques.ImportanceL1:
-		elem = func(t *ts.Tensor) *ts.Tensor { return t.MustAbs(false) }
+		return unitSums(m, func(t *ts.Tensor) *ts.Tensor { return t.MustAbs(false) }), nil
 	case techniques.ImportanceL2:
-		elem = func(t *ts.Tensor) *ts.Tensor { return t.MustMul(t, false) }
-	case techniques.ImportanceTaylor:
-		if len(calib) == 0 {
-			return nil, errors.New("prune: taylor importance needs calibration images")
+		imp := unitSums(m, func(t *ts.Tensor) *ts.Tensor { return t.MustMul(t, false) })
+		for _, blocks := range [][][]float64{imp.Heads, imp.Neurons} {
+			for _, units := range blocks {
+				for i := range units {
+					units[i] = math.Sqrt(units[i])
+				}
+			}
 		}
-		runtime.LockOSThread() // grad mode is per OS thread
-		defer runtime.UnlockOSThread()
-		taylorGrads(m, calib)
-		defer zeroGrads(m)
-		elem = func(t *ts.Tensor) *ts.Tensor {
+		return imp, nil
+	case techniques.ImportanceTaylor, techniques.ImportanceTaylorAbs:
+		if len(calib) == 0 {
+			return nil, fmt.Errorf("prune: %s importance needs calibration images", criterion)
+		}
+	default:
+		return nil, fmt.Errorf("prune: unknown importance %q (l1, l2, taylor, taylor-abs)", criterion)
+	}
+	runtime.LockOSThread() // grad mode is per OS thread
+	defer runtime.UnlockOSThread()
+	defer zeroGrads(m)
+	gradTimesWeight := func(abs bool) func(t *ts.Tensor) *ts.Tensor {
+		return func(t *ts.Tensor) *ts.Tensor {
 			g := t.MustGrad(false)
 			defer g.MustDrop()
 			if !g.MustDefined() {
 				return t.MustZerosLike(false)
 			}
-			return t.MustMul(g, false).MustAbs(true)
+			if abs {
+				return t.MustMul(g, false).MustAbs(true)
+			}
+			return t.MustMul(g, false)
 		}
-	default:
-		return nil, fmt.Errorf("prune: unknown importance %q (l1, l2, taylor)", criterion)
 	}
+	if criterion == techniques.ImportanceTaylorAbs {
+		taylorGrads(m, calib)
+		return unitSums(m, gradTimesWeight(true)), nil
+	}
+	var imp *Importance
+	for _, x := range calib {
+		taylorGrads(m, []*ts.Tensor{x})
+		part := unitSums(m, gradTimesWeight(false))
+		if imp == nil {
+			imp = &Importance{Heads: make([][]float64, len(part.Heads)), Neurons: make([][]float64, len(part.Neurons))}
+			for b := range part.Heads {
+				imp.Heads[b] = make([]float64, len(part.Heads[b]))
+				imp.Neurons[b] = make([]float64, len(part.Neurons[b]))
+			}
+		}
+		for b := range part.Heads {
+			for i, v := range part.Heads[b] {
+				imp.Heads[b][i] += v * v
+			}
+			for i, v := range part.Neurons[b] {
+				imp.Neurons[b][i] += v * v
+			}
+		}
+	}
+	return imp, nil
+}
+
+// unitSums sums elem over each head's and each neuron's weights.
+func unitSums(m *vit.Model, elem func(t *ts.Tensor) *ts.Tensor) *Importance {
 	imp := &Importance{}
 	torchrt.NoGrad(func() {
 		for _, b := range m.Blocks {
@@ -82,19 +127,11 @@ func Score(m *vit.Model, criterion string, calib []*ts.Tensor) (*Importance, err
 			for j := range neurons {
 				neurons[j] = fc1[j] + fc2[j]
 			}
-			if criterion == techniques.ImportanceL2 {
-				for i := range heads {
-					heads[i] = math.Sqrt(heads[i])
-				}
-				for i := range neurons {
-					neurons[i] = math.Sqrt(neurons[i])
-				}
-			}
 			imp.Heads = append(imp.Heads, heads)
 			imp.Neurons = append(imp.Neurons, neurons)
 		}
 	})
-	return imp, nil
+	return imp
 }
 
 // taylorGrads fills m's gradients with those of the self-prediction loss
