@@ -642,7 +642,7 @@ func TestExample(t *testing.T) {
 	if !reflect.DeepEqual(groups, want) {
 		t.Errorf("experiments per group %v, want %v", groups, want)
 	}
-	for _, name := range []string{"ptq/w8-a8-minmax", "ptq/w4-a4-omse", "lowrank/r0.25", "prune-int8/a0.5"} {
+	for _, name := range []string{"ptq/w8-a8-minmax", "ptq/w4-a4-omse", "lowrank/p0.25", "prune-int8/a0.5"} {
 		if exps[name] == nil {
 			t.Errorf("no experiment %s (the example's comments name it)", name)
 		}
