@@ -7,6 +7,8 @@ import (
 	"io"
 	"runtime"
 
+	"github.com/vitbench/vitbench/harness/config"
+	"github.com/vitbench/vitbench/harness/vit"
 	"github.com/vitbench/vitbench/internal/torchrt"
 )
 
@@ -53,4 +55,13 @@ func setThreads(n int) int {
 	}
 	torchrt.SetNumThreads(n)
 	return n
+}
+
+// readSuite reads and checks a suite file, architectures against the
+// registry and, when memory is above 0, training batches against it.
+func readSuite(path string, memory int64) (*config.Suite, error) {
+	return config.ReadFile(path, config.Options{CheckArch: func(name string) error {
+		_, err := vit.Lookup(name)
+		return err
+	}, MemoryBytes: memory})
 }

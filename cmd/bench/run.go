@@ -15,12 +15,10 @@ import (
 	"time"
 
 	"github.com/sugarme/gotch"
-	"github.com/vitbench/vitbench/harness/config"
 	"github.com/vitbench/vitbench/harness/plan"
 	"github.com/vitbench/vitbench/harness/runner"
 	"github.com/vitbench/vitbench/harness/store"
 	"github.com/vitbench/vitbench/harness/sysinfo"
-	"github.com/vitbench/vitbench/harness/vit"
 	"github.com/vitbench/vitbench/reports"
 )
 
@@ -56,21 +54,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	assets := fs.String("assets", reports.DefaultAssetsDir, "folder holding echarts.min.js")
 	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile of the run to this file (go tool pprof)")
 	maxExperiments := fs.Int("max-experiments", plan.DefaultMaxExperiments, "refuse a suite whose grids expand into more experiments than this")
-	// Flags may come after the suite file, as the usage shows.
-	var files []string
-	rest := args
-	for len(rest) > 0 {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil
-			}
-			return usageError{err}
-		}
-		rest = fs.Args()
-		if len(rest) > 0 {
-			files = append(files, rest[0])
-			rest = rest[1:]
-		}
+	files, help, err := parseInterspersed(fs, args)
+	if help || err != nil {
+		return err
 	}
 	if len(files) != 1 {
 		fs.Usage()
@@ -84,10 +70,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return usageError{err}
 	}
 
-	suite, err := config.ReadFile(files[0], config.Options{CheckArch: func(name string) error {
-		_, err := vit.Lookup(name)
-		return err
-	}, MemoryBytes: sysinfo.MemoryBytes()})
+	suite, err := readSuite(files[0], sysinfo.MemoryBytes())
 	if err != nil {
 		return usageError{err}
 	}

@@ -19,7 +19,6 @@ import (
 	"github.com/vitbench/vitbench/harness/config"
 	"github.com/vitbench/vitbench/harness/plan"
 	"github.com/vitbench/vitbench/harness/runner"
-	"github.com/vitbench/vitbench/harness/vit"
 	"github.com/vitbench/vitbench/reports"
 )
 
@@ -97,20 +96,9 @@ func runSlurm(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	assets := fs.String("assets", reports.DefaultAssetsDir, "folder holding echarts.min.js, for the report")
 	benchPath := fs.String("bench", "", "the bench binary the jobs run (default: this one)")
 	dryRun := fs.Bool("dry-run", false, "write the job scripts and print the sbatch commands; submit nothing")
-	var files []string
-	rest := args
-	for len(rest) > 0 {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil
-			}
-			return usageError{err}
-		}
-		rest = fs.Args()
-		if len(rest) > 0 {
-			files = append(files, rest[0])
-			rest = rest[1:]
-		}
+	files, help, err := parseInterspersed(fs, args)
+	if help || err != nil {
+		return err
 	}
 	if len(files) != 1 {
 		fs.Usage()
@@ -123,10 +111,7 @@ func runSlurm(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return usageError{err}
 	}
-	suite, err := config.ReadFile(suitePath, config.Options{CheckArch: func(name string) error {
-		_, err := vit.Lookup(name)
-		return err
-	}})
+	suite, err := readSuite(suitePath, 0)
 	if err != nil {
 		return usageError{err}
 	}
@@ -462,20 +447,9 @@ func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	dataDir := fs.String("data-dir", "", "extra data set folder, searched first")
 	all := fs.Bool("all", false, "build every artifact the experiments need")
 	only := fs.String("only", "", "with --all: only the artifacts of experiments matching these globs")
-	var files []string
-	rest := args
-	for len(rest) > 0 {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil
-			}
-			return usageError{err}
-		}
-		rest = fs.Args()
-		if len(rest) > 0 {
-			files = append(files, rest[0])
-			rest = rest[1:]
-		}
+	files, help, err := parseInterspersed(fs, args)
+	if help || err != nil {
+		return err
 	}
 	if len(files) != 1 || (len(nodes) == 0) == !*all {
 		fs.Usage()
@@ -484,10 +458,7 @@ func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := checkRunFlags("-", *dataDir, *threads, *trainWorkers, plan.DefaultMaxExperiments); err != nil {
 		return usageError{err}
 	}
-	suite, err := config.ReadFile(files[0], config.Options{CheckArch: func(name string) error {
-		_, err := vit.Lookup(name)
-		return err
-	}})
+	suite, err := readSuite(files[0], 0)
 	if err != nil {
 		return usageError{err}
 	}
