@@ -81,7 +81,12 @@ CONF
 stop() {
 	for f in "$dir/slurmd.pid" "$dir/slurmctld.pid" "$dir/munge/munged.pid"; do
 		if [ -s "$f" ]; then
-			kill "$(cat "$f")" 2>/dev/null || true
+			pid=$(cat "$f")
+			kill "$pid" 2>/dev/null || true
+			for _ in $(seq 1 50); do # wait for it to exit, at most 10 s
+				kill -0 "$pid" 2>/dev/null || break
+				sleep 0.2
+			done
 			rm -f "$f"
 		fi
 	done
