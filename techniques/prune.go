@@ -31,6 +31,7 @@ const (
 	ImportanceL2        = "l2"
 	ImportanceTaylor    = "taylor"     // Molchanov et al. 2019: (sum of g·w over the group)², summed over batches
 	ImportanceTaylorAbs = "taylor-abs" // sum of |g·w| over the group's weights
+	ImportanceSoftMask  = "soft-mask"  // ViT-Slim: learned masks under an L1 penalty
 )
 
 // needsCalibration reports whether an importance criterion needs
@@ -82,6 +83,13 @@ type PruneConfig struct {
 	// calib_images images of the calibration split.
 	Importance  string `toml:"importance"`
 	CalibImages int    `toml:"calib_images"` // taylor: default 256
+	// MaskEpochs and MaskL1 drive importance "soft-mask" (ViT-Slim): a
+	// mask of one per head and per MLP neuron, multiplying its output, is
+	// trained with the model for mask_epochs under the loss plus mask_l1
+	// x the sum of |mask|; the units whose masks end smallest are removed
+	// after the masks are folded into the weights. Defaults 0.2 and 1e-4.
+	MaskEpochs float64 `toml:"mask_epochs"`
+	MaskL1     float64 `toml:"mask_l1"`
 	// Method of token reduction: "tome" (default, training-free unless
 	// finetune_epochs is set), "evit" (EViT as the paper runs it: the
 	// reduction, then fine-tuning; finetune_epochs must be > 0) or
@@ -116,6 +124,8 @@ func NewPruneConfig() *PruneConfig {
 		Importance:  ImportanceL1,
 		CalibImages: 256,
 		Method:      MethodToMe,
+		MaskEpochs:  0.2,
+		MaskL1:      1e-4,
 		MergeR:      8,
 		KeepRate:    0.7,
 		FineTune:    NewFineTune(),
@@ -148,7 +158,18 @@ func (c *PruneConfig) Validate() error {
 			v.add("schedule iterative needs finetune_epochs > 0 (without training between steps it is one-shot)")
 		}
 	}
-	v.oneOf("importance", c.Importance, ImportanceL1, ImportanceL2, ImportanceTaylor, ImportanceTaylorAbs)
+	v.oneOf("importance", c.Importance, ImportanceL1, ImportanceL2, ImportanceTaylor, ImportanceTaylorAbs, ImportanceSoftMask)
+	if c.Importance == ImportanceSoftMask {
+		if !(c.MaskEpochs > 0) {
+			v.add("mask_epochs %g: want > 0 for soft-mask importance (the masks are learned)", c.MaskEpochs)
+		}
+		if !(c.MaskL1 > 0) {
+			v.add("mask_l1 %g: want > 0", c.MaskL1)
+		}
+		if c.Schedule == "iterative" {
+			v.add("soft-mask importance is learned once: schedule one-shot")
+		}
+	}
 	if needsCalibration(c.Importance) && c.CalibImages < 1 {
 		v.add("calib_images %d: want >= 1 for %s importance", c.CalibImages, c.Importance)
 	}

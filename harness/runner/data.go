@@ -202,6 +202,9 @@ func (e *env) Train(ctx context.Context, m *vit.Model, ft compress.Training) err
 	if ft.Loss != nil {
 		o.Loss = ft.Loss
 	}
+	if ft.OneWorker {
+		o.Workers, o.WorkerThreads = 1, e.r.workers*e.r.workerThreads
+	}
 	_, err = e.r.fit(ctx, "fine-tune "+e.node.Stage.Label, m, ds, e.node.Seed, rec, o)
 	return err
 }

@@ -406,7 +406,9 @@ func (r *Runner) fit(ctx context.Context, task string, m *vit.Model, ds *dataset
 			r.Progress(task, step, total, fmt.Sprintf("loss %.3f", loss))
 		}
 	}
-	o.Workers, o.WorkerThreads = r.workers, r.workerThreads
+	if o.Workers == 0 { // the caller's choice stands (a stage training on the model itself)
+		o.Workers, o.WorkerThreads = r.workers, r.workerThreads
+	}
 	res, err := train.Fit(ctx, m, src, rec, o)
 	if err == nil {
 		err = src.err()

@@ -47,6 +47,10 @@ type Training struct {
 	Loss train.Loss
 	// AfterStep runs after each optimizer step under no-grad.
 	AfterStep func()
+	// OneWorker trains on the model itself, never on data-parallel
+	// replicas: what the loss reads outside the model's tensors (learned
+	// masks) exists once.
+	OneWorker bool
 }
 
 var registry = struct {

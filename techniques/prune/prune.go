@@ -11,8 +11,9 @@
 //     count is unchanged and only its non-zero count and effective MACs
 //     drop.
 //   - heads and mlp: structured pruning of attention heads and MLP hidden
-//     neurons, ranked by the L1 or L2 norm of their weights or by a
-//     first-order Taylor score on calibration images. The pruned units are
+//     neurons, ranked by the L1 or L2 norm of their weights, by a
+//     first-order Taylor score on calibration images (Molchanov et al.),
+//     or by masks learned under an L1 penalty (ViT-Slim's search). The pruned units are
 //     physically removed (rows of qkv and fc1, columns of proj and fc2), so
 //     parameters, MACs and latency drop; blocks may keep different numbers
 //     of heads.
@@ -122,7 +123,13 @@ func structured(ctx context.Context, c *techniques.PruneConfig, m *vit.Model, en
 		if err := ctx.Err(); err != nil {
 			return fail(err)
 		}
-		imp, err := Score(cur, c.Importance, calib)
+		var imp *Importance
+		var err error
+		if c.Importance == techniques.ImportanceSoftMask {
+			imp, err = searchSoftMasks(ctx, env, cur, nil, c.MaskEpochs, c.MaskL1, c.LR)
+		} else {
+			imp, err = Score(cur, c.Importance, calib)
+		}
 		if err != nil {
 			return fail(err)
 		}
@@ -133,7 +140,7 @@ func structured(ctx context.Context, c *techniques.PruneConfig, m *vit.Model, en
 		amount := Cubic(c.Amount, t, steps)
 		var keep [][]int
 		if c.Scope == "global" {
-			if !c.NeedsCalibration() {
+			if c.Importance == techniques.ImportanceL1 || c.Importance == techniques.ImportanceL2 {
 				scores = normalizeBlocks(scores)
 			}
 			keep = removeGlobal(scores, max(0, RemovedCount(amount, sum(orig))-(sum(orig)-sum(lens(scores)))))
