@@ -111,6 +111,18 @@ func NoGrad(fn func()) {
 	ts.NoGrad(fn)
 }
 
+// WithGrad runs fn with autograd on, the goroutine pinned to its OS thread
+// for the duration for the reason NoGrad gives: unpinned, a collection pass
+// resumed on a thread whose mode is off records no graph, and its backward
+// fails or leaves gradients undefined.
+func WithGrad(fn func()) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	prev := ts.MustGradSetEnabled(true)
+	defer ts.MustGradSetEnabled(prev)
+	fn()
+}
+
 // Pacer yields its goroutine to Go's scheduler now and then while the
 // goroutine makes a long run of libtorch calls: call Tick between them.
 //
@@ -147,9 +159,12 @@ func (p *Pacer) Tick() {
 
 // GradEnabled reports whether autograd records operations on this OS
 // thread. libtorch's C API only sets the mode (returning the old one), so
-// this sets it and puts it back; the caller must be locked to its thread,
-// as every libtorch caller that depends on grad mode must be.
+// this sets it and puts it back, pinned to the thread in between: moved
+// to another thread between the two calls, it would leave the first one
+// with autograd off for whichever goroutine runs there next.
 func GradEnabled() bool {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	was := ts.MustGradSetEnabled(false)
 	if was {
 		ts.MustGradSetEnabled(true)

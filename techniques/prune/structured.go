@@ -137,18 +137,18 @@ func unitSums(m *vit.Model, elem func(t *ts.Tensor) *ts.Tensor) *Importance {
 // taylorGrads fills m's gradients with those of the self-prediction loss
 // over calib.
 func taylorGrads(m *vit.Model, calib []*ts.Tensor) {
-	prev := ts.MustGradSetEnabled(true)
-	defer ts.MustGradSetEnabled(prev)
-	zeroGrads(m)
-	for _, x := range calib {
-		logits := m.Forward(x)
-		var y *ts.Tensor
-		ts.NoGrad(func() { y = logits.MustArgmax([]int64{1}, false, false) })
-		loss := logits.MustCrossEntropyLoss(y, ts.None, 2, -100, 0, true) // sum
-		loss.MustBackward()
-		loss.MustDrop()
-		y.MustDrop()
-	}
+	torchrt.WithGrad(func() {
+		zeroGrads(m)
+		for _, x := range calib {
+			logits := m.Forward(x)
+			var y *ts.Tensor
+			ts.NoGrad(func() { y = logits.MustArgmax([]int64{1}, false, false) })
+			loss := logits.MustCrossEntropyLoss(y, ts.None, 2, -100, 0, true) // sum
+			loss.MustBackward()
+			loss.MustDrop()
+			y.MustDrop()
+		}
+	})
 }
 
 func zeroGrads(m *vit.Model) {

@@ -259,7 +259,9 @@ func hessianTraces(ctx context.Context, m *vit.Model, batches []*ts.Tensor, laye
 			return nil, err
 		}
 		n := x.MustSize()[0]
-		vhv, err := batchTraces(x, m, params, samples)
+		var vhv []float64
+		var err error
+		torchrt.WithGrad(func() { vhv, err = batchTraces(x, m, params, samples) })
 		if err != nil {
 			return nil, err
 		}

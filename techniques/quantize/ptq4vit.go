@@ -590,23 +590,23 @@ func (q *ptq4vit) attach(key string, spec *vit.QuantSpec) {
 // passes runs the batches through m with gradients on, backpropagating
 // the authors' loss; after each backward pass, read collects what it
 // needs.
-func (q *ptq4vit) passes(read func()) error {
-	prev := ts.MustGradSetEnabled(true)
-	defer ts.MustGradSetEnabled(prev)
-	for i, x := range q.batches {
-		if err := q.ctx.Err(); err != nil {
-			return err
+func (q *ptq4vit) passes(read func()) (err error) {
+	torchrt.WithGrad(func() {
+		for i, x := range q.batches {
+			if err = q.ctx.Err(); err != nil {
+				return
+			}
+			logits := q.m.Forward(x)
+			n := logits.MustSize()[0]
+			// KL(p‖softmax(z)) with batchmean; Σ p log p has no gradient.
+			loss := logits.MustLogSoftmax(-1, gotch.Float, true).MustMul(q.targets[i], true).
+				MustSum(gotch.Float, true).MustDivScalar(ts.FloatScalar(-float64(n)), true)
+			loss.MustBackward()
+			loss.MustDrop()
+			read()
 		}
-		logits := q.m.Forward(x)
-		n := logits.MustSize()[0]
-		// KL(p‖softmax(z)) with batchmean; Σ p log p has no gradient.
-		loss := logits.MustLogSoftmax(-1, gotch.Float, true).MustMul(q.targets[i], true).
-			MustSum(gotch.Float, true).MustDivScalar(ts.FloatScalar(-float64(n)), true)
-		loss.MustBackward()
-		loss.MustDrop()
-		read()
-	}
-	return nil
+	})
+	return err
 }
 
 // probe is a zero tensor added to an output so that the output's
