@@ -600,6 +600,11 @@ func (d *fileDecoder) model(p keyPath, name string, v any) *Model {
 			}
 		},
 		"seeds": func(p keyPath, v any) { model.Seeds = d.seeds(p, v) },
+		"timed_only": func(p keyPath, v any) {
+			if b, ok := d.boolean(p, v); ok {
+				model.TimedOnly = b
+			}
+		},
 	})
 	d.check(haveArch, p.key("arch"), "missing: name a registered architecture or give its shape")
 	d.check(haveData, p.key("data"), "missing: name the data set")
@@ -611,7 +616,11 @@ func (d *fileDecoder) model(p keyPath, name string, v any) *Model {
 	if haveArch && haveData {
 		d.matchData(p, &model.Arch, model.Data)
 	}
-	if haveArch && model.Weights == "" && d.l.opts.MemoryBytes > 0 {
+	if model.TimedOnly && model.Weights == "" {
+		d.check(!haveTrain, p.key("train"), "a timed_only model without weights keeps its initialisation and is not trained: drop train or timed_only")
+		d.check(model.Teacher == "", p.key("teacher"), "a timed_only model without weights is not trained: drop teacher or timed_only")
+	}
+	if haveArch && model.Weights == "" && !model.TimedOnly && d.l.opts.MemoryBytes > 0 {
 		if need := model.Arch.trainingBytes(model.Train.BatchSize); need > d.l.opts.MemoryBytes {
 			d.errorf(p.key("train").key("batch_size"), "training at batch %d needs about %s of memory, more than this machine's %s: lower batch_size or the model's size",
 				model.Train.BatchSize, gib(need), gib(d.l.opts.MemoryBytes))

@@ -211,6 +211,12 @@ type Model struct {
 	Train       TrainSpec // meaningful only when Weights is empty
 	Weights     string    // checkpoint to load instead of training; joined onto the suite file's folder
 	Teacher     string    // model or experiment to distill from while training; empty for none
+	// TimedOnly models are measured for cost and speed only: never
+	// evaluated for accuracy and, without Weights, never trained (their
+	// seeded initialisation is timed). Deployment-scale shapes such as
+	// deit_small at 224 are timed this way where training them is not
+	// possible.
+	TimedOnly bool
 	// Seeds, when given, train the model once per seed (distinct, >= 0,
 	// at most MaxSeeds): its baseline and every experiment on it are
 	// replicated per seed. Nil: one model, trained with the suite's seed.

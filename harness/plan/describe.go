@@ -26,7 +26,7 @@ func (p *Plan) Describe(w io.Writer, cached func(hash string) bool) error {
 	}
 	ref := func(h string) string { return "#" + strconv.Itoa(num[h]) }
 
-	var nCached, nTrain, nLoad, nStage, trainSteps, tuneSteps, unknown int
+	var nCached, nTrain, nLoad, nInit, nStage, trainSteps, tuneSteps, unknown int
 	type row struct{ id, hash, action, steps, input, what string }
 	rows := make([]row, len(p.Nodes))
 	for i, n := range p.Nodes {
@@ -56,6 +56,8 @@ func (p *Plan) Describe(w io.Writer, cached func(hash string) bool) error {
 			}
 		case KindLoad:
 			r.what = fmt.Sprintf("%s: %s", n.Model.Name, n.Model.Weights)
+		case KindInit:
+			r.what = fmt.Sprintf("%s: initialisation only, timed and not evaluated", n.Model.Name)
 		case KindStage:
 			r.what = n.Stage.Label
 			r.action = "compress"
@@ -72,6 +74,8 @@ func (p *Plan) Describe(w io.Writer, cached func(hash string) bool) error {
 			trainSteps += steps
 		case n.Kind == KindLoad:
 			nLoad++
+		case n.Kind == KindInit:
+			nInit++
 		default:
 			nStage++
 			tuneSteps += steps
@@ -83,8 +87,11 @@ func (p *Plan) Describe(w io.Writer, cached func(hash string) bool) error {
 	}
 
 	fmt.Fprintf(w, "suite %q (seed %d, code %s)\n", p.Suite.Name, p.Suite.Seed, orNone(p.CodeVersion))
-	fmt.Fprintf(w, "%d experiments; %d artifacts: %d cached, %d to train, %d to load, %d to compress\n\n",
-		len(p.Experiments), len(p.Nodes), nCached, nTrain, nLoad, nStage)
+	fmt.Fprintf(w, "%d experiments; %d artifacts: %d cached, %d to train, %d to load, ", len(p.Experiments), len(p.Nodes), nCached, nTrain, nLoad)
+	if nInit > 0 {
+		fmt.Fprintf(w, "%d to initialise (timed only), ", nInit)
+	}
+	fmt.Fprintf(w, "%d to compress\n\n", nStage)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ARTIFACT\tHASH\tACTION\tSTEPS\tINPUT\tWHAT")

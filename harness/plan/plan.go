@@ -34,6 +34,7 @@ type Kind string
 const (
 	KindTrain Kind = "train" // a model trained from scratch (possibly distilled from a teacher)
 	KindLoad  Kind = "load"  // a model loaded from a checkpoint
+	KindInit  Kind = "init"  // a timed-only model left at its seeded initialisation
 	KindStage Kind = "stage" // a pipeline stage applied to its upstream artifact
 )
 
@@ -325,6 +326,9 @@ func (b *builder) modelSeed(m *config.Model, seed int64) (string, bool) {
 		spec[k] = v // weights, a path, is replaced below
 	}
 	node := &Node{Kind: KindTrain, Model: m, Seed: seed}
+	if untrained(m) {
+		node.Kind = KindInit
+	}
 	if m.Weights != "" {
 		node.Kind = KindLoad
 		fi, err := os.Stat(m.Weights)
@@ -342,7 +346,7 @@ func (b *builder) modelSeed(m *config.Model, seed int64) (string, bool) {
 	}
 	if m.Teacher != "" {
 		h, ok := b.reference(m.Teacher, seed, m.File, m.Line, modelKey(name)+".teacher")
-		if !ok {
+		if !ok || !b.checkTeacher(h, m.Teacher, m.File, m.Line, modelKey(name)+".teacher") {
 			return "", false
 		}
 		spec["teacher"] = h
@@ -374,12 +378,29 @@ func modelSpec(m *config.Model) map[string]any {
 	d := m.Data
 	d.TestSize = 0
 	spec := map[string]any{"arch": m.Arch, "data": d}
-	if m.Weights != "" {
+	switch {
+	case m.Weights != "":
 		spec["weights"] = m.Weights
-	} else {
+	case m.TimedOnly:
+		spec["init"] = true
+	default:
 		spec["train"] = m.Train
 	}
 	return spec
+}
+
+// untrained reports whether m's artifact is its initialisation: a
+// timed-only model without weights, which can teach nothing and whose
+// stages have nothing to learn from.
+func untrained(m *config.Model) bool { return m.TimedOnly && m.Weights == "" }
+
+// checkTeacher fails a reference that would learn from an untrained model.
+func (b *builder) checkTeacher(h, name, file string, line int, key string) bool {
+	if n := b.nodes[h]; n != nil && untrained(n.Model) {
+		b.fail(file, line, key, "%s starts from %s, which is timed_only and untrained: it has nothing to teach", name, n.Model.Name)
+		return false
+	}
+	return true
 }
 
 // reference resolves a name a model or stage uses to its artifact's hash:
@@ -665,11 +686,19 @@ func (b *builder) stage(st config.Stage, cfg techniques.Config, upstream string,
 	}
 	node := &Node{Kind: KindStage, Stage: out, Upstream: upstream, Seed: seed}
 	node.Model = b.nodes[upstream].Model
+	if untrained(node.Model) {
+		for _, s := range config.Settings(cfg) {
+			if f, ok := s.Value.(float64); ok && f > 0 && (s.Key == "epochs" || strings.HasSuffix(s.Key, "_epochs")) {
+				b.fail(st.File, st.Line, st.Key+"."+s.Key, "model %s is timed_only and untrained: training it has nothing to learn from; set %s = 0", node.Model.Name, s.Key)
+				return nil, false
+			}
+		}
+	}
 	refHashes := []string{}
 	if r, ok := cfg.(config.Referencer); ok {
 		for _, name := range r.References() {
 			h, ok := b.reference(name, seed, st.File, st.Line, st.Key)
-			if !ok {
+			if !ok || !b.checkTeacher(h, name, st.File, st.Line, st.Key) {
 				return nil, false
 			}
 			out.References = append(out.References, Reference{Name: name, Hash: h})

@@ -696,3 +696,38 @@ func TestSuiteExperimentLimit(t *testing.T) {
 		t.Errorf("limit 11: err = %v, want experiment[2] named", err)
 	}
 }
+
+// TestTimedOnlyPlan: a timed_only model is an "init" artifact; its stages
+// may not train, and nothing may learn from it.
+func TestTimedOnlyPlan(t *testing.T) {
+	timed := header + "[models.big]\narch = { img_size = 32, patch_size = 4, embed_dim = 64, depth = 2, num_heads = 2 }\ndata = { name = \"cifar10\" }\ntimed_only = true\n"
+	p := build(t, timed+"[[experiment]]\nname = \"pruned\"\nmodel = \"big\"\npipeline = [{ technique = \"fprune\", epochs = 0 }]\n")
+	var kinds []Kind
+	for _, n := range p.Nodes {
+		if n.Model.Name == "big" {
+			kinds = append(kinds, n.Kind)
+		}
+	}
+	if !slices.Equal(kinds, []Kind{KindInit, KindStage}) {
+		t.Errorf("big's artifacts are %v, want [init stage]", kinds)
+	}
+	var out bytes.Buffer
+	if err := p.Describe(&out, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "1 to initialise (timed only)") || !strings.Contains(out.String(), "initialisation only, timed and not evaluated") {
+		t.Errorf("describe does not show the initialised model:\n%s", out.String())
+	}
+	tests := []struct{ name, src, want string }{
+		{"fine-tune", "[[experiment]]\nname = \"e\"\nmodel = \"big\"\npipeline = [{ technique = \"fprune\", epochs = 0.5 }]\n",
+			"experiment[0].pipeline[0].epochs: model big is timed_only and untrained: training it has nothing to learn from; set epochs = 0"},
+		{"teacher", "[[experiment]]\nname = \"e\"\nmodel = \"vit\"\npipeline = [{ technique = \"fdistill\", teacher = \"big\" }]\n",
+			"experiment[0].pipeline[0]: big starts from big, which is timed_only and untrained: it has nothing to teach"},
+	}
+	for _, tt := range tests {
+		_, err := tryBuild(t, timed+tt.src, "v1")
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: got %v, want %q", tt.name, err, tt.want)
+		}
+	}
+}

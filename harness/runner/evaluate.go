@@ -53,6 +53,17 @@ func (r *Runner) evaluate(ctx context.Context, e *plan.Experiment, ev *evaluatio
 		return err
 	}
 	defer func() { model.Drop() }()
+	ev.counts = model.Count()
+	ev.bytes = modelBytes(model)
+	ev.bitOps = model.BitOps()
+	ev.quant = quantization(model.Cfg.Quant)
+	if r.Plan.Suite.Model(e.Model).TimedOnly {
+		// Costs and speed only: the executed graph is what gets timed.
+		ev.detail, err = r.execute(model)
+		ev.executed = executedAs(model)
+		ev.timing = &graphTiming{key: model.Cfg.GraphKey(), hash: ev.hash}
+		return err
+	}
 	ds, err := r.dataset(ctx, r.Plan.Suite.Model(e.Model))
 	if err != nil {
 		return err
@@ -65,10 +76,6 @@ func (r *Runner) evaluate(ctx context.Context, e *plan.Experiment, ev *evaluatio
 		changed = true
 	}
 	ev.eval = meta.Eval
-	ev.counts = model.Count()
-	ev.bytes = modelBytes(model)
-	ev.bitOps = model.BitOps()
-	ev.quant = quantization(model.Cfg.Quant)
 	ev.detail, err = r.execute(model)
 	if err != nil {
 		return err
@@ -89,12 +96,17 @@ func (r *Runner) evaluate(ctx context.Context, e *plan.Experiment, ev *evaluatio
 			return err
 		}
 	}
-	ev.executed = model.Cfg.Executed
-	if ev.executed == "" {
-		ev.executed = "fp32"
-	}
+	ev.executed = executedAs(model)
 	ev.timing = &graphTiming{key: model.Cfg.GraphKey(), hash: ev.hash}
 	return nil
+}
+
+// executedAs names what model executes as: its int8 engine, or fp32.
+func executedAs(model *vit.Model) string {
+	if model.Cfg.Executed == "" {
+		return "fp32"
+	}
+	return model.Cfg.Executed
 }
 
 // accuracy evaluates model on the test split of ds.

@@ -65,9 +65,12 @@ func (r *Runner) record(e *plan.Experiment, rec *store.Experiment, ev *evaluatio
 		}
 	}
 	lat, thr := ev.timing.lat, ev.timing.thr
-	m := []metrics.Metric{
-		metrics.New(metrics.Top1, ev.eval.Top1),
-		metrics.New(metrics.Top5, ev.eval.Top5),
+	var m []metrics.Metric
+	if ev.eval != nil { // nil: a timed-only model, never evaluated
+		m = append(m, metrics.New(metrics.Top1, ev.eval.Top1), metrics.New(metrics.Top5, ev.eval.Top5),
+			metrics.New(metrics.EvalSeconds, ev.eval.Seconds))
+	}
+	m = append(m,
 		metrics.New(metrics.Params, float64(counts.Params)),
 		metrics.New(metrics.ParamsNonZero, float64(counts.NonZero)),
 		metrics.New(metrics.MACs, float64(counts.MACs)),
@@ -83,9 +86,8 @@ func (r *Runner) record(e *plan.Experiment, rec *store.Experiment, ev *evaluatio
 		metrics.New(metrics.ThroughputSplit, float64(thr.Split)),
 		metrics.New(metrics.TrainSeconds, trainSec),
 		metrics.New(metrics.CompressSeconds, compressSec),
-		metrics.New(metrics.EvalSeconds, ev.eval.Seconds),
 		metrics.New(metrics.PeakRSSBytes, float64(peak)),
-	}
+	)
 	if ev.simEval != nil {
 		m = append(m, metrics.New(metrics.Top1Simulated, ev.simEval.Top1), metrics.New(metrics.Top5Simulated, ev.simEval.Top5))
 	}
@@ -121,13 +123,16 @@ func relative(m, base []metrics.Metric) []metrics.Metric {
 		}
 		return a / b
 	}
-	return []metrics.Metric{
-		metrics.New(metrics.Top1Delta, get(m, metrics.Top1)-get(base, metrics.Top1)),
+	var out []metrics.Metric
+	if d := get(m, metrics.Top1) - get(base, metrics.Top1); !math.IsNaN(d) {
+		out = append(out, metrics.New(metrics.Top1Delta, d))
+	}
+	return append(out,
 		metrics.New(metrics.CompressionRatio, div(get(base, metrics.SizeBytes), get(m, metrics.SizeBytes))),
 		metrics.New(metrics.MACsRatio, div(get(m, metrics.MACs), get(base, metrics.MACs))),
 		metrics.New(metrics.Speedup, div(get(base, metrics.LatencyP50), get(m, metrics.LatencyP50))),
 		metrics.New(metrics.ThroughputGain, div(get(m, metrics.Throughput), get(base, metrics.Throughput))),
-	}
+	)
 }
 
 // outcomes are the evaluations' per-image outcomes, as stored.
@@ -138,8 +143,10 @@ func outcomes(ev *evaluation) []store.Outcome {
 			out = append(out, store.Outcome{Metric: metric, Images: e.Images, N: e.N, Bits: bits})
 		}
 	}
-	add(metrics.Top1, ev.eval, ev.eval.Top1Bits)
-	add(metrics.Top5, ev.eval, ev.eval.Top5Bits)
+	if ev.eval != nil {
+		add(metrics.Top1, ev.eval, ev.eval.Top1Bits)
+		add(metrics.Top5, ev.eval, ev.eval.Top5Bits)
+	}
 	if ev.simEval != nil {
 		add(metrics.Top1Simulated, ev.simEval, ev.simEval.Top1Bits)
 	}

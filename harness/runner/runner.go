@@ -153,7 +153,11 @@ func (r *Runner) Execute(ctx context.Context) (*Summary, error) {
 		}
 		if rec.Status == store.StatusOK {
 			sum.OK++
-			fmt.Fprintf(r.Log, "ok     %-40s top-1 %6.2f%%  p50 %s\n", e.Name, metricValue(rec, metrics.Top1), ms(metricValue(rec, metrics.LatencyP50)))
+			top1 := "  timed only"
+			if v := metricValue(rec, metrics.Top1); !math.IsNaN(v) {
+				top1 = fmt.Sprintf("top-1 %6.2f%%", v)
+			}
+			fmt.Fprintf(r.Log, "ok     %-40s %s  p50 %s\n", e.Name, top1, ms(metricValue(rec, metrics.LatencyP50)))
 		} else {
 			sum.Failed++
 			sum.Failures = append(sum.Failures, e.Name+": "+rec.Error)
@@ -312,7 +316,7 @@ func describe(n *plan.Node) string {
 // make builds one artifact.
 func (r *Runner) make(ctx context.Context, n *plan.Node) (*vit.Model, *artifactMeta, error) {
 	switch n.Kind {
-	case plan.KindTrain, plan.KindLoad:
+	case plan.KindTrain, plan.KindLoad, plan.KindInit:
 		return r.makeModel(ctx, n)
 	case plan.KindStage:
 		return r.makeStage(ctx, n)
@@ -360,6 +364,9 @@ func (r *Runner) makeModel(ctx context.Context, n *plan.Node) (*vit.Model, *arti
 		return nil, nil, err
 	}
 	meta := &artifactMeta{}
+	if n.Kind == plan.KindInit {
+		return model, meta, nil
+	}
 	if n.Kind == plan.KindLoad {
 		if err := model.LoadPyTorch(n.Model.Weights); err != nil {
 			model.Drop()

@@ -618,3 +618,66 @@ func TestSeedReplicas(t *testing.T) {
 		}
 	}
 }
+
+// TestTimedOnlyModel: a timed_only model is never trained nor evaluated;
+// it and its experiments store costs and timings with intervals, and no
+// accuracy at all (not a zero, not NaN), while a trained model beside it
+// keeps its top-1. A stage on it that would fine-tune is refused.
+func TestTimedOnlyModel(t *testing.T) {
+	f := newFixture(t, testSuite+`
+[models.scale]
+arch = { img_size = 32, patch_size = 8, embed_dim = 32, depth = 2, num_heads = 2, mlp_ratio = 2.0, num_classes = 100 }
+data = { name = "synthetic", train_size = 64, test_size = 32 }
+timed_only = true
+
+[[experiment]]
+name = "scale-merged"
+model = "scale"
+pipeline = [ { technique = "merge" } ]
+`)
+	sum, log := f.run(t)
+	if sum.OK != 4 {
+		t.Fatalf("%d ok, want 4\n%s", sum.OK, log)
+	}
+	if !strings.Contains(log, "scale-merged") || !strings.Contains(log, "timed only") {
+		t.Errorf("log does not say the scale experiments were timed only:\n%s", log)
+	}
+	es, err := f.db.Experiments(context.Background(), sum.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := metric(find(t, es, "tiny"), metrics.Top1); !ok {
+		t.Errorf("the trained model lost its top-1")
+	}
+	for _, name := range []string{"scale", "scale-merged"} {
+		e := find(t, es, name)
+		for _, m := range []string{metrics.Top1, metrics.Top5, metrics.Top1Delta, metrics.EvalSeconds} {
+			if v, ok := metric(e, m); ok {
+				t.Errorf("%s: timed-only experiment stores %s = %g", name, m, v)
+			}
+		}
+		if len(e.Outcomes) != 0 {
+			t.Errorf("%s: %d outcome sets stored for a model never evaluated", name, len(e.Outcomes))
+		}
+		for _, m := range []string{metrics.LatencyP50, metrics.Throughput, metrics.MACs, metrics.Params, metrics.SizeBytes} {
+			if v, ok := metric(e, m); !ok || !(v > 0) {
+				t.Errorf("%s: %s = %g (present %v)", name, m, v, ok)
+			}
+		}
+		if _, ok := metric(e, metrics.Hi(metrics.LatencyP50)); !ok {
+			t.Errorf("%s: no interval on its latency", name)
+		}
+		if v, _ := metric(e, metrics.TrainSeconds); v > 5 {
+			t.Errorf("%s: %g s to build an initialisation: was it trained?", name, v)
+		}
+	}
+	merged := find(t, es, "scale-merged")
+	for _, m := range []string{metrics.Speedup, metrics.MACsRatio, metrics.P(metrics.Speedup)} {
+		if _, ok := metric(merged, m); !ok {
+			t.Errorf("scale-merged: no %s against its timed-only baseline", m)
+		}
+	}
+	if r, _ := metric(merged, metrics.MACsRatio); !(r < 1) {
+		t.Errorf("scale-merged: MACs ratio %g, want < 1 (tokens merged)", r)
+	}
+}
