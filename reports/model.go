@@ -488,19 +488,25 @@ func pickBaseline(rows []*row) *row {
 			votes[r.exp.Baseline]++
 		}
 	}
-	var best *row
-	for _, r := range rows {
-		if r.fam != familyBaseline || !r.ok() {
-			continue
+	// A baseline with a top-1 first; a timed-only model has none.
+	for _, needTop1 := range []bool{true, false} {
+		var best *row
+		for _, r := range rows {
+			if r.fam != familyBaseline || !r.ok() {
+				continue
+			}
+			if _, ok := r.get(metrics.Top1); needTop1 && !ok {
+				continue
+			}
+			if best == nil || votes[r.exp.Name] > votes[best.exp.Name] {
+				best = r
+			}
 		}
-		if _, ok := r.get(metrics.Top1); !ok {
-			continue
-		}
-		if best == nil || votes[r.exp.Name] > votes[best.exp.Name] {
-			best = r
+		if best != nil {
+			return best
 		}
 	}
-	return best
+	return nil
 }
 
 // machineLabel names a run's machine briefly: host, else CPU, else run ID.

@@ -41,6 +41,18 @@ func (s *site) tradeoffs() error {
 			top1, _ := g.Base.get(metrics.Top1)
 			b.Intro += fmt.Sprintf(" Baseline: %s, %s top-1.", quote(g.Base.exp.Name), fmtMetric(metrics.Top1, top1, ""))
 		}
+		if g.timedOnly() {
+			b.Intro = fmt.Sprintf("%d experiments on %s, timed only: the model keeps its seeded initialisation and is never evaluated, so this page has costs and measured speed, no accuracy (the deployment-scale page compares every timed-only model).", len(g.Rows), g.Title())
+			if err := addScaleChart(&cs, g); err != nil {
+				return err
+			}
+			b.Charts, b.Table = cs.list, scaleTable(s.v, g)
+			b.Findings = findings{Group: g, Sentences: scaleFindings(g)}
+			if err := s.page(g.Page, "tradeoff", "Trade-offs: "+g.Title(), nil, cs.list, b); err != nil {
+				return err
+			}
+			continue
+		}
 		onFront := map[*row][]string{}
 		for _, a := range costAxes {
 			pts := g.points(a)

@@ -20,6 +20,7 @@ const macsNote = "MACs are multiply-accumulates, counted analytically per layer 
 type overviewBody struct {
 	Suites          []suiteText // what each suite says it runs
 	Headlines       []headline
+	Scale           []scaleSection // timed-only groups: speed-up against the MACs' promise
 	Described       table // the experiments' own descriptions
 	SuiteTable      *table
 	Runs            table
@@ -52,6 +53,14 @@ func (s *site) overview() error {
 	for _, g := range v.groups {
 		if g.ShownWith != nil {
 			continue // on its teacher's headline
+		}
+		if g.timedOnly() {
+			first := len(cs.list)
+			if err := addScaleChart(&cs, g); err != nil {
+				return err
+			}
+			b.Scale = append(b.Scale, scaleSection{Group: g, Charts: cs.list[first:], Findings: scaleFindings(g)})
+			continue
 		}
 		h := headline{Group: g, Findings: computeFindings(g)}
 		for _, o := range v.groups {

@@ -91,7 +91,7 @@ func buildSite(v *view, now time.Time) (map[string][]byte, error) {
 	s := &site{v: v, tpls: tpls, now: now, pages: map[string][]byte{}}
 	s.pub, s.pubErr = published()
 	steps := []func() error{
-		s.overview, s.tradeoffs, s.sweeps, s.combinations, s.experiments, s.machines, s.literature,
+		s.overview, s.tradeoffs, s.scale, s.sweeps, s.combinations, s.experiments, s.machines, s.literature,
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
@@ -116,6 +116,9 @@ func (s *site) nav(current string) []navLink {
 	links := []navLink{{Text: "Overview", Href: IndexPage}}
 	for _, g := range s.v.groups {
 		links = append(links, navLink{Text: "Trade-offs: " + g.Title(), Href: g.Page})
+	}
+	if len(scaleGroups(s.v)) > 0 {
+		links = append(links, navLink{Text: "Deployment scale", Href: ScalePage})
 	}
 	links = append(links,
 		navLink{Text: "Sweeps", Href: "sweeps.html"},

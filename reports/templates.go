@@ -152,7 +152,12 @@ var pageTemplates = map[string]string{
 <table><thead><tr><th>cost</th><th>budget vs baseline</th>{{range .Findings.Families}}<th>best top-1: {{.}}</th>{{end}}</tr></thead>
 <tbody>{{range .Findings.Budgets}}<tr><td>{{.Axis}}</td><td>{{.Label}}</td>{{range .Cells}}<td class="num{{if .Best}} best{{end}}" title="{{.Title}}">{{.Text}}</td>{{end}}</tr>{{end}}</tbody></table></details>{{end}}
 {{end}}
-{{if not .Headlines}}<p class="missing">No findings: no experiment has results yet.</p>{{end}}
+{{range .Scale}}<h2>{{.Group.Title}}: deployment scale</h2>
+{{with .Group.Description}}<p class="note">Baseline model: {{.}}.</p>{{end}}
+{{range .Charts}}{{template "chart" .}}{{end}}
+<ul>{{range .Findings}}<li>{{.}}</li>{{end}}</ul>
+<p class="note">Timed only, never evaluated; every experiment with its costs and speed-ups: <a href="scale.html">deployment scale</a>.</p>{{end}}
+{{if not (or .Headlines .Scale)}}<p class="missing">No findings: no experiment has results yet.</p>{{end}}
 <p class="note">Findings claim a difference only where its test is significant at 5% (top-1: McNemar on the same images, or two proportions; latency: Mann-Whitney U); "~" and "no significant difference" mark the rest. Costs are those that execute: dense MACs, parameters and size (no sparse kernel runs a pruned model's zeros), latency as measured.</p>
 <h2>Summary</h2>
 <p class="note">Click a column heading to sort. Colour marks a change only where the metric's better direction is known. The latest successful result of each experiment is shown; every run's results are on the machines page.</p>
@@ -178,6 +183,16 @@ var pageTemplates = map[string]string{
 {{if .Findings.Missing}}<ul class="missing">{{range .Findings.Missing}}<li>{{.}}</li>{{end}}</ul>{{end}}
 <h2>Points</h2>
 {{template "table" .Table}}
+{{end}}{{end}}`,
+
+	"scale": `{{define "content"}}{{with .Body}}
+<p>Models timed at deployment scale and never evaluated: their weights are the seeded initialisation (timm's scheme), so the page reports what executes (MACs, size) and how fast (latency at batch 1, throughput at the suite's batch), with the speed-up the MACs promise beside the one measured. The accuracy a pipeline costs is measured on the evaluated models; the last column gives it for the identical pipeline where one was run.</p>
+{{range .Sections}}<h2>{{.Group.Title}}</h2>
+{{with .Group.Description}}<p class="note">Baseline model: {{.}}.</p>{{end}}
+{{range .Charts}}{{template "chart" .}}{{end}}
+<ul>{{range .Findings}}<li>{{.}}</li>{{end}}</ul>
+{{template "table" .Table}}{{end}}
+<p class="note">Speed-ups are ratios of medians of interleaved timing rounds on one machine; "~" marks no significant difference from 1 (Mann-Whitney U at 5%). {{.MACsNote}}</p>
 {{end}}{{end}}`,
 
 	"sweeps": `{{define "content"}}{{with .Body}}

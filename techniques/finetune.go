@@ -88,3 +88,7 @@ func (f *FineTune) References() []string {
 	}
 	return []string{f.Teacher}
 }
+
+// TrainingEpochs is the fine-tune's length (Trainer), for every Config
+// that embeds FineTune.
+func (f FineTune) TrainingEpochs() float64 { return f.Epochs }

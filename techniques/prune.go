@@ -196,3 +196,13 @@ func (c *PruneConfig) Validate() error {
 	c.FineTune.check(&v)
 	return v.err(Prune)
 }
+
+// TrainingEpochs counts the soft-mask search's epochs beside the
+// fine-tune's (Trainer); the search runs only for that importance.
+func (c *PruneConfig) TrainingEpochs() float64 {
+	e := c.FineTune.Epochs
+	if c.Importance == ImportanceSoftMask {
+		e += c.MaskEpochs
+	}
+	return e
+}

@@ -31,6 +31,12 @@ type Config interface {
 	Validate() error
 }
 
+// Trainer is a Config whose stage may train the model: TrainingEpochs is
+// how many epochs it trains for with its resolved settings (0: none).
+type Trainer interface {
+	TrainingEpochs() float64
+}
+
 // Technique is the schema of one technique.
 type Technique struct {
 	Name      string        // the `technique = "..."` of a stage

@@ -686,13 +686,10 @@ func (b *builder) stage(st config.Stage, cfg techniques.Config, upstream string,
 	}
 	node := &Node{Kind: KindStage, Stage: out, Upstream: upstream, Seed: seed}
 	node.Model = b.nodes[upstream].Model
-	if untrained(node.Model) {
-		for _, s := range config.Settings(cfg) {
-			if f, ok := s.Value.(float64); ok && f > 0 && (s.Key == "epochs" || strings.HasSuffix(s.Key, "_epochs")) {
-				b.fail(st.File, st.Line, st.Key+"."+s.Key, "model %s is timed_only and untrained: training it has nothing to learn from; set %s = 0", node.Model.Name, s.Key)
-				return nil, false
-			}
-		}
+	if tr, ok := cfg.(techniques.Trainer); ok && untrained(node.Model) && tr.TrainingEpochs() > 0 {
+		b.fail(st.File, st.Line, st.Key, "model %s is timed_only and untrained: this stage trains for %g epochs with nothing to learn from; set finetune_epochs = 0 and choose settings that learn nothing",
+			node.Model.Name, tr.TrainingEpochs())
+		return nil, false
 	}
 	refHashes := []string{}
 	if r, ok := cfg.(config.Referencer); ok {

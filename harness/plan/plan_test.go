@@ -41,6 +41,8 @@ type pruneConfig struct {
 	Steps  int     `toml:"steps"` // like fprune's iterative schedule: a count of pruning steps, not a cap on training
 }
 
+func (c *pruneConfig) TrainingEpochs() float64 { return c.Epochs }
+
 func (c *pruneConfig) Validate() error {
 	if c.Amount < 0 || c.Amount >= 1 {
 		return fmt.Errorf("amount must be in [0, 1)")
@@ -720,7 +722,7 @@ func TestTimedOnlyPlan(t *testing.T) {
 	}
 	tests := []struct{ name, src, want string }{
 		{"fine-tune", "[[experiment]]\nname = \"e\"\nmodel = \"big\"\npipeline = [{ technique = \"fprune\", epochs = 0.5 }]\n",
-			"experiment[0].pipeline[0].epochs: model big is timed_only and untrained: training it has nothing to learn from; set epochs = 0"},
+			"experiment[0].pipeline[0]: model big is timed_only and untrained: this stage trains for 0.5 epochs with nothing to learn from"},
 		{"teacher", "[[experiment]]\nname = \"e\"\nmodel = \"vit\"\npipeline = [{ technique = \"fdistill\", teacher = \"big\" }]\n",
 			"experiment[0].pipeline[0]: big starts from big, which is timed_only and untrained: it has nothing to teach"},
 	}

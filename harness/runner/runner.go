@@ -153,7 +153,7 @@ func (r *Runner) Execute(ctx context.Context) (*Summary, error) {
 		}
 		if rec.Status == store.StatusOK {
 			sum.OK++
-			top1 := "  timed only"
+			top1 := fmt.Sprintf("%-13s", "timed only")
 			if v := metricValue(rec, metrics.Top1); !math.IsNaN(v) {
 				top1 = fmt.Sprintf("top-1 %6.2f%%", v)
 			}
