@@ -21,7 +21,7 @@ type overviewBody struct {
 	Suites          []suiteText // what each suite says it runs
 	Headlines       []headline
 	Scale           []scaleSection // timed-only groups: speed-up against the MACs' promise
-	Described       table // the experiments' own descriptions
+	Described       table          // the experiments' own descriptions
 	SuiteTable      *table
 	Runs            table
 	Groups          []*group

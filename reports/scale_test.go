@@ -47,8 +47,8 @@ func TestScaleView(t *testing.T) {
 	for _, want := range []string{
 		"synthetic · deit_tiny",
 		"measured speed-up vs MACs reduction",
-		"2.00×",        // the heads+MLP pruning's ideal: half the MACs
-		"90%",          // 1.8x of that ideal at batch 64
+		"2.00×", // the heads+MLP pruning's ideal: half the MACs
+		"90%",   // 1.8x of that ideal at batch 64
 		"1.80× [1.70, 1.90]",
 		"throughput, batch 64",
 		"on vit_cifar", // the same pipeline's accuracy, measured on the evaluated model
