@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"github.com/vitbench/vitbench/techniques"
 	"io"
 	"math"
 	"reflect"
@@ -167,6 +168,9 @@ func (p *Plan) steps(n *Node) (int, bool) {
 			case s.key == "max_steps" || strings.HasSuffix(s.key, "_max_steps"):
 				steps = max(steps, int(s.num))
 			}
+		}
+		if tr, ok := n.Stage.Config.(techniques.Trainer); ok {
+			epochs = tr.TrainingEpochs() // it knows which of its epochs run
 		}
 		if epochs > 0 {
 			per, ok := perEpoch()
