@@ -83,7 +83,7 @@ func addScaleChart(cs *chartSet, g *group) error {
 	if !ok {
 		return nil
 	}
-	note := "Ideal: the baseline's executed MACs over the experiment's (x); measured: the baseline's median over the experiment's, at batch 1 (latency) and at the throughput batch (y), with 95% bootstrap intervals. Points on the dashed diagonal turn every MAC saved into time saved."
+	note := "Ideal: the baseline's executed MACs over the experiment's (x); measured: the baseline's median over the experiment's, at batch 1 (latency) and at the throughput batch (y), with 95% bootstrap intervals. Points on the dashed diagonal turn every MAC saved into time saved; int8 and bf16 models execute cheaper MACs, so theirs can rise above it."
 	if ms := machinesOf(g.points(axisLatency)); len(ms) == 1 {
 		note += " Measured on " + ms[0] + "."
 	}
@@ -125,7 +125,7 @@ func scaleChart(g *group) (*charts.Scatter, bool) {
 				continue
 			}
 			ideal := 1 / ratio
-			lines := []string{k.name, "ideal " + fmtNum(ideal) + "×", "measured " + fmtNum(v) + "× (" + strconv.Itoa(int(math.Round(100*v/ideal))) + "% of ideal)"}
+			lines := []string{k.name, "executed " + orDash(r.exp.Executed), "ideal " + fmtNum(ideal) + "×", "measured " + fmtNum(v) + "× (" + strconv.Itoa(int(math.Round(100*v/ideal))) + "% of ideal)"}
 			if l, h, ok := r.interval(k.metric); ok {
 				lines = append(lines, "95% interval "+ciText(l, h, 1))
 				whiskers = append(whiskers, item{Value: []float64{round(ideal), round(v), round(ideal), round(ideal), round(l), round(h)}, Tip: tip(r.exp.Name, lines...)})
@@ -190,6 +190,9 @@ func scaleTable(v *view, g *group) table {
 			v, ok := r.get(metric)
 			if r == g.Base || !ok || idealV <= 0 {
 				return cell{Text: "—", Class: "num missing"}
+			}
+			if !fp32(r) {
+				return cell{Text: "n/a", Class: "num missing", Title: "executed in " + r.exp.Executed + ": its MACs are cheaper, not fewer, so their count does not predict its time"}
 			}
 			p := 100 * v / idealV
 			return cell{Text: strconv.Itoa(int(math.Round(p))) + "%", Sort: strconv.FormatFloat(p, 'g', -1, 64), Class: "num"}
@@ -260,7 +263,7 @@ func scaleFindings(g *group) []string {
 			if !ok || !ok2 || ratio <= 0 {
 				continue
 			}
-			if ratio < 1 {
+			if ratio < 1 && fp32(r) {
 				compared++
 				if v*ratio >= 0.8 {
 					reached++
@@ -282,9 +285,13 @@ func scaleFindings(g *group) []string {
 		if p, ok := best.pValue(k.metric); ok {
 			s += " (" + pText(p) + ")"
 		}
-		s += fmt.Sprintf(", %d%% of the %s× its MACs promise.", int(math.Round(100*bestV*ratio)), fmtNum(1/ratio))
+		if fp32(best) {
+			s += fmt.Sprintf(", %d%% of the %s× its MACs promise.", int(math.Round(100*bestV*ratio)), fmtNum(1/ratio))
+		} else {
+			s += fmt.Sprintf(", executed in %s (cheaper MACs, not only fewer: its MACs promise %s×).", best.exp.Executed, fmtNum(1/ratio))
+		}
 		if compared > 0 {
-			s += fmt.Sprintf(" %d of %d experiments that execute fewer MACs reach 80%% of their ideal %s.", reached, compared, k.what)
+			s += fmt.Sprintf(" %d of %d fp32 experiments that execute fewer MACs reach 80%% of their ideal %s.", reached, compared, k.what)
 		}
 		out = append(out, s)
 	}
@@ -321,4 +328,15 @@ func compressionKey(e *store.Experiment) string {
 	}
 	slices.Sort(parts)
 	return strings.Join(parts, ";")
+}
+
+// fp32 reports whether r executes in float32, where its MACs' count is
+// what its time can follow.
+func fp32(r *row) bool { return r.exp.Executed == "" || r.exp.Executed == "fp32" }
+
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
 }

@@ -115,6 +115,7 @@ func TestHostileSuites(t *testing.T) {
 	if err := os.WriteFile(notCkpt, []byte("these are my notes, not weights\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	timed := "\n[models.t]\narch = { img_size = 32, patch_size = 8, embed_dim = 32, depth = 1, num_heads = 2 }\ndata = \"synthetic\"\ntimed_only = true\n" // a timed-only model t, lines 13-16
 	var sweep strings.Builder
 	for i := range 3 {
 		fmt.Fprintf(&sweep, "\n[[experiment]]\nname = \"s%d\"\nmodel = \"m\"\npipeline = [{ technique = \"prune\", kind = \"unstructured\", amount = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9] }, { technique = \"quantize\", weight_bits = [2, 3, 4, 5, 6, 7, 8], act_bits = [2, 3, 4, 5, 6, 7, 8], calibrator = [\"minmax\", \"percentile\"] }]\n", i)
@@ -171,6 +172,11 @@ func TestHostileSuites(t *testing.T) {
 		{"bad prune kind", exp(`{ technique = "prune", kind = "everything" }`), nil, []string{"suite.toml:16", "kind"}},
 		{"unknown stage key", exp(`{ technique = "quantize", wieght_bits = 8 }`), nil, []string{"suite.toml:16", "wieght_bits"}},
 		{"unknown teacher", exp(`{ technique = "distill", teacher = "ghost" }`), nil, []string{"suite.toml:16", "ghost"}},
+		{"timed-only model fine-tuned", add(timed + "[[experiment]]\nname = \"e\"\nmodel = \"t\"\npipeline = [{ technique = \"prune\", kind = \"heads\", finetune_epochs = 0.5 }]\n"), nil,
+			[]string{"suite.toml:20", "experiment[0].pipeline[0]", "timed_only and untrained"}},
+		{"timed-only model as teacher", add(timed + "[[experiment]]\nname = \"e\"\nmodel = \"m\"\npipeline = [{ technique = \"distill\", teacher = \"t\", finetune_epochs = 0.5 }]\n"), nil,
+			[]string{"suite.toml:20", "timed_only and untrained: it has nothing to teach"}},
+		{"timed-only model trained", add(timed + "train = { epochs = 1 }\n"), nil, []string{"suite.toml:17", "models.t.train", "not trained"}},
 		{"renamed lowrank level", exp(`{ technique = "lowrank", rank_ratio = 0.5 }`), nil, []string{"suite.toml:16", "rank_ratio", "params_kept"}},
 		{"empty sweep", exp(`{ technique = "quantize", weight_bits = [] }`), nil, []string{"suite.toml:16", "weight_bits"}},
 		{"sweep of bad values", exp(`{ technique = "quantize", weight_bits = [99, 98, 97, 96, 95, 94, 93, 92], act_bits = [8, 6, 4, 3, 2, 99, 98, 97, 96, 95], calibrator = ["minmax", "percentile", "omse", "nope"] }`), nil, []string{"suite.toml:16", "weight_bits"}},

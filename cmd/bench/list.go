@@ -113,9 +113,12 @@ func writeListText(w io.Writer, s *store.Snapshot) error {
 		for i := range exps {
 			e := exps[i]
 			v := metricValues(e)
+			top1 := formatInterval(v, metrics.Top1, func(x float64) string { return fmt.Sprintf("%.2f", x) })
+			if _, ok := v[metrics.Top1]; !ok && e.Status == store.StatusOK {
+				top1 = "timed only"
+			}
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-				e.Name, e.Status,
-				formatInterval(v, metrics.Top1, func(x float64) string { return fmt.Sprintf("%.2f", x) }),
+				e.Name, e.Status, top1,
 				formatDelta(v, metrics.Top1Delta, func(x float64) string { return fmt.Sprintf("%+.2f", x) }),
 				formatMetric(v, metrics.Params, formatCount),
 				formatInterval(v, metrics.LatencyP50, func(x float64) string { return fmt.Sprintf("%.2f", x*1e3) }),
@@ -137,7 +140,7 @@ func writeMeanRow(w io.Writer, set *store.ReplicaSet) {
 			return "-"
 		}
 		if half := a.Hi - a.Value; half > 0 && !math.IsInf(half, 0) {
-			return f(a.Value) + " ±" + f(half)
+			return f(a.Value) + " ±" + strings.TrimPrefix(f(half), "+")
 		}
 		return f(a.Value)
 	}

@@ -32,7 +32,7 @@ func seedsDB(t *testing.T) string {
 	for i, top1 := range []float64{70, 72, 74} {
 		seed := int64(i)
 		e := &store.Experiment{RunID: r.ID, Name: fmt.Sprintf("q/seed%d", i), Replica: "q", Seed: &seed, Group: "q",
-			Status: store.StatusOK, Metrics: []metrics.Metric{metrics.New(metrics.Top1, top1), metrics.New(metrics.Params, 1000)}}
+			Status: store.StatusOK, Metrics: []metrics.Metric{metrics.New(metrics.Top1, top1), metrics.New(metrics.Top1Delta, top1-71), metrics.New(metrics.Params, 1000)}}
 		if err := db.SaveExperiment(ctx, e); err != nil {
 			t.Fatal(err)
 		}
@@ -52,7 +52,8 @@ func TestListSeeds(t *testing.T) {
 		check func(t *testing.T, out string)
 	}{
 		{"text: a mean row after the last replica", []string{"list", "--db", path}, func(t *testing.T, out string) {
-			want := fmt.Sprintf("q (mean of 3 seeds) ok 72.00 ±%.2f - 1.0K -", mean.Hi-72)
+			// The delta's half-width is unsigned: "+1.00 ±2.48", not "±+2.48".
+			want := fmt.Sprintf("q (mean of 3 seeds) ok 72.00 ±%.2f +1.00 ±%.2f 1.0K -", mean.Hi-72, mean.Hi-72)
 			lines := strings.Split(out, "\n")
 			for i, line := range lines {
 				if strings.Join(strings.Fields(line), " ") == want {
