@@ -51,42 +51,10 @@ func benchConfig(b *testing.B) vit.Config {
 //
 //	go test -run '^$' -bench Speedup -benchtime 5x -v ./techniques/prune
 func BenchmarkStructuredSpeedup(b *testing.B) {
-	// As the runner does: libtorch's thread count lives on the OS thread,
-	// set to every core.
-	threads := runtime.NumCPU()
-	pin := func() func() {
-		runtime.LockOSThread()
-		torchrt.SetNumThreads(threads)
-		return runtime.UnlockOSThread
-	}
-	defer pin()()
-	cfg := benchConfig(b)
-	torchrt.ManualSeed(0)
-	dense, err := vit.New(cfg, gotch.CPU)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer dense.Drop()
-	imp, err := Score(dense, techniques.ImportanceL1, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	pruned, err := Shrink(dense, Select(imp.Heads, 0.5, false), Select(imp.Neurons, 0.5, false))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pruned.Drop()
-	tome, err := ReduceTokens(dense, TokenOptions{Method: techniques.MethodToMe, MergeR: 4})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer tome.Drop()
-	evit, err := ReduceTokens(dense, TokenOptions{Method: techniques.MethodEViT, KeepRate: 0.7})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer evit.Drop()
-	speedups(b, cfg, dense, pruned, []variant{{"dense-control", dense}, {"heads50+mlp50", pruned}, {"tome-r4", tome}, {"evit-0.7", evit}}, pin)
+	speedupBench(b, benchConfig(b), []TokenOptions{
+		{Method: techniques.MethodToMe, MergeR: 4},
+		{Method: techniques.MethodEViT, KeepRate: 0.7},
+	})
 }
 
 // BenchmarkDeiTTinySpeedup is BenchmarkStructuredSpeedup at the survey's
@@ -97,6 +65,19 @@ func BenchmarkStructuredSpeedup(b *testing.B) {
 //
 //	go test -run '^$' -bench DeiTTinySpeedup -benchtime 3x -v ./techniques/prune
 func BenchmarkDeiTTinySpeedup(b *testing.B) {
+	cfg, err := vit.Custom("deit_tiny_patch16_224", vit.Overrides{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	speedupBench(b, cfg, []TokenOptions{{Method: techniques.MethodToMe, MergeR: 8}})
+}
+
+// speedupBench builds a seeded dense model of cfg, its copy with 50% of
+// the heads and 50% of the MLP neurons removed (L1 norm) and one copy per
+// token reduction, and times them against it (speedups), with libtorch on
+// every core as in the runner.
+func speedupBench(b *testing.B, cfg vit.Config, reductions []TokenOptions) {
+	// libtorch's thread count lives on the OS thread.
 	threads := runtime.NumCPU()
 	pin := func() func() {
 		runtime.LockOSThread()
@@ -104,10 +85,6 @@ func BenchmarkDeiTTinySpeedup(b *testing.B) {
 		return runtime.UnlockOSThread
 	}
 	defer pin()()
-	cfg, err := vit.Custom("deit_tiny_patch16_224", vit.Overrides{})
-	if err != nil {
-		b.Fatal(err)
-	}
 	torchrt.ManualSeed(0)
 	dense, err := vit.New(cfg, gotch.CPU)
 	if err != nil {
@@ -123,12 +100,20 @@ func BenchmarkDeiTTinySpeedup(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer pruned.Drop()
-	tome, err := ReduceTokens(dense, TokenOptions{Method: techniques.MethodToMe, MergeR: 8})
-	if err != nil {
-		b.Fatal(err)
+	variants := []variant{{"dense-control", dense}, {"heads50+mlp50", pruned}}
+	for _, o := range reductions {
+		m, err := ReduceTokens(dense, o)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer m.Drop()
+		name := fmt.Sprintf("tome-r%d", o.MergeR)
+		if o.Method != techniques.MethodToMe {
+			name = fmt.Sprintf("%s-%g", o.Method, o.KeepRate)
+		}
+		variants = append(variants, variant{name, m})
 	}
-	defer tome.Drop()
-	speedups(b, cfg, dense, pruned, []variant{{"dense-control", dense}, {"heads50+mlp50", pruned}, {"tome-r8", tome}}, pin)
+	speedups(b, cfg, dense, pruned, variants, pin)
 }
 
 // variant is one compressed model timed against the dense one.
