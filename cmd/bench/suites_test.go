@@ -23,6 +23,7 @@ func TestSuitesPlan(t *testing.T) {
 	wantExperiments := map[string][]string{
 		"all.toml":   allCoverage(),
 		"quick.toml": coverage,
+		"scale.toml": scaleCoverage,
 		"smoke.toml": {"vit_smoke", "vit_smoke_student", "ptq/w8", "ptq/w4", "lowrank", "prune/unstructured", "prune/heads", "prune/mlp", "tome", "heads-kd-int8"},
 	}
 	for _, f := range files {
@@ -58,21 +59,30 @@ var coverage = []string{
 	"heads-kd-int8", "lowrank-int8", "student-kd-int8", "heads-tome", "heads-mlp-int8",
 }
 
+// scaleCoverage is the deployment-scale part: both models timed only, and
+// the compressions whose speed issue 22 asks for at 224.
+var scaleCoverage = []string{
+	"deit_tiny", "deit_small",
+	"tiny-int8", "tiny-heads-mlp", "tiny-tome", "tiny-evit", "tiny-heads-mlp-int8",
+	"small-int8", "small-heads-mlp", "small-tome", "small-evit", "small-heads-mlp-int8",
+}
+
 // allCoverage is coverage as all.toml sweeps it, with quantization's
-// methods, coverages, roundings, mixed precision and QAT variants, and
-// the students trained with three seeds.
+// methods, coverages, roundings, mixed precision and QAT variants, the
+// students and EViT's fine-tune with three seeds, and scale.toml's part.
 func allCoverage() []string {
 	var out []string
 	for _, e := range coverage {
 		switch e {
 		case "qat-w4a4":
-		case "student", "student-kd", "student-kd-int8":
+		case "student", "student-kd", "student-kd-int8", "evit":
 			out = append(out, e+"/seed0", e+"/seed1", e+"/seed2")
 		default:
 			out = append(out, e)
 		}
 	}
-	out = append(out, "cifar_student/seed2", "cifar_student_kd/seed2", "evit-trainfree")
+	out = append(out, "cifar_student/seed2", "cifar_student_kd/seed2", "evit-trainfree", "finetune-only/seed2")
+	out = append(out, scaleCoverage...) // included from scale.toml
 	return append(out, "qat-w4a4/ste", "qat-w4a4/lsq",
 		"ptq-full-w8a8/minmax", "ptq-full-w4a4/omse",
 		"vit-quant-w8a8/ptq4vit", "vit-quant-w6a6/repq-vit", "vit-quant-w4a4-full/ptq4vit",
