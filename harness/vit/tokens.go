@@ -362,9 +362,10 @@ func tensorTomeReduce(x, k, s *ts.Tensor, r, prefix int) (xo, so *ts.Tensor) {
 // the other kept A tokens in order, then the B tokens, as in ToMe. r is
 // clipped to (N - prefix) / 2; nil results mean nothing was merged.
 //
-// The matching runs on the host (tomeDest) and the merge is one
-// index_add: a dozen libtorch calls against the tensor path's fifty,
-// which is why tomeReduce takes it for a single image on the CPU (where
+// The similarities are one matmul (tomeSimilarity), the matching's max
+// and sorts run on the host (tomeDest) and the merge is one index_add:
+// about twenty libtorch calls against the tensor path's fifty, which is
+// why tomeReduce takes it for a single image on the CPU (where
 // BenchmarkToMeMatching measures it faster); the tensor path is tested
 // against it.
 func hostTomeReduce(x, k, s *ts.Tensor, r, prefix int) (xo, so *ts.Tensor) {
@@ -374,7 +375,9 @@ func hostTomeReduce(x, k, s *ts.Tensor, r, prefix int) (xo, so *ts.Tensor) {
 	if r <= 0 {
 		return nil, nil
 	}
-	dest := tomeDest(hostValues(k), b, n, int(k.MustSize()[2]), r, prefix)
+	scores := tomeSimilarity(k)
+	dest := tomeDest(hostValues(scores), b, n, r, prefix)
+	scores.MustDrop()
 	var src *ts.Tensor
 	if s == nil {
 		ones := onesFor(x)
@@ -394,11 +397,11 @@ func hostTomeReduce(x, k, s *ts.Tensor, r, prefix int) (xo, so *ts.Tensor) {
 	return xo, so
 }
 
-// tomeDest runs ToMe's matching for every batch element on the keys
-// [B,N,C] and returns every token's slot in the merged sequence. The
-// cosine similarities of the A tokens to the B tokens are computed here,
-// in float64: na x nb x C multiply-adds per image, little next to a block.
-func tomeDest(keys []float32, b, n, c, r, prefix int) []int64 {
+// tomeDest runs ToMe's matching for every batch element on the cosine
+// similarities of the A tokens to the B tokens, scores [B,Na,Nb] as
+// tomeSimilarity computes them, and returns every token's slot in the
+// merged sequence. Tokens before prefix take part in no match.
+func tomeDest(scores []float32, b, n, r, prefix int) []int64 {
 	na, nb := (n+1)/2, n/2
 	pa, pb := (prefix+1)/2, prefix/2 // protected tokens in A and in B
 	// dstSlot is the slot of B token j, unmSlot that of the u-th kept A
@@ -416,35 +419,17 @@ func tomeDest(keys []float32, b, n, c, r, prefix int) []int64 {
 		return int64(pb + u)
 	}
 	dest := make([]int64, b*n)
-	nodeMax := make([]float64, na)
+	nodeMax := make([]float32, na)
 	nodeIdx := make([]int, na)
 	order := make([]int, na)
-	inv := make([]float64, n) // 1 / |k|
 	for bi := 0; bi < b; bi++ {
-		kb := keys[bi*n*c : (bi+1)*n*c]
-		for i := range inv {
-			ss := 0.0
-			for _, v := range kb[i*c : (i+1)*c] {
-				ss += float64(v) * float64(v)
-			}
-			inv[i] = 1 / math.Max(math.Sqrt(ss), 1e-12)
-		}
+		sb := scores[bi*na*nb : (bi+1)*na*nb]
 		for ia := 0; ia < na; ia++ {
-			i := 2 * ia
-			best, bj := math.Inf(-1), 0
-			if i >= prefix {
-				ki := kb[i*c : (i+1)*c]
-				for ib := 0; ib < nb; ib++ {
-					j := 2*ib + 1
-					if j < prefix {
-						continue
-					}
-					dot := 0.0
-					for d, v := range kb[j*c : (j+1)*c] {
-						dot += float64(ki[d]) * float64(v)
-					}
-					if v := dot * inv[i] * inv[j]; v > best {
-						best, bj = v, ib
+			best, bj := float32(math.Inf(-1)), 0
+			if ia >= pa {
+				for ib, v := range sb[ia*nb+pb : (ia+1)*nb] {
+					if v > best {
+						best, bj = v, ib+pb
 					}
 				}
 			}
@@ -482,19 +467,7 @@ func tomeDest(keys []float32, b, n, c, r, prefix int) []int64 {
 // The sorts are stable, so that ties keep the lower index (the order of
 // a stable sort on the host); ToMe's argsort leaves ties unspecified.
 func tomeMatch(k *ts.Tensor, r, prefix int) (unm, src, dst *ts.Tensor) {
-	m := k.MustDetach(false)
-	if dt := m.DType(); dt != gotch.Float && dt != gotch.Double {
-		m = m.MustTotype(gotch.Float, true)
-	}
-	norm := m.MustNormScalaroptDim(ts.FloatScalar(2), []int64{-1}, true, false).
-		MustClampMin(ts.FloatScalar(1e-12), true)
-	m = m.MustDiv(norm, true)
-	norm.MustDrop()
-	a := m.MustSlice(1, []int64{0}, nil, 2, false)
-	bt := m.MustSlice(1, []int64{1}, nil, 2, false).MustTranspose(-1, -2, true)
-	m.MustDrop()
-	scores := a.MustMatmul(bt, true) // [B,Na,Nb]
-	bt.MustDrop()
+	scores := tomeSimilarity(k)
 	inf := ts.FloatScalar(math.Inf(-1))
 	if pa := int64(prefix+1) / 2; pa > 0 {
 		v := scores.MustNarrow(1, 0, pa, false)
@@ -517,6 +490,27 @@ func tomeMatch(k *ts.Tensor, r, prefix int) (unm, src, dst *ts.Tensor) {
 	order.MustDrop()
 	dst = nodeIdx.MustGather(1, src, false, true)
 	return unm, src, dst
+}
+
+// tomeSimilarity is ToMe's metric: the cosine similarities [B,Na,Nb] of
+// the keys k [B,N,C'] at even positions (A) to those at odd positions
+// (B), in one batched matmul of the normalised keys (F.normalize's
+// clamp at 1e-12), detached, in float32 unless k is float64.
+func tomeSimilarity(k *ts.Tensor) *ts.Tensor {
+	m := k.MustDetach(false)
+	if dt := m.DType(); dt != gotch.Float && dt != gotch.Double {
+		m = m.MustTotype(gotch.Float, true)
+	}
+	norm := m.MustNormScalaroptDim(ts.FloatScalar(2), []int64{-1}, true, false).
+		MustClampMin(ts.FloatScalar(1e-12), true)
+	m = m.MustDiv(norm, true)
+	norm.MustDrop()
+	a := m.MustSlice(1, []int64{0}, nil, 2, false)
+	bt := m.MustSlice(1, []int64{1}, nil, 2, false).MustTranspose(-1, -2, true)
+	m.MustDrop()
+	scores := a.MustMatmul(bt, true)
+	bt.MustDrop()
+	return scores
 }
 
 // tomeMerge is the merge of ToMe's bipartite_soft_matching with mode
