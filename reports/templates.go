@@ -186,7 +186,7 @@ var pageTemplates = map[string]string{
 {{end}}{{end}}`,
 
 	"scale": `{{define "content"}}{{with .Body}}
-<p>Models timed at deployment scale and never evaluated: their weights are the seeded initialisation (timm's scheme), so the page reports what executes (MACs, size) and how fast (latency at batch 1, throughput at the suite's batch), with the speed-up the MACs promise beside the one measured. The accuracy a pipeline costs is measured on the evaluated models; the last column gives it for the identical pipeline where one was run.</p>
+<p>Models timed at deployment scale and never evaluated: their weights are the seeded initialisation (timm's scheme), so the page reports what executes (MACs, size) and how fast (latency at batch 1, throughput at the suite's batch), with the speed-up the MACs promise beside the one measured. The accuracy a compression costs is measured on the evaluated models; the last column gives it where the same stages with the same parameters (fine-tuning aside) ran on one.</p>
 {{range .Sections}}<h2>{{.Group.Title}}</h2>
 {{with .Group.Description}}<p class="note">Baseline model: {{.}}.</p>{{end}}
 {{range .Charts}}{{template "chart" .}}{{end}}
