@@ -28,6 +28,12 @@ type tradeoffBody struct {
 // each cost axis, coloured by family, with the Pareto front.
 func (s *site) tradeoffs() error {
 	for _, g := range s.v.groups {
+		if g.timedOnly() {
+			if err := s.timedTradeoffs(g); err != nil {
+				return err
+			}
+			continue
+		}
 		var cs chartSet
 		b := tradeoffBody{MACsNote: macsNote, Findings: computeFindings(g)}
 		b.Intro = fmt.Sprintf("%d experiments on %s. Each point is an experiment's latest successful result; the dashed line is the Pareto front (no other point is both at most as costly and at least as accurate). Hover a point for its pipeline.", len(g.Rows), g.Title())
@@ -40,18 +46,6 @@ func (s *site) tradeoffs() error {
 		if g.Base != nil {
 			top1, _ := g.Base.get(metrics.Top1)
 			b.Intro += fmt.Sprintf(" Baseline: %s, %s top-1.", quote(g.Base.exp.Name), fmtMetric(metrics.Top1, top1, ""))
-		}
-		if g.timedOnly() {
-			b.Intro = fmt.Sprintf("%d experiments on %s, timed only: the model keeps its seeded initialisation and is never evaluated, so this page has costs and measured speed, no accuracy (the deployment-scale page compares every timed-only model).", len(g.Rows), g.Title())
-			if err := addScaleChart(&cs, g); err != nil {
-				return err
-			}
-			b.Charts, b.Table = cs.list, scaleTable(s.v, g)
-			b.Findings = findings{Group: g, Sentences: scaleFindings(g)}
-			if err := s.page(g.Page, "tradeoff", "Trade-offs: "+g.Title(), nil, cs.list, b); err != nil {
-				return err
-			}
-			continue
 		}
 		onFront := map[*row][]string{}
 		for _, a := range costAxes {
@@ -98,6 +92,19 @@ func (s *site) tradeoffs() error {
 		}
 	}
 	return nil
+}
+
+// timedTradeoffs writes the trade-off page of a timed-only group: no
+// accuracy, so its speed against the MACs' promise (as on ScalePage).
+func (s *site) timedTradeoffs(g *group) error {
+	var cs chartSet
+	if err := addScaleChart(&cs, g); err != nil {
+		return err
+	}
+	b := tradeoffBody{MACsNote: macsNote, Charts: cs.list, Table: scaleTable(s.v, g),
+		Findings: findings{Group: g, Sentences: scaleFindings(g)},
+		Intro:    fmt.Sprintf("%d experiments on %s, timed only: the model keeps its seeded initialisation and is never evaluated, so this page has costs and measured speed, no accuracy (the deployment-scale page compares every timed-only model).", len(g.Rows), g.Title())}
+	return s.page(g.Page, "tradeoff", "Trade-offs: "+g.Title(), nil, cs.list, b)
 }
 
 // hasSparse reports whether a point's effective MACs are below its

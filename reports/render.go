@@ -88,7 +88,7 @@ func buildSite(v *view, now time.Time) (map[string][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &site{v: v, tpls: tpls, now: now, pages: map[string][]byte{}}
+	s := &site{v: v, tpls: tpls, now: now, pages: map[string][]byte{}, timed: scaleGroups(v)}
 	s.pub, s.pubErr = published()
 	steps := []func() error{
 		s.overview, s.tradeoffs, s.scale, s.sweeps, s.combinations, s.experiments, s.machines, s.literature,
@@ -109,6 +109,7 @@ type site struct {
 	pages  map[string][]byte
 	pub    []source
 	pubErr error
+	timed  []*group // the timed-only groups, on ScalePage
 }
 
 // nav is the navigation bar with current marked.
@@ -117,7 +118,7 @@ func (s *site) nav(current string) []navLink {
 	for _, g := range s.v.groups {
 		links = append(links, navLink{Text: "Trade-offs: " + g.Title(), Href: g.Page})
 	}
-	if len(scaleGroups(s.v)) > 0 {
+	if len(s.timed) > 0 {
 		links = append(links, navLink{Text: "Deployment scale", Href: ScalePage})
 	}
 	links = append(links,

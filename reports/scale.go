@@ -61,7 +61,7 @@ func scaleGroups(v *view) []*group {
 
 // scale writes the deployment-scale page.
 func (s *site) scale() error {
-	groups := scaleGroups(s.v)
+	groups := s.timed
 	if len(groups) == 0 {
 		return nil
 	}

@@ -2,7 +2,6 @@ package plan
 
 import (
 	"fmt"
-	"github.com/vitbench/vitbench/techniques"
 	"io"
 	"math"
 	"reflect"
@@ -11,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/vitbench/vitbench/harness/config"
+	"github.com/vitbench/vitbench/techniques"
 )
 
 // Describe writes the plan for --dry-run: every artifact with what will be

@@ -57,30 +57,27 @@ func (r *Runner) evaluate(ctx context.Context, e *plan.Experiment, ev *evaluatio
 	ev.bytes = modelBytes(model)
 	ev.bitOps = model.BitOps()
 	ev.quant = quantization(model.Cfg.Quant)
-	if r.Plan.Suite.Model(e.Model).TimedOnly {
-		// Costs and speed only: the executed graph is what gets timed.
-		ev.detail, err = r.execute(model)
-		ev.executed = executedAs(model)
-		ev.timing = &graphTiming{key: model.Cfg.GraphKey(), hash: ev.hash}
-		return err
-	}
-	ds, err := r.dataset(ctx, r.Plan.Suite.Model(e.Model))
-	if err != nil {
-		return err
-	}
+	// A timed-only model is never evaluated (ds stays nil): its costs and
+	// the graph that executes are all it records.
+	var ds *dataset
 	changed := false
-	if !meta.Eval.current(ds.images) {
-		if meta.Eval, err = r.accuracy(ctx, ds, model); err != nil {
+	if m := r.Plan.Suite.Model(e.Model); !m.TimedOnly {
+		if ds, err = r.dataset(ctx, m); err != nil {
 			return err
 		}
-		changed = true
+		if !meta.Eval.current(ds.images) {
+			if meta.Eval, err = r.accuracy(ctx, ds, model); err != nil {
+				return err
+			}
+			changed = true
+		}
+		ev.eval = meta.Eval
 	}
-	ev.eval = meta.Eval
 	ev.detail, err = r.execute(model)
 	if err != nil {
 		return err
 	}
-	if model.Cfg.Executed == qexec.Int8 {
+	if ds != nil && model.Cfg.Executed == qexec.Int8 {
 		// The cached executed evaluation holds only for the same kernels.
 		if x := meta.ExecEval; !x.current(ds.images) || x.Detail != ev.detail {
 			if meta.ExecEval, err = r.accuracy(ctx, ds, model); err != nil {
@@ -96,17 +93,12 @@ func (r *Runner) evaluate(ctx context.Context, e *plan.Experiment, ev *evaluatio
 			return err
 		}
 	}
-	ev.executed = executedAs(model)
+	ev.executed = model.Cfg.Executed
+	if ev.executed == "" {
+		ev.executed = "fp32"
+	}
 	ev.timing = &graphTiming{key: model.Cfg.GraphKey(), hash: ev.hash}
 	return nil
-}
-
-// executedAs names what model executes as: its int8 engine, or fp32.
-func executedAs(model *vit.Model) string {
-	if model.Cfg.Executed == "" {
-		return "fp32"
-	}
-	return model.Cfg.Executed
 }
 
 // accuracy evaluates model on the test split of ds.
